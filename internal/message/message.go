@@ -1,0 +1,211 @@
+// Package message defines the envelope producers submit (DESIGN §2 and §3): how it is
+// decoded and validated, and how its messageId is derived. Ingest and router share it
+// so both ends agree byte for byte on what a valid message is.
+package message
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// Limits of the contract.
+const (
+	MaxAddressBytes  = 256
+	MaxMetadataBytes = 256
+)
+
+// Envelope is the body producers send: over HTTP to ingest, or published straight to
+// router.messages. Payload keeps the producer's exact bytes.
+type Envelope struct {
+	AIAgentAddress string          `json:"aiAgentAddress"`
+	Payload        json.RawMessage `json:"payload"`
+	SenderMetadata *SenderMetadata `json:"senderMetadata,omitempty"`
+}
+
+// SenderMetadata is optional; each field is optional ("" = absent).
+type SenderMetadata struct {
+	ServiceName             string `json:"serviceName,omitempty"`
+	CorrelationID           string `json:"correlationId,omitempty"`
+	SenderProvidedMessageID string `json:"senderProvidedMessageId,omitempty"`
+}
+
+// ValidationError says which field is wrong and why; it is the message of a 400.
+type ValidationError struct{ Msg string }
+
+func (e *ValidationError) Error() string { return e.Msg }
+
+func invalid(format string, args ...any) error {
+	return &ValidationError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// ServiceName returns the sender's service name, "" when absent.
+func (e *Envelope) ServiceName() string {
+	if e.SenderMetadata == nil {
+		return ""
+	}
+	return e.SenderMetadata.ServiceName
+}
+
+// CorrelationID returns the correlation id, "" when absent.
+func (e *Envelope) CorrelationID() string {
+	if e.SenderMetadata == nil {
+		return ""
+	}
+	return e.SenderMetadata.CorrelationID
+}
+
+// SenderProvidedMessageID returns the sender's own message id, "" when absent.
+func (e *Envelope) SenderProvidedMessageID() string {
+	if e.SenderMetadata == nil {
+		return ""
+	}
+	return e.SenderMetadata.SenderProvidedMessageID
+}
+
+// Parse decodes and validates body. Any failure is a *ValidationError.
+func Parse(body []byte) (*Envelope, error) {
+	if !utf8.Valid(body) {
+		return nil, invalid("the body is not valid UTF-8")
+	}
+	var env Envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, decodeError(err)
+	}
+	if err := env.Validate(); err != nil {
+		return nil, err
+	}
+	return &env, nil
+}
+
+func decodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return invalid("%s must be a %s, not %s", typeErr.Field, jsonKind(typeErr.Type.Kind().String()), typeErr.Value)
+	}
+	var syntaxErr *json.SyntaxError
+	if errors.As(err, &syntaxErr) {
+		return invalid("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)
+	}
+	if typeErr != nil {
+		return invalid("the body must be a JSON object, not %s", typeErr.Value)
+	}
+	return invalid("malformed JSON: %v", err)
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "struct", "ptr", "map":
+		return "object"
+	}
+	return goKind
+}
+
+// Validate checks the fields against the contract.
+func (e *Envelope) Validate() error {
+	if err := ValidateAddress(e.AIAgentAddress); err != nil {
+		return err
+	}
+	p := bytes.TrimLeft(e.Payload, " \t\r\n")
+	if len(p) == 0 || p[0] == 'n' && string(bytes.TrimSpace(p)) == "null" {
+		return invalid("payload is required and must be a JSON object")
+	}
+	if p[0] != '{' {
+		return invalid("payload must be a JSON object")
+	}
+	if m := e.SenderMetadata; m != nil {
+		for _, f := range []struct{ name, v string }{
+			{"senderMetadata.serviceName", m.ServiceName},
+			{"senderMetadata.correlationId", m.CorrelationID},
+			{"senderMetadata.senderProvidedMessageId", m.SenderProvidedMessageID},
+		} {
+			if len(f.v) > MaxMetadataBytes {
+				return invalid("%s is longer than %d bytes", f.name, MaxMetadataBytes)
+			}
+			if !utf8.ValidString(f.v) {
+				return invalid("%s is not valid UTF-8", f.name)
+			}
+		}
+	}
+	return nil
+}
+
+// ValidateAddress checks an agent address: non-empty UTF-8, at most 256 bytes, no
+// whitespace or control character.
+func ValidateAddress(a string) error {
+	if a == "" {
+		return invalid("aiAgentAddress is required")
+	}
+	if len(a) > MaxAddressBytes {
+		return invalid("aiAgentAddress is longer than %d bytes", MaxAddressBytes)
+	}
+	if !utf8.ValidString(a) {
+		return invalid("aiAgentAddress is not valid UTF-8")
+	}
+	for i, r := range a {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return invalid("aiAgentAddress has whitespace or a control character at byte %d", i)
+		}
+	}
+	return nil
+}
+
+// Marshal encodes the envelope as the body published to JetStream. Payload bytes are
+// copied as they came.
+func (e *Envelope) Marshal() []byte {
+	b, _ := json.Marshal(e) // cannot fail: strings and already-valid raw JSON
+	return b
+}
+
+// Namespaces of the name-based ids. Fixed forever: changing them changes ids.
+var (
+	senderNamespace   = uuid.NewSHA1(uuid.NameSpaceURL, []byte("urn:msgrouter:sender-provided-message-id"))
+	headerNamespace   = uuid.NewSHA1(uuid.NameSpaceURL, []byte("urn:msgrouter:nats-msg-id"))
+	sequenceNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("urn:msgrouter:stream-sequence"))
+)
+
+// ID returns the messageId of an accepted message: a UUIDv5 of (serviceName,
+// senderProvidedMessageId) when the sender gave its own id, so a retried submission
+// gets the same id; else a fresh UUIDv7.
+func (e *Envelope) ID() (uuid.UUID, bool) {
+	if spid := e.SenderProvidedMessageID(); spid != "" {
+		return SenderID(e.ServiceName(), spid), true
+	}
+	return uuid.Must(uuid.NewV7()), false
+}
+
+// SenderID derives the messageId from a sender's own id. The service name is
+// length-prefixed so ("a", "bc") and ("ab", "c") differ.
+func SenderID(serviceName, senderProvidedMessageID string) uuid.UUID {
+	name := make([]byte, 0, 8+len(serviceName)+len(senderProvidedMessageID))
+	name = strconv.AppendInt(name, int64(len(serviceName)), 10)
+	name = append(name, ':')
+	name = append(name, serviceName...)
+	name = append(name, senderProvidedMessageID...)
+	return uuid.NewSHA1(senderNamespace, name)
+}
+
+// DirectID returns the messageId of a message published straight to the stream
+// (DESIGN §3): the Nats-Msg-Id header if it is a UUID, else a UUIDv5 of it; else the
+// sender-provided derivation when env has one; else a UUIDv5 of stream and sequence.
+// env may be nil (the body did not parse).
+func DirectID(natsMsgID string, env *Envelope, stream string, seq uint64) uuid.UUID {
+	if natsMsgID != "" {
+		if id, err := uuid.Parse(natsMsgID); err == nil && len(natsMsgID) == 36 {
+			return id
+		}
+		return uuid.NewSHA1(headerNamespace, []byte(natsMsgID))
+	}
+	if env != nil && env.SenderProvidedMessageID() != "" {
+		return SenderID(env.ServiceName(), env.SenderProvidedMessageID())
+	}
+	return uuid.NewSHA1(sequenceNamespace, strconv.AppendUint([]byte(stream+":"), seq, 10))
+}

@@ -1,0 +1,104 @@
+// Package migrate applies the embedded SQL migrations of one component (router or
+// cams) in order, each exactly once. A session-level advisory lock serialises
+// appliers, so many replicas starting at once are safe: the first applies, the others
+// wait and then find nothing left to do.
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/msgrouter/msgrouter/migrations"
+)
+
+// lockKey is an arbitrary constant shared by every msgrouter binary.
+const lockKey = 0x6d73_6772_7472 // "msgrtr"
+
+// Components with migrations.
+const (
+	Router = "router"
+	CAMS   = "cams"
+)
+
+// Apply runs the pending migrations of component and returns how many it applied.
+func Apply(ctx context.Context, pool *pgxpool.Pool, component string) (int, error) {
+	files, err := fs.Glob(migrations.FS, component+"/*.sql")
+	if err != nil || len(files) == 0 {
+		return 0, fmt.Errorf("no migrations for %q", component)
+	}
+	sort.Strings(files)
+
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("error connecting to Postgres for migrations: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey); err != nil {
+		return 0, fmt.Errorf("error taking the migration lock: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey) //nolint:errcheck
+
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		component  text        NOT NULL,
+		version    integer     NOT NULL,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now(),
+		PRIMARY KEY (component, version))`); err != nil {
+		return 0, fmt.Errorf("error creating schema_migrations: %w", err)
+	}
+	applied := map[int]bool{}
+	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations WHERE component = $1", component)
+	if err != nil {
+		return 0, fmt.Errorf("error reading schema_migrations: %w", err)
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return 0, err
+		}
+		applied[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("error reading schema_migrations: %w", err)
+	}
+
+	n := 0
+	for _, f := range files {
+		name := path.Base(f)
+		version, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		if err != nil {
+			return n, fmt.Errorf("migration %s: name must start with a number", f)
+		}
+		if applied[version] {
+			continue
+		}
+		sql, err := fs.ReadFile(migrations.FS, f)
+		if err != nil {
+			return n, err
+		}
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return n, err
+		}
+		if _, err := tx.Exec(ctx, string(sql)); err != nil {
+			_ = tx.Rollback(ctx)
+			return n, fmt.Errorf("error applying migration %s: %w", f, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)", component, version, name); err != nil {
+			_ = tx.Rollback(ctx)
+			return n, fmt.Errorf("error recording migration %s: %w", f, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return n, fmt.Errorf("error committing migration %s: %w", f, err)
+		}
+		n++
+	}
+	return n, nil
+}
