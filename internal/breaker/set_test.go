@@ -1,0 +1,251 @@
+package breaker
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/sony/gobreaker/v2"
+	"github.com/stretchr/testify/require"
+)
+
+func TestKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		typ, name, want string
+	}{
+		{"NATS_SUBJECT", "agents.sales.inbox", "nats:agents.sales.inbox"},
+		{"HTTP_ENDPOINT", "https://Example.COM/hook?x=1", "https://example.com:443"},
+		{"HTTP_ENDPOINT", "http://example.com/a", "http://example.com:80"},
+		{"HTTP_ENDPOINT", "HTTP://example.com:8080/a/b", "http://example.com:8080"},
+		{"HTTP_ENDPOINT", "https://user:pw@example.com/", "https://example.com:443"},
+		{"HTTP_ENDPOINT", "https://[2001:DB8::1]/x", "https://[2001:db8::1]:443"},
+		{"HTTP_ENDPOINT", "http://[::1]:9000", "http://[::1]:9000"},
+		{"HTTP_ENDPOINT", "not a url", "not a url"},
+		{"HTTP_ENDPOINT", "%zz", "%zz"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, Key(tt.typ, tt.name), "%s %s", tt.typ, tt.name)
+	}
+	// Every path of one origin shares a breaker.
+	require.Equal(t, Key("HTTP_ENDPOINT", "https://a.example/x"), Key("HTTP_ENDPOINT", "https://A.example:443/y"))
+}
+
+type fixture struct {
+	set *Set
+	reg *prometheus.Registry
+}
+
+func setup(t *testing.T, st Settings) fixture {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	st.Metrics = NewMetrics(reg)
+	return fixture{set: NewSet(st), reg: reg}
+}
+
+func (f fixture) gauge(t *testing.T, label string) float64 {
+	t.Helper()
+	m := NewMetrics(f.reg) // reuses the registered collectors
+	return gaugeOrCounter(t, m.state.WithLabelValues(label))
+}
+
+func (f fixture) transitions(t *testing.T, label, to string) float64 {
+	t.Helper()
+	m := NewMetrics(f.reg)
+	return gaugeOrCounter(t, m.transitions.WithLabelValues(label, to))
+}
+
+func gaugeOrCounter(t *testing.T, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	require.NoError(t, c.Write(&m))
+	if m.Gauge != nil {
+		return m.Gauge.GetValue()
+	}
+	return m.Counter.GetValue()
+}
+
+func attempt(t *testing.T, s *Set, key string, o Outcome) {
+	t.Helper()
+	done, err := s.Allow(key)
+	require.NoError(t, err)
+	done(o)
+}
+
+func TestOpensAfterFailuresThenProbes(t *testing.T) {
+	t.Parallel()
+	const key = "https://inbox.example:443"
+	f := setup(t, Settings{Failures: 3, OpenTimeout: 50 * time.Millisecond})
+	s := f.set
+
+	attempt(t, s, key, Failure)
+	attempt(t, s, key, Failure)
+	require.Equal(t, gobreaker.StateClosed, s.State(key))
+	attempt(t, s, key, Failure)
+	require.Equal(t, gobreaker.StateOpen, s.State(key))
+	require.Equal(t, float64(gobreaker.StateOpen), f.gauge(t, LabelHTTP))
+	require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "open"))
+
+	_, err := s.Allow(key)
+	require.ErrorIs(t, err, ErrOpen)
+	require.ErrorIs(t, err, gobreaker.ErrOpenState)
+	wait := s.OpenFor(key)
+	require.Greater(t, wait, time.Duration(0))
+	require.LessOrEqual(t, wait, 50*time.Millisecond)
+
+	// After OpenTimeout: half-open, exactly one probe at a time.
+	var probe func(Outcome)
+	require.Eventually(t, func() bool {
+		done, err := s.Allow(key)
+		if err != nil {
+			return false
+		}
+		probe = done
+		return true
+	}, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
+	_, err = s.Allow(key)
+	require.ErrorIs(t, err, ErrOpen, "second probe while one is in flight")
+	require.ErrorIs(t, err, gobreaker.ErrTooManyRequests)
+	require.Equal(t, s.st.OpenTimeout, s.OpenFor(key))
+
+	probe(Success)
+	require.Equal(t, gobreaker.StateClosed, s.State(key))
+	require.Equal(t, float64(gobreaker.StateClosed), f.gauge(t, LabelHTTP))
+	require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "half-open"))
+	require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "closed"))
+}
+
+func TestFailedProbeReopens(t *testing.T) {
+	t.Parallel()
+	const key = "nats:agents.a"
+	f := setup(t, Settings{Failures: 1, OpenTimeout: 30 * time.Millisecond})
+	s := f.set
+	attempt(t, s, key, Failure)
+	require.Equal(t, gobreaker.StateOpen, s.State(key))
+	require.Eventually(t, func() bool { return s.State(key) == gobreaker.StateHalfOpen }, 5*time.Second, 5*time.Millisecond)
+	attempt(t, s, key, Failure)
+	require.Equal(t, gobreaker.StateOpen, s.State(key))
+	_, err := s.Allow(key)
+	require.ErrorIs(t, err, ErrOpen)
+	require.Equal(t, float64(2), f.transitions(t, LabelNATS, "open"))
+	require.Equal(t, float64(gobreaker.StateOpen), f.gauge(t, LabelNATS))
+	require.Equal(t, float64(gobreaker.StateClosed), f.gauge(t, LabelHTTP), "types are separate")
+}
+
+func TestSuccessResetsTheStreak(t *testing.T) {
+	t.Parallel()
+	const key = "nats:agents.b"
+	s := setup(t, Settings{Failures: 2, OpenTimeout: time.Hour}).set
+	for range 10 {
+		attempt(t, s, key, Failure)
+		attempt(t, s, key, Success)
+	}
+	require.Equal(t, gobreaker.StateClosed, s.State(key))
+}
+
+func TestIgnoreNeitherCountsNorResets(t *testing.T) {
+	t.Parallel()
+	const key = "nats:agents.c"
+	s := setup(t, Settings{Failures: 3, OpenTimeout: time.Hour}).set
+	for range 10 {
+		attempt(t, s, key, Ignore)
+	}
+	require.Equal(t, gobreaker.StateClosed, s.State(key), "ignored outcomes do not count")
+
+	attempt(t, s, key, Failure)
+	attempt(t, s, key, Failure)
+	attempt(t, s, key, Ignore) // must not reset the streak of two
+	require.Equal(t, gobreaker.StateClosed, s.State(key))
+	attempt(t, s, key, Failure)
+	require.Equal(t, gobreaker.StateOpen, s.State(key), "the streak survived the ignored outcome")
+}
+
+func TestIgnoredProbeFreesTheSlot(t *testing.T) {
+	t.Parallel()
+	const key = "nats:agents.d"
+	s := setup(t, Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond}).set
+	attempt(t, s, key, Failure)
+	require.Eventually(t, func() bool { return s.State(key) == gobreaker.StateHalfOpen }, 5*time.Second, 5*time.Millisecond)
+	attempt(t, s, key, Ignore) // a cancelled probe
+	require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
+	done, err := s.Allow(key)
+	require.NoError(t, err, "the ignored probe must not hold the half-open slot")
+	done(Success)
+	require.Equal(t, gobreaker.StateClosed, s.State(key))
+}
+
+func TestDoneTwiceCountsOnce(t *testing.T) {
+	t.Parallel()
+	const key = "nats:agents.e"
+	s := setup(t, Settings{Failures: 2, OpenTimeout: time.Hour}).set
+	done, err := s.Allow(key)
+	require.NoError(t, err)
+	done(Failure)
+	done(Failure)
+	require.Equal(t, gobreaker.StateClosed, s.State(key))
+}
+
+func TestIdleBreakersAreEvicted(t *testing.T) {
+	t.Parallel()
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	clock := func() time.Time { return time.Unix(0, now.Load()) }
+	advance := func(d time.Duration) { now.Add(int64(d)) }
+	f := setup(t, Settings{Failures: 1, OpenTimeout: time.Hour, IdleTimeout: time.Minute, Now: clock})
+	s := f.set
+	require.Equal(t, 2*time.Hour, s.st.IdleTimeout, "never below 2×OpenTimeout")
+
+	attempt(t, s, "nats:idle", Failure) // open, then forgotten
+	held, err := s.Allow("nats:busy")   // in flight across the sweep
+	require.NoError(t, err)
+	require.Equal(t, float64(gobreaker.StateOpen), f.gauge(t, LabelNATS))
+	require.Equal(t, 2, s.Len())
+
+	advance(3 * time.Hour)
+	attempt(t, s, "nats:new", Success) // Allow sweeps
+	require.Equal(t, 2, s.Len(), "the idle breaker is gone, the busy one stays")
+	require.Equal(t, gobreaker.StateClosed, s.State("nats:idle"))
+	require.Equal(t, float64(gobreaker.StateClosed), f.gauge(t, LabelNATS), "the evicted open breaker no longer counts")
+	held(Success)
+
+	advance(3 * time.Hour)
+	attempt(t, s, "nats:other", Success)
+	require.Equal(t, 1, s.Len())
+}
+
+func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
+	s := setup(t, Settings{Failures: 3, OpenTimeout: time.Millisecond, IdleTimeout: time.Millisecond}).set
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				key := Key("HTTP_ENDPOINT", "http://h"+string(rune('a'+(g+i)%5))+".example/")
+				done, err := s.Allow(key)
+				if err != nil {
+					continue
+				}
+				done(Outcome(i % 3))
+			}
+		})
+	}
+	wg.Wait()
+	require.LessOrEqual(t, s.Len(), 5)
+}
+
+func BenchmarkAllow(b *testing.B) {
+	s := NewSet(Settings{Failures: 5, OpenTimeout: time.Second})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			done, err := s.Allow("nats:agents.bench")
+			if err == nil {
+				done(Success)
+			}
+		}
+	})
+}
