@@ -1,0 +1,573 @@
+package cams
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/sony/gobreaker/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/msgrouter/msgrouter/internal/breaker"
+)
+
+// ErrUnavailable: CAMS did not give a usable answer (timeout, connection error, 5xx,
+// 429, an undecodable body, an open breaker). Transient: the router keeps the message
+// and retries later; it never rejects on it.
+var ErrUnavailable = errors.New("CAMS unavailable")
+
+// errClosed: the client was closed while a request was in flight. Not CAMS's fault,
+// so the breaker ignores it.
+var errClosed = errors.New("CAMS client closed")
+
+// Client defaults.
+const (
+	DefaultTimeout            = 2 * time.Second
+	DefaultBreakerFailures    = 5
+	DefaultBreakerOpenTimeout = 30 * time.Second
+	// DefaultCacheMaxEntries bounds the lookup cache; expired entries are swept when
+	// it is reached.
+	DefaultCacheMaxEntries = 100_000
+	maxResponseBytes       = 1 << 20
+	breakerName            = "cams"
+)
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	BaseURL string // CAMS_API_URL, e.g. http://127.0.0.1:8001. Required.
+	APIKey  string // CAMS_API_KEY, sent as a bearer key. Defaults to none.
+	// Timeout bounds one HTTP request to CAMS (CAMS_TIMEOUT). A request that times
+	// out counts as a CAMS failure. Defaults to 2s.
+	Timeout time.Duration
+	// CacheTTL is how long a found mapping is reused (CAMS_CACHE_TTL). 0 = no cache.
+	CacheTTL time.Duration
+	// CacheMaxEntries bounds the cache. Defaults to 100000.
+	CacheMaxEntries int
+	// BreakerFailures consecutive failures open the breaker (BREAKER_FAILURES).
+	// Defaults to 5.
+	BreakerFailures uint32
+	// BreakerOpenTimeout is how long the breaker stays open before letting one probe
+	// through (BREAKER_OPEN_TIMEOUT). Defaults to 30s.
+	BreakerOpenTimeout time.Duration
+	// HTTPClient sends the requests. Defaults to a client with its own pooled
+	// transport; its Timeout is not used (Timeout above is, per request).
+	HTTPClient *http.Client
+	// Registerer receives the lookup metrics. Defaults to none (unregistered).
+	Registerer prometheus.Registerer
+	// BreakerMetrics reports the breaker's state. Defaults to
+	// breaker.NewMetrics(Registerer), which shares collectors with other breakers
+	// registered on the same Registerer.
+	BreakerMetrics *breaker.Metrics
+	Logger         *slog.Logger     // Defaults to discarding.
+	Now            func() time.Time // the cache's clock. Defaults to time.Now.
+}
+
+func (c ClientConfig) withDefaults() ClientConfig {
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.CacheMaxEntries <= 0 {
+		c.CacheMaxEntries = DefaultCacheMaxEntries
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = DefaultBreakerFailures
+	}
+	if c.BreakerOpenTimeout <= 0 {
+		c.BreakerOpenTimeout = DefaultBreakerOpenTimeout
+	}
+	if c.HTTPClient == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Every router worker talks to the one CAMS origin: keep enough idle
+		// connections for it, or each burst pays new TCP (and TLS) handshakes.
+		t.MaxIdleConns = 256
+		t.MaxIdleConnsPerHost = 128
+		c.HTTPClient = &http.Client{Transport: t}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.BreakerMetrics == nil {
+		c.BreakerMetrics = breaker.NewMetrics(c.Registerer)
+	}
+	return c
+}
+
+// Client looks agents up in CAMS for the router, and offers the admin calls the CLI
+// and tools use.
+//
+// Lookups go through, in order: a TTL cache of found mappings; singleflight, so
+// concurrent lookups of one address make one request; a circuit breaker, so a CAMS
+// outage costs one fast error per lookup instead of a timeout each. Only found
+// mappings are cached: a 404 makes the router reject the message for good, so a
+// stale "not found" would wrongly reject messages for an agent registered a moment
+// later, while a stale mapping only delays noticing a change by at most CacheTTL.
+//
+// Requests run detached from the caller's context (keeping its values, e.g. the
+// trace), bounded by Timeout: one caller giving up does not fail the others waiting
+// on the same request, and never counts against CAMS. Close cancels what is in
+// flight.
+type Client struct {
+	cfg   ClientConfig
+	base  string // the base URL without a trailing '/'
+	log   *slog.Logger
+	group singleflight.Group
+	cb    *gobreaker.CircuitBreaker[*Mapping]
+
+	mu       sync.Mutex
+	cache    map[string]cacheEntry
+	closed   bool
+	inflight sync.WaitGroup // requests in flight, waited for by Close
+
+	closeCtx context.Context
+	close    context.CancelFunc
+
+	lookups     *prometheus.CounterVec
+	lookupTime  prometheus.Histogram
+	cacheHits   prometheus.Counter
+	cacheMisses prometheus.Counter
+
+	testHookJoined func()
+}
+
+type cacheEntry struct {
+	m       *Mapping
+	expires time.Time
+}
+
+// Lookup outcomes (label of msgrouter_cams_lookups_total).
+const (
+	outcomeFound       = "found"
+	outcomeNotFound    = "not_found"
+	outcomeError       = "error"
+	outcomeBreakerOpen = "breaker_open"
+)
+
+// NewClient returns a Client for the CAMS at cfg.BaseURL.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	base := strings.TrimRight(cfg.BaseURL, "/")
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("CAMS base URL %q is not an absolute http(s) URL", cfg.BaseURL)
+	}
+	cfg = cfg.withDefaults()
+	c := &Client{cfg: cfg, base: base, log: cfg.Logger, cache: map[string]cacheEntry{}}
+	c.closeCtx, c.close = context.WithCancel(context.Background())
+
+	f := promauto.With(cfg.Registerer)
+	c.lookups = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "msgrouter_cams_lookups_total",
+		Help: "CAMS lookups by outcome: found, not_found, error, breaker_open (cache hits included).",
+	}, []string{"outcome"})
+	c.lookupTime = f.NewHistogram(prometheus.HistogramOpts{
+		Name:    "msgrouter_cams_lookup_duration_seconds",
+		Help:    "Duration of the HTTP lookups sent to CAMS (cache hits excluded).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	})
+	c.cacheHits = f.NewCounter(prometheus.CounterOpts{Name: "msgrouter_cams_cache_hits_total", Help: "CAMS lookups answered from the cache."})
+	c.cacheMisses = f.NewCounter(prometheus.CounterOpts{Name: "msgrouter_cams_cache_misses_total", Help: "CAMS lookups the cache could not answer."})
+	for _, o := range []string{outcomeFound, outcomeNotFound, outcomeError, outcomeBreakerOpen} {
+		c.lookups.WithLabelValues(o) // show every outcome at 0 from the start
+	}
+
+	c.cb = gobreaker.NewCircuitBreaker[*Mapping](gobreaker.Settings{
+		Name:    breakerName,
+		Timeout: cfg.BreakerOpenTimeout,
+		ReadyToTrip: func(n gobreaker.Counts) bool {
+			return n.ConsecutiveFailures >= cfg.BreakerFailures
+		},
+		// A 404 is a valid answer: CAMS is healthy.
+		IsSuccessful: func(err error) bool { return err == nil || errors.Is(err, ErrNotFound) },
+		// Shutting down is not a CAMS failure (STYLE: cancellation is not a failure).
+		// A CAMS timeout is our own per-request deadline: it wraps ErrUnavailable, not
+		// a caller's context error, and counts.
+		IsExcluded: func(err error) bool { return errors.Is(err, errClosed) || errors.Is(err, context.Canceled) },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			cfg.BreakerMetrics.OnStateChange(name, from, to)
+			// Runs under the breaker's lock: log only, never call back into it.
+			c.log.Warn("CAMS circuit breaker changed state", "breaker", name, "from", from.String(), "to", to.String())
+		},
+	})
+	cfg.BreakerMetrics.Observe(breakerName, gobreaker.StateClosed)
+	return c, nil
+}
+
+// Close cancels the requests in flight and waits for them to end. Lookups after
+// Close fail. Idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.close()
+	c.inflight.Wait()
+	c.cfg.HTTPClient.CloseIdleConnections()
+	return nil
+}
+
+// Available reports whether the breaker lets lookups through (closed or half-open).
+// The consumer pauses fetching while it is false.
+func (c *Client) Available() bool { return c.cb.State() != gobreaker.StateOpen }
+
+// Lookup returns the mapping of address: from the cache when fresh, else from CAMS.
+// Errors: ErrNotFound when CAMS does not know the agent; an error wrapping
+// ErrUnavailable when CAMS gave no usable answer (transient; with
+// gobreaker.ErrOpenState when the breaker is open); the caller's ctx error when the
+// caller gave up first. The mapping is the caller's own copy.
+func (c *Client) Lookup(ctx context.Context, address string) (*Mapping, error) {
+	if c.cfg.CacheTTL > 0 {
+		if m := c.cached(address); m != nil {
+			c.cacheHits.Inc()
+			c.lookups.WithLabelValues(outcomeFound).Inc()
+			return m, nil
+		}
+		c.cacheMisses.Inc()
+	}
+	return c.lookup(ctx, address)
+}
+
+// LookupFresh is Lookup without reading the cache (a replay must see CAMS's current
+// answer); it still shares in-flight requests, goes through the breaker, and
+// refreshes the cache when the agent is found.
+func (c *Client) LookupFresh(ctx context.Context, address string) (*Mapping, error) {
+	return c.lookup(ctx, address)
+}
+
+func (c *Client) cached(address string) *Mapping {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.cache[address]
+	if !ok {
+		return nil
+	}
+	if !c.cfg.Now().Before(e.expires) {
+		delete(c.cache, address)
+		return nil
+	}
+	return e.m.clone()
+}
+
+func (c *Client) store(address string, m *Mapping) {
+	if c.cfg.CacheTTL <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.cfg.Now()
+	if len(c.cache) >= c.cfg.CacheMaxEntries {
+		for k, e := range c.cache {
+			if !now.Before(e.expires) {
+				delete(c.cache, k)
+			}
+		}
+		// Still full of live entries: drop arbitrary ones (map order) rather than grow.
+		for k := range c.cache {
+			if len(c.cache) < c.cfg.CacheMaxEntries {
+				break
+			}
+			delete(c.cache, k)
+		}
+	}
+	c.cache[address] = cacheEntry{m: m.clone(), expires: now.Add(c.cfg.CacheTTL)}
+}
+
+// Forget drops address from the cache (after an admin change through this client).
+func (c *Client) Forget(address string) {
+	c.mu.Lock()
+	delete(c.cache, address)
+	c.mu.Unlock()
+}
+
+func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
+	ch := c.group.DoChan(address, func() (any, error) {
+		return c.cb.Execute(func() (*Mapping, error) { return c.fetch(ctx, address) })
+	})
+	if c.testHookJoined != nil {
+		c.testHookJoined() // DoChan has registered this caller: tests count waiters
+	}
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("CAMS lookup abandoned: %w", ctx.Err())
+	case res := <-ch:
+		err := res.Err
+		switch {
+		case err == nil:
+			c.lookups.WithLabelValues(outcomeFound).Inc()
+			return res.Val.(*Mapping).clone(), nil // each waiter gets its own copy
+		case errors.Is(err, ErrNotFound):
+			c.lookups.WithLabelValues(outcomeNotFound).Inc()
+			return nil, ErrNotFound
+		case errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests):
+			c.lookups.WithLabelValues(outcomeBreakerOpen).Inc()
+			return nil, fmt.Errorf("%w: circuit breaker is open: %w", ErrUnavailable, err)
+		default:
+			c.lookups.WithLabelValues(outcomeError).Inc()
+			return nil, err
+		}
+	}
+}
+
+// fetch sends one GET, detached from the caller's cancellation (see Client).
+func (c *Client) fetch(caller context.Context, address string) (*Mapping, error) {
+	// Registering under the lock Close takes keeps Add from racing with Wait.
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errClosed
+	}
+	c.inflight.Add(1)
+	c.mu.Unlock()
+	defer c.inflight.Done()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(caller), c.cfg.Timeout)
+	defer cancel()
+	stop := context.AfterFunc(c.closeCtx, cancel)
+	defer stop()
+
+	start := time.Now()
+	resp, err := c.do(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address), nil)
+	if err != nil {
+		c.lookupTime.Observe(time.Since(start).Seconds())
+		return nil, c.transportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	c.lookupTime.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return nil, c.transportError(ctx, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		var m Mapping
+		if err := json.Unmarshal(body, &m); err != nil {
+			return nil, fmt.Errorf("%w: undecodable mapping: %w", ErrUnavailable, err)
+		}
+		c.store(address, &m)
+		return &m, nil
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, ErrNotFound
+	default:
+		// 5xx and 429 are CAMS's trouble. Other statuses (401 a wrong CAMS_API_KEY,
+		// 400) are ours, but no message is at fault either: keep messages and let the
+		// breaker stop the flood until an operator fixes it.
+		apiErr := decodeAPIError(resp, body)
+		if resp.StatusCode/100 != 5 && resp.StatusCode != http.StatusTooManyRequests {
+			c.log.Error("CAMS refused the lookup: check CAMS_API_URL and CAMS_API_KEY", "status", resp.StatusCode, "error_code", apiErr.Code)
+		}
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, apiErr)
+	}
+}
+
+func (c *Client) transportError(ctx context.Context, err error) error {
+	switch {
+	case c.closeCtx.Err() != nil:
+		return fmt.Errorf("%w: %w", errClosed, err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%w: no answer within %s", ErrUnavailable, c.cfg.Timeout)
+	default:
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
+	// path is already escaped (escapeAddress): url.Parse keeps that escaping as the
+	// request's RawPath, so an address with '/' or '%' arrives as one segment.
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.cfg.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
+	}
+	return c.cfg.HTTPClient.Do(req)
+}
+
+// APIError is a non-2xx answer of CAMS, decoded from its error body.
+type APIError struct {
+	Status  int    // HTTP status
+	Code    string // errorCode of the body; "" when the body was not the contract's
+	Message string
+}
+
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("CAMS answered %d: %s", e.Status, e.Message)
+	}
+	return fmt.Sprintf("CAMS answered %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// Is lets callers branch with errors.Is(err, ErrNotFound) / ErrExists.
+func (e *APIError) Is(target error) bool {
+	return (target == ErrNotFound && e.Status == http.StatusNotFound) ||
+		(target == ErrExists && e.Status == http.StatusConflict)
+}
+
+func decodeAPIError(resp *http.Response, body []byte) *APIError {
+	e := &APIError{Status: resp.StatusCode}
+	var b struct {
+		ErrorCode string `json:"errorCode"`
+		Message   string `json:"message"`
+	}
+	if json.Unmarshal(body, &b) == nil && b.ErrorCode != "" {
+		e.Code, e.Message = b.ErrorCode, b.Message
+		return e
+	}
+	msg := strings.TrimSpace(string(body))
+	if len(msg) > 200 {
+		msg = msg[:200] + "..."
+	}
+	if msg == "" {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	e.Message = msg
+	if resp.StatusCode == http.StatusTooManyRequests {
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			e.Message += " (Retry-After " + ra + ")"
+		}
+	}
+	return e
+}
+
+// call is the admin path: one request with Timeout, no cache, no breaker (an
+// operator's command must not trip the router's view of CAMS, nor be refused by it).
+// out, when non-nil, receives the 2xx body.
+func (c *Client) call(ctx context.Context, method, path string, in, out any, want int) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	resp, err := c.do(ctx, method, path, in)
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return fmt.Errorf("%w: error reading the answer: %w", ErrUnavailable, err)
+	}
+	if resp.StatusCode != want {
+		return decodeAPIError(resp, body)
+	}
+	if out != nil {
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("%w: undecodable answer: %w", ErrUnavailable, err)
+		}
+	}
+	return nil
+}
+
+// Create registers m (POST /v1/agent-inboxes). An existing address gives an
+// *APIError matching ErrExists.
+func (c *Client) Create(ctx context.Context, m Mapping) (*Mapping, error) {
+	var out Mapping
+	if err := c.call(ctx, http.MethodPost, "/v1/agent-inboxes", m, &out, http.StatusCreated); err != nil {
+		return nil, err
+	}
+	c.Forget(m.AIAgentAddress)
+	return &out, nil
+}
+
+// Get reads address's mapping without cache or breaker (for tools); unknown gives
+// an *APIError matching ErrNotFound.
+func (c *Client) Get(ctx context.Context, address string) (*Mapping, error) {
+	var out Mapping
+	if err := c.call(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address), nil, &out, http.StatusOK); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Update changes the given fields of address's mapping (PUT, partial update): keys
+// are the mapping's JSON names, e.g. {"status": "INACTIVE"}.
+func (c *Client) Update(ctx context.Context, address string, fields map[string]any) (*Mapping, error) {
+	if fields == nil {
+		fields = map[string]any{}
+	}
+	var out Mapping
+	if err := c.call(ctx, http.MethodPut, inboxesPrefix+escapeAddress(address), fields, &out, http.StatusOK); err != nil {
+		return nil, err
+	}
+	c.Forget(address)
+	return &out, nil
+}
+
+// Delete unregisters address.
+func (c *Client) Delete(ctx context.Context, address string) error {
+	if err := c.call(ctx, http.MethodDelete, inboxesPrefix+escapeAddress(address), nil, nil, http.StatusNoContent); err != nil {
+		return err
+	}
+	c.Forget(address)
+	return nil
+}
+
+// List returns one page of mappings (limit 0 = the server's default) and the cursor
+// of the next page, "" after the last.
+func (c *Client) List(ctx context.Context, limit int, cursor string) ([]Mapping, string, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	path := "/v1/agent-inboxes"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var page ListPage
+	if err := c.call(ctx, http.MethodGet, path, nil, &page, http.StatusOK); err != nil {
+		return nil, "", err
+	}
+	return page.Items, page.NextCursor, nil
+}
+
+// HealthCheck reports address's health (HealthHealthy or HealthUnhealthy) with
+// optional details, and returns the mapping after it.
+func (c *Client) HealthCheck(ctx context.Context, address, status, details string) (*Mapping, error) {
+	in := map[string]any{"aiAgentAddress": address, "status": status, "timestamp": FormatTime(time.Now())}
+	if details != "" {
+		in["details"] = details
+	}
+	var out Mapping
+	if err := c.call(ctx, http.MethodPost, "/v1/agent-health-check", in, &out, http.StatusOK); err != nil {
+		return nil, err
+	}
+	c.Forget(address)
+	return &out, nil
+}
+
+// escapeAddress puts an address into a URL path the way the contract says
+// (url.PathEscape), except that the whole-segment addresses "." and ".." have their
+// dots escaped too: left bare, HTTP stacks resolve them as dot segments.
+func escapeAddress(address string) string {
+	if address == "." || address == ".." {
+		return strings.Repeat("%2E", len(address))
+	}
+	return url.PathEscape(address)
+}

@@ -1,0 +1,503 @@
+package cams
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/msgrouter/msgrouter/internal/auth"
+	"github.com/msgrouter/msgrouter/internal/httpapi"
+)
+
+// Limits of the server's API.
+const (
+	MaxBodyBytes     = 64 << 10
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// Routes of the reference server (DESIGN §4). The address wildcard takes the rest of
+// the path, so a client that forgot to escape '/' in an address still reaches it.
+const (
+	routeGet         = "GET /v1/agent-inboxes/{aiAgentAddress...}"
+	routePut         = "PUT /v1/agent-inboxes/{aiAgentAddress...}"
+	routeDelete      = "DELETE /v1/agent-inboxes/{aiAgentAddress...}"
+	routeCreate      = "POST /v1/agent-inboxes"
+	routeList        = "GET /v1/agent-inboxes"
+	routeHealthCheck = "POST /v1/agent-health-check"
+	inboxesPrefix    = "/v1/agent-inboxes/"
+)
+
+// HandlerConfig configures the reference server's HTTP handler.
+type HandlerConfig struct {
+	Store  *Store
+	Logger *slog.Logger // Defaults to discarding.
+	// Registerer receives the server's metrics. Defaults to none (unregistered).
+	Registerer prometheus.Registerer
+	// Gatherer is what GET /metrics exposes. Defaults to Registerer when it is also
+	// a Gatherer (a *prometheus.Registry); without one, /metrics is not served.
+	Gatherer  prometheus.Gatherer
+	AdminKeys *auth.Keys // nil or empty = the API is open
+	Version   string     // shown by /health and the OpenAPI document
+	// Ready reports whether the server's dependencies answer (GET /health/ready).
+	// Defaults to pinging Postgres through Store.
+	Ready func(ctx context.Context) error
+}
+
+// Handler is the reference CAMS HTTP API: the registry routes behind the admin keys,
+// plus the open health, metrics and OpenAPI routes.
+type Handler struct {
+	store   *Store
+	log     *slog.Logger
+	mux     *httpapi.Mux
+	root    http.Handler
+	version string
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// NewHandler builds the handler.
+func NewHandler(cfg HandlerConfig) *Handler {
+	h := &Handler{store: cfg.Store, log: cfg.Logger, mux: httpapi.NewMux(), version: cfg.Version}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	f := promauto.With(cfg.Registerer)
+	h.requests = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "msgrouter_cams_http_requests_total",
+		Help: "HTTP requests the reference CAMS answered, by route pattern and status code.",
+	}, []string{"route", "code"})
+	h.duration = f.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "msgrouter_cams_http_request_duration_seconds",
+		Help:    "Time the reference CAMS took to answer, by route pattern.",
+		Buckets: prometheus.DefBuckets,
+	}, []string{"route"})
+
+	ready := cfg.Ready
+	if ready == nil {
+		ready = cfg.Store.Ping
+	}
+	m := h.mux
+	m.HandleFunc(routeGet, h.get)
+	m.HandleFunc(routePut, h.update)
+	m.HandleFunc(routeDelete, h.delete)
+	m.HandleFunc(routeCreate, h.create)
+	m.HandleFunc(routeList, h.list)
+	m.HandleFunc(routeHealthCheck, h.healthCheck)
+	httpapi.HealthRoutes(m, cfg.Version, httpapi.Check{Name: "postgres", Check: func(r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		return ready(ctx)
+	}})
+	gatherer := cfg.Gatherer
+	if g, ok := cfg.Registerer.(prometheus.Gatherer); ok && gatherer == nil {
+		gatherer = g
+	}
+	if gatherer != nil {
+		m.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}
+	m.HandleFunc("GET /openapi.json", h.openAPI)
+
+	h.root = h.instrument(h.recover(cfg.AdminKeys.Require(dotSegments(recordPattern(m)), auth.OpenPaths)))
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.root.ServeHTTP(w, r) }
+
+// Patterns lists the registered route patterns.
+func (h *Handler) Patterns() []string { return h.mux.Patterns() }
+
+// dotSegments lets the addresses "." and ".." through: url.PathEscape leaves them
+// as they are, and the ServeMux would clean them out of the path (a redirect) before
+// any route matched. Escaping the dots keeps the path as it is and the address intact.
+func dotSegments(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), inboxesPrefix); ok && (rest == "." || rest == "..") {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path = inboxesPrefix + rest
+			r2.URL.RawPath = inboxesPrefix + strings.Repeat("%2E", len(rest))
+			r = r2
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type routeKey struct{}
+
+// statusWriter remembers the status code for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument counts requests by route pattern and status. The pattern is only known
+// once the mux matched, deeper in the chain (behind auth, which copies the request),
+// so recordPattern writes it into a slot the context carries.
+func (h *Handler) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		route := new(string)
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeKey{}, route)))
+		label := *route
+		if label == "" {
+			label = "unmatched" // 404/405, and 401s before routing: bounded, never the raw path
+			if p := h.match(r); p != "" {
+				label = p
+			}
+		}
+		code := sw.status
+		if code == 0 {
+			code = http.StatusOK
+		}
+		h.requests.WithLabelValues(label, strconv.Itoa(code)).Inc()
+		h.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
+	})
+}
+
+// match returns the pattern r would reach, for requests answered before routing
+// (401s), so they count under their route.
+func (h *Handler) match(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	switch {
+	case p == "/v1/agent-inboxes" && (r.Method == http.MethodGet || r.Method == http.MethodPost):
+		return r.Method + " " + "/v1/agent-inboxes"
+	case p == "/v1/agent-health-check" && r.Method == http.MethodPost:
+		return routeHealthCheck
+	case strings.HasPrefix(p, inboxesPrefix) && len(p) > len(inboxesPrefix):
+		switch r.Method {
+		case http.MethodGet:
+			return routeGet
+		case http.MethodPut:
+			return routePut
+		case http.MethodDelete:
+			return routeDelete
+		}
+	}
+	return ""
+}
+
+// recordPattern runs the mux and writes the pattern it matched into the slot of
+// instrument. It sits right around the mux, which sets Pattern on the very request it
+// is handed.
+func recordPattern(mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if slot, ok := r.Context().Value(routeKey{}).(*string); ok {
+				*slot = r.Pattern
+			}
+		}()
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// recover turns a handler panic into a 500 with the contract's body, logged once.
+func (h *Handler) recover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				h.log.ErrorContext(r.Context(), "panic serving request", "method", r.Method, "route", r.Pattern, "panic", fmt.Sprint(v))
+				httpapi.WriteError(w, http.StatusInternalServerError, httpapi.CodeInternal, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readJSON reads a JSON object body of at most MaxBodyBytes into v, answering 413 or
+// 400 itself when it cannot. Unknown fields are ignored.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			httpapi.WriteError(w, http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
+			return false
+		}
+		httpapi.WriteError(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, "error reading the body")
+		return false
+	}
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		httpapi.WriteError(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, "the body must be a JSON object")
+		return false
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		httpapi.WriteError(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, "malformed JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+// fail answers err: validation 400, unknown 404, duplicate 409, anything else 500
+// (logged here, once).
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, address string, err error) {
+	var ve *ValidationError
+	switch {
+	case errors.As(err, &ve):
+		httpapi.WriteError(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, ve.Error())
+	case errors.Is(err, ErrNotFound):
+		httpapi.WriteError(w, http.StatusNotFound, httpapi.CodeNotFound, fmt.Sprintf("no agent is registered under %q", address))
+	case errors.Is(err, ErrExists):
+		httpapi.WriteError(w, http.StatusConflict, httpapi.CodeConflict, fmt.Sprintf("an agent is already registered under %q", address))
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away: nobody reads the answer, and it is not our error.
+		httpapi.WriteError(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "request cancelled")
+	default:
+		h.log.ErrorContext(r.Context(), "error serving CAMS request", "route", r.Pattern, "error", err)
+		httpapi.WriteError(w, http.StatusInternalServerError, httpapi.CodeInternal, "internal error")
+	}
+}
+
+// mappingRequest is the body of POST and PUT. Pointers tell absent fields (and
+// null, treated as absent) from empty ones, for PUT's partial update.
+type mappingRequest struct {
+	AIAgentAddress       *string   `json:"aiAgentAddress"`
+	InboxDestinationType *string   `json:"inboxDestinationType"`
+	InboxName            *string   `json:"inboxName"`
+	Status               *string   `json:"status"`
+	Description          *string   `json:"description"`
+	OwnerTeam            *string   `json:"ownerTeam"`
+	UpdatedBy            *string   `json:"updatedBy"`
+	SigningSecrets       *[]string `json:"signingSecrets"`
+}
+
+// updatedBy defaults to the name of the caller's admin key, so the registry says who
+// changed what even when the client does not.
+func updatedBy(r *http.Request, given *string) *string {
+	if given != nil {
+		return given
+	}
+	if c := auth.CallerFrom(r.Context()); c.Named {
+		return &c.Name
+	}
+	return nil
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	address := r.PathValue("aiAgentAddress")
+	m, err := h.store.Get(r.Context(), address)
+	if err != nil {
+		h.fail(w, r, address, err)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, m)
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+	var req mappingRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	m := Mapping{Status: StatusActive}
+	if req.AIAgentAddress != nil {
+		m.AIAgentAddress = *req.AIAgentAddress
+	}
+	Patch{
+		InboxDestinationType: req.InboxDestinationType, InboxName: req.InboxName, Status: req.Status,
+		Description: req.Description, OwnerTeam: req.OwnerTeam, UpdatedBy: updatedBy(r, req.UpdatedBy),
+		SigningSecrets: req.SigningSecrets,
+	}.apply(&m)
+	if err := m.Validate(); err != nil {
+		h.fail(w, r, m.AIAgentAddress, err)
+		return
+	}
+	out, err := h.store.Create(r.Context(), m)
+	if err != nil {
+		h.fail(w, r, m.AIAgentAddress, err)
+		return
+	}
+	h.log.InfoContext(r.Context(), "agent registered", "ai_agent_address", out.AIAgentAddress,
+		"inbox_destination_type", out.InboxDestinationType, "status", out.Status, "updated_by", out.UpdatedBy)
+	w.Header().Set("Location", inboxesPrefix+escapeAddress(out.AIAgentAddress))
+	httpapi.WriteJSON(w, http.StatusCreated, out)
+}
+
+func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
+	address := r.PathValue("aiAgentAddress")
+	var req mappingRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.AIAgentAddress != nil && *req.AIAgentAddress != address {
+		h.fail(w, r, address, invalidf("aiAgentAddress", "cannot be changed (register the new address and delete the old one)"))
+		return
+	}
+	out, err := h.store.Update(r.Context(), address, Patch{
+		InboxDestinationType: req.InboxDestinationType, InboxName: req.InboxName, Status: req.Status,
+		Description: req.Description, OwnerTeam: req.OwnerTeam, UpdatedBy: updatedBy(r, req.UpdatedBy),
+		SigningSecrets: req.SigningSecrets,
+	})
+	if err != nil {
+		h.fail(w, r, address, err)
+		return
+	}
+	h.log.InfoContext(r.Context(), "agent updated", "ai_agent_address", out.AIAgentAddress,
+		"inbox_destination_type", out.InboxDestinationType, "status", out.Status, "updated_by", out.UpdatedBy)
+	httpapi.WriteJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
+	address := r.PathValue("aiAgentAddress")
+	if err := h.store.Delete(r.Context(), address); err != nil {
+		h.fail(w, r, address, err)
+		return
+	}
+	h.log.InfoContext(r.Context(), "agent deleted", "ai_agent_address", address)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ListPage is the body of GET /v1/agent-inboxes. NextCursor is absent on the last
+// page.
+type ListPage struct {
+	Items      []Mapping `json:"items"`
+	NextCursor string    `json:"nextCursor,omitempty"`
+}
+
+// Cursors are opaque to clients: the last address of the page, base64url-encoded so
+// it travels in a query string untouched.
+func encodeCursor(address string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(address))
+}
+
+func decodeCursor(c string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) == 0 {
+		return "", invalidf("cursor", "is not a cursor this server returned")
+	}
+	return string(b), nil
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := DefaultListLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			h.fail(w, r, "", invalidf("limit", "%q is not a positive integer", s))
+			return
+		}
+		limit = min(n, MaxListLimit) // larger asks get the largest page, not an error
+	}
+	after := ""
+	if c := q.Get("cursor"); c != "" {
+		var err error
+		if after, err = decodeCursor(c); err != nil {
+			h.fail(w, r, "", err)
+			return
+		}
+	}
+	items, more, err := h.store.List(r.Context(), after, limit)
+	if err != nil {
+		h.fail(w, r, "", err)
+		return
+	}
+	page := ListPage{Items: items}
+	if page.Items == nil {
+		page.Items = []Mapping{}
+	}
+	if more {
+		page.NextCursor = encodeCursor(items[len(items)-1].AIAgentAddress)
+	}
+	httpapi.WriteJSON(w, http.StatusOK, page)
+}
+
+// healthRequest is the body of POST /v1/agent-health-check. details may be any JSON
+// value: a string is stored as is, anything else as its JSON text.
+type healthRequest struct {
+	AIAgentAddress string          `json:"aiAgentAddress"`
+	Status         string          `json:"status"`
+	Details        json.RawMessage `json:"details"`
+	Timestamp      *string         `json:"timestamp"`
+}
+
+func (h *Handler) healthCheck(w http.ResponseWriter, r *http.Request) {
+	var req healthRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	rep := HealthReport{Address: req.AIAgentAddress, Status: req.Status}
+	if err := h.parseHealth(&req, &rep); err != nil {
+		h.fail(w, r, rep.Address, err)
+		return
+	}
+	before, _ := h.store.Get(r.Context(), rep.Address) // only to log a status change
+	out, err := h.store.ReportHealth(r.Context(), rep)
+	if err != nil {
+		h.fail(w, r, rep.Address, err)
+		return
+	}
+	if before.Status != "" && before.Status != out.Status {
+		h.log.InfoContext(r.Context(), "agent status changed by health check", "ai_agent_address", out.AIAgentAddress,
+			"health_status", rep.Status, "from", before.Status, "to", out.Status)
+	}
+	httpapi.WriteJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) parseHealth(req *healthRequest, rep *HealthReport) error {
+	if req.AIAgentAddress == "" {
+		return invalidf("aiAgentAddress", "is required")
+	}
+	switch req.Status {
+	case HealthHealthy, HealthUnhealthy:
+	default:
+		return invalidf("status", "%q is not HEALTHY or UNHEALTHY", req.Status)
+	}
+	if d := bytes.TrimSpace(req.Details); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
+		if err := json.Unmarshal(d, &rep.Details); err != nil {
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, d); err != nil {
+				return invalidf("details", "is not valid JSON")
+			}
+			rep.Details = buf.String()
+		}
+		if err := validateText("details", rep.Details, MaxDetailsBytes); err != nil {
+			return err
+		}
+	}
+	if req.Timestamp != nil && *req.Timestamp != "" {
+		t, err := time.Parse(time.RFC3339Nano, *req.Timestamp)
+		if err != nil {
+			return invalidf("timestamp", "%q is not an RFC 3339 time", *req.Timestamp)
+		}
+		// A clock running ahead must not make every later honest report look stale.
+		if now := time.Now(); t.After(now) {
+			t = now
+		}
+		t = t.UTC().Truncate(time.Millisecond)
+		rep.At = &t
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+package cams
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/msgrouter/msgrouter/internal/message"
+)
+
+// Limits the reference server enforces.
+const (
+	MaxTextBytes      = 1024 // description, ownerTeam, updatedBy
+	MaxInboxNameBytes = 2048
+	MaxDetailsBytes   = 4096 // health check details
+	MaxSigningSecrets = 10
+)
+
+// ValidationError says which field of a mapping or request is wrong and why; the
+// server answers it as a 400 INVALID_REQUEST.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Reason }
+
+func invalidf(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Validate checks the fields a client sets: address, destination type and name,
+// status, text lengths and signing secrets. Timestamps and health are the server's.
+func (m *Mapping) Validate() error {
+	if err := message.ValidateAddress(m.AIAgentAddress); err != nil {
+		// message's reasons already name the field.
+		return &ValidationError{Field: "aiAgentAddress", Reason: strings.TrimPrefix(err.Error(), "aiAgentAddress ")}
+	}
+	if err := ValidateInbox(m.InboxDestinationType, m.InboxName); err != nil {
+		return err
+	}
+	switch m.Status {
+	case StatusActive, StatusInactive:
+	default:
+		return invalidf("status", "%q is not ACTIVE or INACTIVE", m.Status)
+	}
+	for _, f := range []struct{ name, v string }{{"description", m.Description}, {"ownerTeam", m.OwnerTeam}, {"updatedBy", m.UpdatedBy}} {
+		if err := validateText(f.name, f.v, MaxTextBytes); err != nil {
+			return err
+		}
+	}
+	return ValidateSigningSecrets(m.SigningSecrets)
+}
+
+func validateText(field, v string, limit int) error {
+	if len(v) > limit {
+		return invalidf(field, "is longer than %d bytes", limit)
+	}
+	if !utf8.ValidString(v) {
+		return invalidf(field, "is not valid UTF-8")
+	}
+	return nil
+}
+
+// ValidateInbox checks that name is a valid inbox of destination type typ:
+// NATS_SUBJECT takes a subject without wildcards, HTTP_ENDPOINT an absolute http or
+// https URL with a host.
+func ValidateInbox(typ, name string) error {
+	if name == "" {
+		return invalidf("inboxName", "is required")
+	}
+	if len(name) > MaxInboxNameBytes {
+		return invalidf("inboxName", "is longer than %d bytes", MaxInboxNameBytes)
+	}
+	switch typ {
+	case TypeNATSSubject:
+		return ValidateSubject(name)
+	case TypeHTTPEndpoint:
+		return ValidateEndpoint(name)
+	case "":
+		return invalidf("inboxDestinationType", "is required (NATS_SUBJECT or HTTP_ENDPOINT)")
+	default:
+		return invalidf("inboxDestinationType", "%q is not NATS_SUBJECT or HTTP_ENDPOINT", typ)
+	}
+}
+
+// ValidateSubject checks a NATS subject an agent's inbox stream captures: tokens
+// separated by '.', none empty, no wildcard ('*', '>') and no whitespace or control
+// character anywhere. A wildcard is refused even inside a token: NATS treats such
+// subjects inconsistently across tools, and a publish subject never needs one.
+func ValidateSubject(s string) error {
+	if !utf8.ValidString(s) {
+		return invalidf("inboxName", "is not valid UTF-8")
+	}
+	for i, r := range s {
+		switch {
+		case r == '*' || r == '>':
+			return invalidf("inboxName", "NATS subject has a wildcard %q at byte %d", r, i)
+		case unicode.IsSpace(r) || unicode.IsControl(r):
+			return invalidf("inboxName", "NATS subject has whitespace or a control character at byte %d", i)
+		}
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" {
+			return invalidf("inboxName", "NATS subject %q has an empty token", s)
+		}
+	}
+	return nil
+}
+
+// ValidateEndpoint checks an HTTP inbox: an absolute http or https URL with a host.
+func ValidateEndpoint(s string) error {
+	for i, r := range s {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return invalidf("inboxName", "URL has whitespace or a control character at byte %d", i)
+		}
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return invalidf("inboxName", "is not a URL: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return invalidf("inboxName", "URL scheme must be http or https")
+	}
+	if u.Hostname() == "" {
+		return invalidf("inboxName", "URL has no host")
+	}
+	return nil
+}
+
+// ValidateSigningSecrets checks Standard Webhooks secrets: each "whsec_" followed by
+// non-empty standard base64 (the HMAC key).
+func ValidateSigningSecrets(secrets []string) error {
+	if len(secrets) > MaxSigningSecrets {
+		return invalidf("signingSecrets", "has more than %d secrets", MaxSigningSecrets)
+	}
+	for i, s := range secrets {
+		b64, ok := strings.CutPrefix(s, "whsec_")
+		if !ok {
+			return invalidf("signingSecrets", "secret %d does not start with whsec_", i)
+		}
+		// Never echo the secret itself into an error (it ends up in logs).
+		key, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil || len(key) == 0 {
+			return invalidf("signingSecrets", "secret %d is not whsec_ followed by base64", i)
+		}
+	}
+	return nil
+}
