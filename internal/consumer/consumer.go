@@ -1,0 +1,386 @@
+// Package consumer runs the router's durable JetStream pull consumer: one reader
+// pulls continuously, a bounded pool of workers takes the messages in batches to a
+// Handler, and the consumer applies the Handler's verdict on each message (Ack,
+// NakWithDelay, Term) only after the Handler returned, i.e. after the batch was
+// committed. Batches that run long are kept alive with InProgress so they are not
+// redelivered to another replica mid-flight.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Verdict is what to do with a message once its batch is handled.
+type Verdict int
+
+// The verdicts.
+const (
+	Ack  Verdict = iota // taken over durably: done
+	Nak                 // not now: redeliver after Action.Delay
+	Term                // never redeliver (recorded as poison)
+	Skip                // leave it: redelivered after AckWait
+)
+
+// Action is a verdict on one message.
+type Action struct {
+	Verdict Verdict
+	Delay   time.Duration
+}
+
+// Handler takes a batch over and returns one Action per message, in order.
+type Handler func(ctx context.Context, msgs []jetstream.Msg) []Action
+
+// Config configures a Consumer.
+type Config struct {
+	Stream   jetstream.Stream
+	Consumer jetstream.ConsumerConfig
+	Handler  Handler
+	// Workers is how many batches are handled at once. Defaults to 4.
+	Workers int
+	// BatchSize caps a batch. Defaults to 256.
+	BatchSize int
+	// BatchWait is how long a worker waits for a batch to fill after its first
+	// message. Defaults to 2ms.
+	BatchWait time.Duration
+	// Paused reports whether to stop pulling (CAMS is down): messages stay in the
+	// stream rather than being fetched only to be handed back.
+	Paused     func() bool
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Consumer is a running pull consumer.
+type Consumer struct {
+	cfg   Config
+	log   *slog.Logger
+	cons  jetstream.Consumer
+	msgs  chan jetstream.Msg
+	m     *metrics
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+	once  sync.Once
+	iterM sync.Mutex
+	iter  jetstream.MessagesContext
+}
+
+// New creates or updates the durable consumer.
+func New(ctx context.Context, cfg Config) (*Consumer, error) {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 256
+	}
+	if cfg.BatchWait <= 0 {
+		cfg.BatchWait = 2 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	if cfg.Paused == nil {
+		cfg.Paused = func() bool { return false }
+	}
+	cons, err := cfg.Stream.CreateOrUpdateConsumer(ctx, cfg.Consumer)
+	if err != nil {
+		return nil, fmt.Errorf("error creating consumer %s: %w", cfg.Consumer.Durable, err)
+	}
+	return &Consumer{
+		cfg:  cfg,
+		log:  cfg.Logger,
+		cons: cons,
+		msgs: make(chan jetstream.Msg, cfg.BatchSize),
+		m:    newMetrics(cfg.Registerer, cons),
+	}, nil
+}
+
+// Info returns the consumer's state on the server (pending, ack-pending).
+func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+	return c.cons.Info(ctx)
+}
+
+// Start launches the reader and the workers.
+func (c *Consumer) Start(ctx context.Context) error {
+	ctx, c.stop = context.WithCancel(context.WithoutCancel(ctx))
+	c.wg.Add(1)
+	go c.read(ctx)
+	var workers sync.WaitGroup
+	for range c.cfg.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			c.work(ctx)
+		}()
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		workers.Wait()
+	}()
+	return nil
+}
+
+// Stop stops pulling, lets the batches being handled finish (their acks are sent),
+// hands back what was pulled but not started (Nak: another replica takes it at
+// once), and returns. ctx bounds the wait. Idempotent.
+func (c *Consumer) Stop(ctx context.Context) error {
+	var err error
+	c.once.Do(func() {
+		if c.stop == nil {
+			return
+		}
+		c.iterM.Lock()
+		if c.iter != nil {
+			c.iter.Stop()
+		}
+		c.iterM.Unlock()
+		c.stop()
+		done := make(chan struct{})
+		go func() { c.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("consumer did not stop in time: %w", ctx.Err())
+		}
+	})
+	return err
+}
+
+// read pulls continuously and feeds the workers. It recreates the pull when the
+// iterator fails (missed heartbeats after a reconnect or a leader change: stalled
+// consumers are a known failure mode).
+func (c *Consumer) read(ctx context.Context) {
+	defer c.wg.Done()
+	defer close(c.msgs)
+	for ctx.Err() == nil {
+		if c.cfg.Paused() {
+			c.m.paused.Set(1)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		c.m.paused.Set(0)
+		it, err := c.cons.Messages(jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.PullExpiry(5*time.Second))
+		if err != nil {
+			c.log.WarnContext(ctx, "error starting to pull, retrying", slog.Any("error", err))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		c.iterM.Lock()
+		c.iter = it
+		c.iterM.Unlock()
+		if ctx.Err() != nil {
+			it.Stop()
+			return
+		}
+		c.pull(ctx, it)
+		it.Stop()
+	}
+}
+
+// pull forwards messages from one iterator until it fails, ctx ends or the
+// consumer is paused.
+func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) {
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return
+			}
+			c.log.WarnContext(ctx, "pull failed, recreating it", slog.Any("error", err))
+			return
+		}
+		select {
+		case c.msgs <- msg:
+		case <-ctx.Done():
+			_ = msg.Nak()
+			return
+		}
+		if c.cfg.Paused() {
+			return // messages the iterator buffered come back after AckWait
+		}
+	}
+}
+
+func (c *Consumer) work(ctx context.Context) {
+	batch := make([]jetstream.Msg, 0, c.cfg.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		msg, ok := <-c.msgs
+		if !ok {
+			return
+		}
+		if ctx.Err() != nil {
+			_ = msg.Nak() // stopping: hand back at once
+			continue
+		}
+		batch = append(batch[:0], msg)
+		timer.Reset(c.cfg.BatchWait)
+	fill:
+		for len(batch) < c.cfg.BatchSize {
+			select {
+			case m, ok := <-c.msgs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, m)
+			case <-timer.C:
+				break fill
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		c.handle(batch)
+	}
+}
+
+func (c *Consumer) handle(batch []jetstream.Msg) {
+	start := time.Now()
+	// A slow batch (Postgres or CAMS slow) is kept alive so JetStream does not
+	// redeliver it to another replica while this one is still on it.
+	keepAlive := c.cfg.Consumer.AckWait / 3
+	if keepAlive <= 0 {
+		keepAlive = 10 * time.Second
+	}
+	stopKeepAlive := make(chan struct{})
+	var keepWG sync.WaitGroup
+	keepWG.Add(1)
+	go func() {
+		defer keepWG.Done()
+		t := time.NewTicker(keepAlive)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopKeepAlive:
+				return
+			case <-t.C:
+				for _, m := range batch {
+					_ = m.InProgress()
+				}
+			}
+		}
+	}()
+	// The handler runs to completion even during shutdown: its commit decides the
+	// acks, and cutting it short would only turn finished work into redeliveries.
+	actions := c.cfg.Handler(context.Background(), batch)
+	close(stopKeepAlive)
+	keepWG.Wait()
+	for i, m := range batch {
+		a := Action{Verdict: Skip}
+		if i < len(actions) {
+			a = actions[i]
+		}
+		var err error
+		switch a.Verdict {
+		case Ack:
+			// A plain ack is enough: the takeover committed and is idempotent, so a
+			// lost ack only causes a redelivery that the takeover ignores.
+			err = m.Ack()
+		case Nak:
+			err = m.NakWithDelay(a.Delay)
+		case Term:
+			err = m.Term()
+		}
+		if err != nil {
+			c.log.Warn("error answering JetStream (the message will be redelivered and deduplicated)", slog.Any("error", err))
+		}
+		c.m.verdicts.WithLabelValues(verdictName(a.Verdict)).Inc()
+	}
+	c.m.batchSize.Observe(float64(len(batch)))
+	c.m.batchDuration.Observe(time.Since(start).Seconds())
+}
+
+func verdictName(v Verdict) string {
+	switch v {
+	case Ack:
+		return "ack"
+	case Nak:
+		return "nak"
+	case Term:
+		return "term"
+	}
+	return "skip"
+}
+
+type metrics struct {
+	verdicts      *prometheus.CounterVec
+	batchSize     prometheus.Histogram
+	batchDuration prometheus.Histogram
+	paused        prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, cons jetstream.Consumer) *metrics {
+	f := promauto.With(reg)
+	m := &metrics{
+		verdicts: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "msgrouter_consumer_messages_total",
+			Help: "Stream messages handled by the router, by verdict (ack, nak, term, skip).",
+		}, []string{"verdict"}),
+		batchSize: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "msgrouter_consumer_batch_size",
+			Help:    "Messages per batch taken over.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		batchDuration: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "msgrouter_consumer_batch_duration_seconds",
+			Help:    "Time to take a batch over (lookups, commit), before the acks.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		paused: f.NewGauge(prometheus.GaugeOpts{
+			Name: "msgrouter_consumer_paused",
+			Help: "1 while the router has stopped pulling because CAMS is unavailable.",
+		}),
+	}
+	reg.MustRegister(&lagCollector{cons: cons})
+	return m
+}
+
+// lagCollector reports the consumer's lag from JetStream at scrape time.
+type lagCollector struct{ cons jetstream.Consumer }
+
+var (
+	pendingDesc     = prometheus.NewDesc("msgrouter_consumer_pending_messages", "Stream messages not yet delivered to the router consumer (lag).", nil, nil)
+	ackPendingDesc  = prometheus.NewDesc("msgrouter_consumer_ack_pending_messages", "Messages delivered to routers and not yet acked.", nil, nil)
+	redeliveredDesc = prometheus.NewDesc("msgrouter_consumer_redelivered_messages", "Messages currently being redelivered.", nil, nil)
+)
+
+func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pendingDesc
+	ch <- ackPendingDesc
+	ch <- redeliveredDesc
+}
+
+func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	info, err := l.cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(info.NumPending))
+	ch <- prometheus.MustNewConstMetric(ackPendingDesc, prometheus.GaugeValue, float64(info.NumAckPending))
+	ch <- prometheus.MustNewConstMetric(redeliveredDesc, prometheus.GaugeValue, float64(info.NumRedelivered))
+}

@@ -1,0 +1,101 @@
+package outbox
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Janitor keeps Postgres small and the outbox gauges fresh: it removes finished
+// message records older than the retention in batches, and samples the outbox.
+type Janitor struct {
+	store     *Store
+	retention time.Duration
+	log       *slog.Logger
+	pending   prometheus.Gauge
+	oldest    prometheus.Gauge
+	failed    *prometheus.GaugeVec
+	purged    prometheus.Counter
+	stop      context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// NewJanitor returns a Janitor; Start runs it.
+func NewJanitor(store *Store, retention time.Duration, log *slog.Logger, reg prometheus.Registerer) *Janitor {
+	f := promauto.With(reg)
+	return &Janitor{
+		store: store, retention: retention, log: log,
+		pending: f.NewGauge(prometheus.GaugeOpts{Name: "msgrouter_outbox_pending_messages", Help: "Messages in the outbox (PENDING)."}),
+		oldest: f.NewGauge(prometheus.GaugeOpts{Name: "msgrouter_outbox_oldest_due_age_seconds",
+			Help: "How overdue the most overdue outbox row is (0 when none is due)."}),
+		failed: f.NewGaugeVec(prometheus.GaugeOpts{Name: "msgrouter_failed_messages",
+			Help: "Messages currently REJECTED or DEAD_LETTERED (replayable)."}, []string{"status"}),
+		purged: f.NewCounter(prometheus.CounterOpts{Name: "msgrouter_messages_purged_total",
+			Help: "Finished message records removed after MESSAGE_RETENTION."}),
+	}
+}
+
+// Start launches the loops.
+func (j *Janitor) Start(ctx context.Context) {
+	ctx, j.stop = context.WithCancel(context.WithoutCancel(ctx))
+	j.wg.Add(1)
+	go func() {
+		defer j.wg.Done()
+		stats := time.NewTicker(5 * time.Second)
+		purge := time.NewTicker(time.Minute)
+		defer stats.Stop()
+		defer purge.Stop()
+		j.sample(ctx)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-stats.C:
+				j.sample(ctx)
+			case <-purge.C:
+				j.Purge(ctx)
+			}
+		}
+	}()
+}
+
+// Stop ends the loops. Idempotent.
+func (j *Janitor) Stop() {
+	if j.stop != nil {
+		j.stop()
+	}
+	j.wg.Wait()
+}
+
+func (j *Janitor) sample(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := j.store.Stats(ctx)
+	if err != nil {
+		return
+	}
+	j.pending.Set(float64(st.Pending))
+	j.oldest.Set(st.OldestDueAge.Seconds())
+	j.failed.WithLabelValues(StatusDeadLettered).Set(float64(st.DeadLettered))
+	j.failed.WithLabelValues(StatusRejected).Set(float64(st.Rejected))
+}
+
+// Purge removes expired records in batches of 1000 until none is left.
+func (j *Janitor) Purge(ctx context.Context) {
+	cutoff := time.Now().Add(-j.retention)
+	for ctx.Err() == nil {
+		n, err := j.store.Purge(ctx, cutoff, 1000)
+		if err != nil {
+			j.log.WarnContext(ctx, "error purging old messages", slog.Any("error", err))
+			return
+		}
+		j.purged.Add(float64(n))
+		if n < 1000 {
+			return
+		}
+	}
+}

@@ -1,0 +1,447 @@
+// Package outbox is the transactional outbox: the Postgres store of message records
+// and outbox rows (taking a batch over in one statement, fenced claims, batched
+// completions, replay, retention) and the dispatcher that delivers claimed rows.
+//
+// Guarantees: a message is PENDING exactly while it has an outbox row; every claim
+// carries a lease token and a lease deadline on the database clock (due_at), and
+// every completion only applies to the claim that still holds the row, so a
+// dispatcher that died or stalled can never overwrite the work of the one that took
+// the row over after its lease expired (FIELD-NOTES, river #1302).
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Statuses of the contract.
+const (
+	StatusPending      = "PENDING"
+	StatusDelivered    = "DELIVERED"
+	StatusRejected     = "REJECTED"
+	StatusDeadLettered = "DEAD_LETTERED"
+)
+
+// Dead-letter reason decided by the store.
+const ReasonMaxAttempts = "MAX_ATTEMPTS_EXCEEDED"
+
+// Store runs the outbox's SQL on a pool.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a Store on pool.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Pool returns the pool, for readiness checks.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Record is a message being taken over from the stream.
+type Record struct {
+	ID              uuid.UUID
+	Address         string
+	Status          string // StatusPending or StatusRejected
+	Reason          string // rejection reason
+	LastError       string // rejection detail
+	DestType        string
+	DestName        string
+	Payload         []byte // nil when the message did not parse
+	Raw             []byte // the stream message, kept for INVALID_MESSAGE
+	SenderID        string
+	CorrelationID   string
+	SenderMessageID string
+	Traceparent     string
+	AcceptedAt      time.Time
+}
+
+const takeoverSQL = `
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::text[],
+                         $13::timestamptz[], $14::text[])
+        AS t(message_id, ai_agent_address, status, reason, destination_type, destination_name,
+             payload, raw, sender_id, correlation_id, sender_message_id, traceparent, accepted_at, last_error)
+), ins AS (
+    INSERT INTO messages (message_id, ai_agent_address, status, reason, destination_type, destination_name,
+                          payload, raw, sender_id, correlation_id, sender_message_id, traceparent,
+                          accepted_at, last_error, finished_at)
+    SELECT message_id, ai_agent_address, status, NULLIF(reason, ''), NULLIF(destination_type, ''),
+           NULLIF(destination_name, ''), payload, raw, NULLIF(sender_id, ''), NULLIF(correlation_id, ''),
+           NULLIF(sender_message_id, ''), NULLIF(traceparent, ''), accepted_at, NULLIF(last_error, ''),
+           CASE WHEN status = 'PENDING' THEN NULL ELSE now() END
+    FROM input
+    ON CONFLICT (message_id) DO NOTHING
+    RETURNING message_id, status, reason, ai_agent_address
+), ob AS (
+    INSERT INTO outbox (message_id, due_at, lease_token)
+    SELECT message_id, now() + $15::interval, $16::uuid FROM ins WHERE status = 'PENDING'
+), fl AS (
+    INSERT INTO failures (message_id, status, reason, ai_agent_address)
+    SELECT message_id, status, reason, ai_agent_address FROM ins WHERE status <> 'PENDING'
+)
+SELECT message_id, now() + $15::interval FROM ins`
+
+// Takeover writes recs and the outbox rows of the pending ones in one statement (one
+// transaction): a message already known (a redelivery, a duplicate submission beyond
+// the JetStream dedupe window) is left untouched. The new pending rows are leased to
+// token until the returned deadline, so the caller can hand them straight to its
+// dispatcher; inserted reports which recs were new.
+func (s *Store) Takeover(ctx context.Context, recs []Record, token uuid.UUID, lease time.Duration) (inserted map[uuid.UUID]bool, leaseUntil time.Time, err error) {
+	n := len(recs)
+	ids := make([]uuid.UUID, n)
+	addr, status, reason, dtype, dname := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	payload, raw := make([][]byte, n), make([][]byte, n)
+	sender, corr, smid, tp, lastErr := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	accepted := make([]time.Time, n)
+	for i, r := range recs {
+		ids[i], addr[i], status[i], reason[i], dtype[i], dname[i] = r.ID, r.Address, r.Status, r.Reason, r.DestType, r.DestName
+		payload[i], raw[i] = r.Payload, r.Raw
+		sender[i], corr[i], smid[i], tp[i], lastErr[i] = r.SenderID, r.CorrelationID, r.SenderMessageID, r.Traceparent, r.LastError
+		accepted[i] = r.AcceptedAt
+	}
+	rows, err := s.pool.Query(ctx, takeoverSQL, ids, addr, status, reason, dtype, dname, payload, raw,
+		sender, corr, smid, tp, accepted, lastErr, lease, token)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("error taking messages over: %w", err)
+	}
+	inserted = make(map[uuid.UUID]bool, n)
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id, &leaseUntil); err != nil {
+			rows.Close()
+			return nil, time.Time{}, fmt.Errorf("error taking messages over: %w", err)
+		}
+		inserted[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, time.Time{}, fmt.Errorf("error taking messages over: %w", err)
+	}
+	return inserted, leaseUntil, nil
+}
+
+// Claimed is an outbox row held by a claim.
+type Claimed struct {
+	ID              uuid.UUID
+	Token           uuid.UUID
+	Address         string
+	DestType        string
+	DestName        string
+	Payload         []byte
+	SenderID        string
+	CorrelationID   string
+	SenderMessageID string
+	Traceparent     string
+	AcceptedAt      time.Time
+	Attempts        int  // attempts already made since the last replay
+	Route           bool // look the agent up afresh before delivering
+}
+
+const claimSQL = `
+WITH due AS (
+    SELECT message_id FROM outbox
+    WHERE due_at <= now()
+    ORDER BY due_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3
+    FROM due WHERE o.message_id = due.message_id
+    RETURNING o.message_id, o.route
+)
+SELECT m.message_id, m.ai_agent_address, coalesce(m.destination_type, ''), coalesce(m.destination_name, ''),
+       m.payload, coalesce(m.sender_id, ''), coalesce(m.correlation_id, ''), coalesce(m.sender_message_id, ''),
+       coalesce(m.traceparent, ''), m.accepted_at, m.attempts, c.route
+FROM claimed c JOIN messages m ON m.message_id = c.message_id`
+
+// Claim leases up to limit due rows (fresh rows nobody holds, retries whose time has
+// come, rows whose lease expired) to a new token for lease, on the database clock.
+// The claim commits at once: no transaction stays open across delivery.
+func (s *Store) Claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, error) {
+	token := uuid.New()
+	rows, err := s.pool.Query(ctx, claimSQL, limit, lease, token)
+	if err != nil {
+		return nil, fmt.Errorf("error claiming outbox rows: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Claimed, error) {
+		c := Claimed{Token: token}
+		err := row.Scan(&c.ID, &c.Address, &c.DestType, &c.DestName, &c.Payload, &c.SenderID, &c.CorrelationID,
+			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("error claiming outbox rows: %w", err)
+	}
+	return out, nil
+}
+
+// Outcome kinds of a finished claim.
+type Kind int
+
+// The outcomes.
+const (
+	Delivered Kind = iota + 1 // the inbox confirmed
+	Failed                    // a failed attempt: retry after Delay, or dead-letter
+	Dead                      // a failed attempt that dead-letters at once (Reason)
+	Wait                      // no attempt made (breaker open, CAMS down): try again after Delay
+	Release                   // no attempt made (shutting down): due again at once
+	Rejected                  // routing afresh rejected it (Reason)
+)
+
+// Result is what became of one claimed row.
+type Result struct {
+	ID       uuid.UUID
+	Token    uuid.UUID
+	Kind     Kind
+	At       time.Time     // when the attempt started
+	Duration time.Duration // how long it took
+	Delay    time.Duration // Failed, Wait: when to try again
+	Reason   string        // Dead, Rejected
+	Error    string        // Failed, Dead, Rejected
+}
+
+const deliveredSQL = `
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[]) AS r(id, token, at, dur)
+), d AS (
+    DELETE FROM outbox o USING r WHERE o.message_id = r.id AND o.lease_token = r.token
+    RETURNING o.message_id
+), m AS (
+    UPDATE messages m SET status = 'DELIVERED', reason = NULL, last_error = NULL, attempts = m.attempts + 1,
+           delivered_at = r.at + r.dur * interval '1 millisecond', finished_at = now()
+    FROM d JOIN r ON r.id = d.message_id
+    WHERE m.message_id = d.message_id
+    RETURNING m.message_id, m.attempts
+)
+INSERT INTO delivery_attempts (message_id, attempt, at, outcome, error, duration_ms)
+SELECT m.message_id, m.attempts, r.at, 'DELIVERED', NULL, r.dur FROM m JOIN r ON r.id = m.message_id
+RETURNING message_id`
+
+const failedSQL = `
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::bigint[], $6::text[], $7::text[])
+        AS r(id, token, at, dur, delay_ms, reason, err)
+), held AS (
+    SELECT o.message_id FROM outbox o JOIN r ON o.message_id = r.id AND o.lease_token = r.token
+    FOR UPDATE OF o
+), m AS (
+    UPDATE messages m SET attempts = m.attempts + 1, last_error = r.err,
+           status = CASE WHEN r.reason <> '' OR m.attempts + 1 >= $8 THEN 'DEAD_LETTERED' ELSE 'PENDING' END,
+           reason = CASE WHEN r.reason <> '' THEN r.reason WHEN m.attempts + 1 >= $8 THEN 'MAX_ATTEMPTS_EXCEEDED' END,
+           finished_at = CASE WHEN r.reason <> '' OR m.attempts + 1 >= $8 THEN now() END
+    FROM held JOIN r ON r.id = held.message_id
+    WHERE m.message_id = held.message_id
+    RETURNING m.message_id, m.attempts, m.status, m.reason, m.ai_agent_address
+), h AS (
+    INSERT INTO delivery_attempts (message_id, attempt, at, outcome, error, duration_ms)
+    SELECT m.message_id, m.attempts, r.at, CASE WHEN m.status = 'PENDING' THEN 'FAILED' ELSE m.status END, r.err, r.dur
+    FROM m JOIN r ON r.id = m.message_id
+), gone AS (
+    DELETE FROM outbox o USING m WHERE o.message_id = m.message_id AND m.status <> 'PENDING'
+), f AS (
+    INSERT INTO failures (message_id, status, reason, ai_agent_address)
+    SELECT message_id, status, reason, ai_agent_address FROM m WHERE status <> 'PENDING'
+    ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, failed_at = now()
+), again AS (
+    UPDATE outbox o SET due_at = now() + r.delay_ms * interval '1 millisecond', lease_token = NULL
+    FROM m JOIN r ON r.id = m.message_id
+    WHERE o.message_id = m.message_id AND m.status = 'PENDING'
+)
+SELECT message_id, status FROM m`
+
+const waitSQL = `
+UPDATE outbox o SET due_at = now() + r.delay_ms * interval '1 millisecond', lease_token = NULL
+FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS r(id, token, delay_ms)
+WHERE o.message_id = r.id AND o.lease_token = r.token`
+
+const rejectedSQL = `
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS r(id, token, reason, err)
+), d AS (
+    DELETE FROM outbox o USING r WHERE o.message_id = r.id AND o.lease_token = r.token
+    RETURNING o.message_id
+), m AS (
+    UPDATE messages m SET status = 'REJECTED', reason = r.reason, last_error = r.err, finished_at = now()
+    FROM d JOIN r ON r.id = d.message_id
+    WHERE m.message_id = d.message_id
+    RETURNING m.message_id, m.reason, m.ai_agent_address
+)
+INSERT INTO failures (message_id, status, reason, ai_agent_address)
+SELECT message_id, 'REJECTED', reason, ai_agent_address FROM m
+ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, failed_at = now()`
+
+// Complete records a batch of results in one round trip. Each result applies only if
+// its claim still holds the row; stale ones (the lease expired and another claim took
+// the row) are ignored, which is what makes a slow or dead dispatcher harmless.
+// It returns the final statuses of the rows it changed (PENDING for retries).
+func (s *Store) Complete(ctx context.Context, results []Result, maxAttempts int) (map[uuid.UUID]string, error) {
+	var (
+		dl delivered
+		fl failed
+		wt waiting
+		rj rejected
+	)
+	for _, r := range results {
+		switch r.Kind {
+		case Delivered:
+			dl.add(r)
+		case Failed, Dead:
+			fl.add(r)
+		case Wait, Release:
+			wt.add(r)
+		case Rejected:
+			rj.add(r)
+		}
+	}
+	b := &pgx.Batch{}
+	final := make(map[uuid.UUID]string, len(results))
+	if len(dl.ids) > 0 {
+		b.Queue(deliveredSQL, dl.ids, dl.tokens, dl.at, dl.dur).Query(func(rows pgx.Rows) error {
+			return collect(rows, final, StatusDelivered)
+		})
+	}
+	if len(fl.ids) > 0 {
+		b.Queue(failedSQL, fl.ids, fl.tokens, fl.at, fl.dur, fl.delay, fl.reason, fl.err, maxAttempts).Query(func(rows pgx.Rows) error {
+			return collect(rows, final, "")
+		})
+	}
+	if len(wt.ids) > 0 {
+		b.Queue(waitSQL, wt.ids, wt.tokens, wt.delay)
+	}
+	if len(rj.ids) > 0 {
+		b.Queue(rejectedSQL, rj.ids, rj.tokens, rj.reason, rj.err)
+		for _, id := range rj.ids {
+			final[id] = StatusRejected
+		}
+	}
+	if b.Len() == 0 {
+		return final, nil
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("error recording delivery results: %w", err)
+	}
+	return final, nil
+}
+
+func collect(rows pgx.Rows, into map[uuid.UUID]string, status string) error {
+	for rows.Next() {
+		var id uuid.UUID
+		st := status
+		var err error
+		if status == "" {
+			err = rows.Scan(&id, &st)
+		} else {
+			err = rows.Scan(&id)
+		}
+		if err != nil {
+			return err
+		}
+		into[id] = st
+	}
+	return rows.Err()
+}
+
+type delivered struct {
+	ids, tokens []uuid.UUID
+	at          []time.Time
+	dur         []int32
+}
+
+func (d *delivered) add(r Result) {
+	d.ids, d.tokens = append(d.ids, r.ID), append(d.tokens, r.Token)
+	d.at, d.dur = append(d.at, r.At), append(d.dur, ms32(r.Duration))
+}
+
+type failed struct {
+	delivered
+	delay       []int64
+	reason, err []string
+}
+
+func (f *failed) add(r Result) {
+	f.delivered.add(r)
+	reason := ""
+	if r.Kind == Dead {
+		reason = r.Reason
+		if reason == "" {
+			reason = ReasonMaxAttempts
+		}
+	}
+	f.delay, f.reason, f.err = append(f.delay, r.Delay.Milliseconds()), append(f.reason, reason), append(f.err, truncate(r.Error))
+}
+
+type waiting struct {
+	ids, tokens []uuid.UUID
+	delay       []int64
+}
+
+func (w *waiting) add(r Result) {
+	delay := r.Delay
+	if r.Kind == Release {
+		delay = 0
+	}
+	w.ids, w.tokens, w.delay = append(w.ids, r.ID), append(w.tokens, r.Token), append(w.delay, delay.Milliseconds())
+}
+
+type rejected struct {
+	ids, tokens []uuid.UUID
+	reason, err []string
+}
+
+func (j *rejected) add(r Result) {
+	j.ids, j.tokens = append(j.ids, r.ID), append(j.tokens, r.Token)
+	j.reason, j.err = append(j.reason, r.Reason), append(j.err, truncate(r.Error))
+}
+
+func ms32(d time.Duration) int32 {
+	ms := d.Milliseconds()
+	if ms > 1<<31-1 {
+		ms = 1<<31 - 1
+	}
+	return int32(ms)
+}
+
+// truncate keeps stored error texts small.
+func truncate(s string) string {
+	const max = 1000
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}
+
+const setRouteSQL = `
+WITH held AS (
+    UPDATE outbox SET route = false WHERE message_id = $1 AND lease_token = $2 RETURNING message_id
+)
+UPDATE messages m SET destination_type = $3, destination_name = $4
+FROM held WHERE m.message_id = held.message_id`
+
+// ErrLeaseLost means the claim no longer holds the row.
+var ErrLeaseLost = errors.New("outbox lease lost")
+
+// SetRoute stores the destination a fresh lookup found for a replayed message.
+func (s *Store) SetRoute(ctx context.Context, id, token uuid.UUID, destType, destName string) error {
+	tag, err := s.pool.Exec(ctx, setRouteSQL, id, token, destType, destName)
+	if err != nil {
+		return fmt.Errorf("error storing the route of %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrLeaseLost
+	}
+	return nil
+}
+
+// ReleaseAll hands every row held by tokens back, due at once (shutdown).
+func (s *Store) ReleaseAll(ctx context.Context, tokens []uuid.UUID) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE outbox SET due_at = now(), lease_token = NULL WHERE lease_token = ANY($1)`, tokens)
+	if err != nil {
+		return 0, fmt.Errorf("error releasing outbox rows: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

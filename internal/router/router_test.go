@@ -1,0 +1,496 @@
+package router_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/config"
+	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/stream"
+	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
+	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
+)
+
+// fakeCAMS is an external CAMS whose answers and failures tests control.
+type fakeCAMS struct {
+	mu       sync.Mutex
+	agents   map[string]cams.Mapping
+	down     atomic.Bool // answer 503
+	requests atomic.Int64
+	srv      *httptest.Server
+}
+
+func newFakeCAMS(t *testing.T) *fakeCAMS {
+	f := &fakeCAMS{agents: map[string]cams.Mapping{}}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.requests.Add(1)
+		if f.down.Load() {
+			http.Error(w, `{"errorCode":"UNAVAILABLE","message":"down"}`, http.StatusServiceUnavailable)
+			return
+		}
+		addr, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/v1/agent-inboxes/"))
+		if err != nil {
+			http.Error(w, "bad path", http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		m, ok := f.agents[addr]
+		f.mu.Unlock()
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"errorCode":"NOT_FOUND","message":"unknown agent"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(m)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeCAMS) set(addr, typ, inbox, status string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now().UTC()
+	f.agents[addr] = cams.Mapping{AIAgentAddress: addr, InboxDestinationType: typ, InboxName: inbox, Status: status,
+		RegistrationTimestamp: now, LastUpdatedTimestamp: now}
+}
+
+type env struct {
+	t        *testing.T
+	nats     *natstest.Server
+	js       jetstream.JetStream
+	nc       *nats.Conn
+	cams     *fakeCAMS
+	adminURL string
+	inbox    jetstream.Stream
+	cancel   context.CancelFunc
+	done     chan error
+	cfg      config.Router
+	reg      *prometheus.Registry
+}
+
+// setup runs a router against a fresh database, an in-process JetStream server and
+// a fake CAMS. Agent inboxes are subjects under "inbox." captured by stream INBOX.
+func setup(t *testing.T, overrides map[string]string) *env {
+	t.Helper()
+	ns := natstest.Start(t)
+	nc, js := ns.Connect(t)
+	fc := newFakeCAMS(t)
+	vars := map[string]string{
+		"NATS_URL":                        ns.URL,
+		"DATABASE_URL":                    pgtest.NewURL(t),
+		"CAMS_API_URL":                    fc.srv.URL,
+		"ROUTER_ADDR":                     "127.0.0.1:0",
+		"DELIVERY_ALLOW_PRIVATE_NETWORKS": "true",
+		"DELIVERY_BACKOFF_INITIAL":        "20ms",
+		"DELIVERY_BACKOFF_MAX":            "200ms",
+		"DELIVERY_TIMEOUT":                "2s",
+		"BREAKER_OPEN_TIMEOUT":            "300ms",
+		"CAMS_CACHE_TTL":                  "0s",
+		"SHUTDOWN_TIMEOUT":                "5s",
+	}
+	for k, v := range overrides {
+		vars[k] = v
+	}
+	cfg, err := config.LoadRouter(config.FromMap(vars))
+	require.NoError(t, err)
+	ctx := context.Background()
+	inbox, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "INBOX", Subjects: []string{"inbox.>"}})
+	require.NoError(t, err)
+	e := &env{t: t, nats: ns, js: js, nc: nc, cams: fc, inbox: inbox, cfg: cfg, done: make(chan error, 1)}
+	e.start()
+	return e
+}
+
+func (e *env) start() {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.reg = prometheus.NewRegistry()
+	ready := make(chan string, 1)
+	e.done = make(chan error, 1)
+	go func() {
+		e.done <- router.Run(ctx, e.cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: e.reg, Ready: ready})
+	}()
+	select {
+	case addr := <-ready:
+		e.adminURL = "http://" + addr
+	case err := <-e.done:
+		e.t.Fatalf("router did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		e.t.Fatal("router did not start within 30s")
+	}
+	e.t.Cleanup(e.stop)
+}
+
+// stop shuts the router down gracefully and checks it returned cleanly.
+func (e *env) stop() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	e.cancel = nil
+	select {
+	case err := <-e.done:
+		require.NoError(e.t, err)
+	case <-time.After(30 * time.Second):
+		e.t.Fatal("router did not stop within 30s")
+	}
+}
+
+// publish sends a message body straight to the stream, as a direct producer does.
+func (e *env) publish(body string, msgID string) {
+	e.t.Helper()
+	m := nats.NewMsg(stream.Subject)
+	m.Data = []byte(body)
+	if msgID != "" {
+		m.Header.Set(nats.MsgIdHdr, msgID)
+	}
+	_, err := e.js.PublishMsg(context.Background(), m)
+	require.NoError(e.t, err)
+}
+
+type view struct {
+	MessageID   string `json:"messageId"`
+	Status      string `json:"status"`
+	Reason      string `json:"reason"`
+	Attempts    int    `json:"attempts"`
+	LastError   string `json:"lastError"`
+	Destination *struct {
+		Type, Name string
+	} `json:"destination"`
+	History []struct {
+		Attempt int    `json:"attempt"`
+		Outcome string `json:"outcome"`
+	} `json:"history"`
+	Raw string `json:"rawMessageBase64"`
+}
+
+func (e *env) get(id string) (int, view) {
+	e.t.Helper()
+	resp, err := http.Get(e.adminURL + "/v1/messages/" + id)
+	require.NoError(e.t, err)
+	defer resp.Body.Close()
+	var v view
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	return resp.StatusCode, v
+}
+
+// waitStatus waits until the message is in status and returns its view.
+func (e *env) waitStatus(id, status string) view {
+	e.t.Helper()
+	var last view
+	require.Eventually(e.t, func() bool {
+		code, v := e.get(id)
+		last = v
+		return code == http.StatusOK && v.Status == status
+	}, 20*time.Second, 20*time.Millisecond, "message %s never became %s (last: %+v)", id, status, last)
+	return last
+}
+
+// inboxMsgs returns what arrived on an inbox subject so far.
+func (e *env) inboxMsgs(subject string) []jetstream.Msg {
+	e.t.Helper()
+	ctx := context.Background()
+	c, err := e.inbox.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	require.NoError(e.t, err)
+	var out []jetstream.Msg
+	for {
+		batch, err := c.FetchNoWait(100)
+		require.NoError(e.t, err)
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, m)
+			n++
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+func body(addr, payload string) string {
+	return fmt.Sprintf(`{"aiAgentAddress":%q,"payload":%s}`, addr, payload)
+}
+
+func TestDeliversToNATSInbox(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	addr := "agent-sales@example.com/é+%"
+	e.cams.set(addr, cams.TypeNATSSubject, "inbox.sales", cams.StatusActive)
+	id := uuid.NewString()
+	payload := `{"big":12345678901234567890123,"dec":0.1000000000000000055511151231257827,"s":"\u0000é"}`
+	e.publish(fmt.Sprintf(`{"aiAgentAddress":%q,"payload":%s,"senderMetadata":{"serviceName":"crm","correlationId":"c-1"}}`, addr, payload), id)
+
+	v := e.waitStatus(id, "DELIVERED")
+	require.Equal(t, 1, v.Attempts)
+	require.Len(t, v.History, 1)
+	require.Equal(t, "DELIVERED", v.History[0].Outcome)
+	require.Equal(t, "NATS_SUBJECT", v.Destination.Type)
+
+	msgs := e.inboxMsgs("inbox.sales")
+	require.Len(t, msgs, 1)
+	require.Equal(t, payload, string(msgs[0].Data()))
+	h := msgs[0].Headers()
+	require.Equal(t, id, h.Get("messageId"))
+	require.Equal(t, id, h.Get("Nats-Msg-Id"))
+	require.Equal(t, addr, h.Get("aiAgentAddress"))
+	require.Equal(t, "crm", h.Get("senderId"))
+	require.Equal(t, "c-1", h.Get("correlationId"))
+	require.Empty(t, h.Values("senderProvidedMessageId"))
+	_, err := time.Parse("2006-01-02T15:04:05.000Z", h.Get("timestampPublished"))
+	require.NoError(t, err)
+}
+
+func TestDeliversToHTTPInbox(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	got := make(chan *http.Request, 10)
+	bodies := make(chan string, 10)
+	inbox := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r
+		bodies <- string(b)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer inbox.Close()
+	e.cams.set("agent-http", cams.TypeHTTPEndpoint, inbox.URL+"/in", cams.StatusActive)
+	id := uuid.NewString()
+	e.publish(body("agent-http", `{"n":1}`), id)
+	e.waitStatus(id, "DELIVERED")
+	r := <-got
+	require.Equal(t, `{"n":1}`, <-bodies)
+	require.Equal(t, id, r.Header.Get("X-Message-Id"))
+	require.Equal(t, id, r.Header.Get("Idempotency-Key"))
+	require.Equal(t, id, r.Header.Get("webhook-id"))
+	require.Equal(t, "agent-http", r.Header.Get("X-Ai-Agent-Address"))
+	require.Equal(t, "application/json", r.Header.Get("Content-Type"))
+}
+
+func TestRejections(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	e.cams.set("inactive", cams.TypeNATSSubject, "inbox.x", cams.StatusInactive)
+	e.cams.set("broken", cams.TypeNATSSubject, "inbox.*", cams.StatusActive)
+	cases := map[string]struct{ body, reason string }{
+		"unknown":  {body("nobody", `{}`), "AGENT_NOT_FOUND"},
+		"inactive": {body("inactive", `{}`), "AGENT_INACTIVE"},
+		"config":   {body("broken", `{}`), "CONFIG_ERROR"},
+		"invalid":  {`{"aiAgentAddress":"x","payload":[1]}`, "INVALID_MESSAGE"},
+		"garbage":  {`not json at all`, "INVALID_MESSAGE"},
+	}
+	ids := map[string]string{}
+	for name, c := range cases {
+		ids[name] = uuid.NewString()
+		e.publish(c.body, ids[name])
+	}
+	for name, c := range cases {
+		v := e.waitStatus(ids[name], "REJECTED")
+		require.Equal(t, c.reason, v.Reason, name)
+		require.Zero(t, v.Attempts)
+	}
+	_, v := e.get(ids["garbage"])
+	require.NotEmpty(t, v.Raw, "raw bytes of a poison message are kept for inspection")
+
+	// Poison messages are terminated, not redelivered forever.
+	cons, err := e.js.Consumer(context.Background(), stream.Name, stream.ConsumerName)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}, 10*time.Second, 20*time.Millisecond)
+}
+
+func TestDirectProducerIDs(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	e.cams.set("a", cams.TypeNATSSubject, "inbox.a", cams.StatusActive)
+	// A Nats-Msg-Id that is not a UUID is hashed into one; the same header twice
+	// (beyond JetStream's dedupe, here: a second stream message) is one message.
+	e.publish(body("a", `{"k":1}`), "order-17")
+	e.publish(`{"aiAgentAddress":"a","payload":{"k":2},"senderMetadata":{"serviceName":"s","senderProvidedMessageId":"m-1"}}`, "")
+	e.publish(body("a", `{"k":3}`), "")
+	require.Eventually(t, func() bool { return len(e.inboxMsgs("inbox.a")) == 3 }, 20*time.Second, 20*time.Millisecond)
+	for _, m := range e.inboxMsgs("inbox.a") {
+		id := m.Headers().Get("messageId")
+		_, err := uuid.Parse(id)
+		require.NoError(t, err)
+		e.waitStatus(id, "DELIVERED")
+	}
+}
+
+func TestRetriesThenDelivers(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	var calls atomic.Int64
+	inbox := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer inbox.Close()
+	e.cams.set("flaky", cams.TypeHTTPEndpoint, inbox.URL, cams.StatusActive)
+	id := uuid.NewString()
+	e.publish(body("flaky", `{}`), id)
+	v := e.waitStatus(id, "DELIVERED")
+	require.Equal(t, 3, v.Attempts)
+	require.Len(t, v.History, 3)
+	require.Equal(t, "FAILED", v.History[0].Outcome)
+	require.Equal(t, "DELIVERED", v.History[2].Outcome)
+}
+
+func TestDeadLetterAndReplay(t *testing.T) {
+	t.Parallel()
+	e := setup(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "3", "BREAKER_FAILURES": "100"})
+	var healthy atomic.Bool
+	inbox := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !healthy.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer inbox.Close()
+	e.cams.set("dl", cams.TypeHTTPEndpoint, inbox.URL, cams.StatusActive)
+	id := uuid.NewString()
+	e.publish(body("dl", `{}`), id)
+	v := e.waitStatus(id, "DEAD_LETTERED")
+	require.Equal(t, "MAX_ATTEMPTS_EXCEEDED", v.Reason)
+	require.Equal(t, 3, v.Attempts)
+	require.Contains(t, v.LastError, "502")
+
+	// Replaying a message that is not failed is a conflict.
+	resp, err := http.Post(e.adminURL+"/v1/messages/"+uuid.NewString()+"/replay", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	healthy.Store(true)
+	resp, err = http.Post(e.adminURL+"/v1/messages/"+id+"/replay", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	v = e.waitStatus(id, "DELIVERED")
+	require.Equal(t, 1, v.Attempts, "attempts restart after a replay")
+	require.Len(t, v.History, 4, "history keeps every attempt ever made")
+
+	resp, err = http.Post(e.adminURL+"/v1/messages/"+id+"/replay", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusConflict, resp.StatusCode)
+}
+
+// CAMS down: messages wait in the stream (never rejected), and flow once it is back.
+func TestCAMSOutageLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, map[string]string{"BREAKER_FAILURES": "2"})
+	e.cams.set("c", cams.TypeNATSSubject, "inbox.c", cams.StatusActive)
+	e.cams.down.Store(true)
+	var ids []string
+	for range 20 {
+		id := uuid.NewString()
+		ids = append(ids, id)
+		e.publish(body("c", `{}`), id)
+	}
+	// CAMS is asked (and fails) before anything could be routed.
+	require.Eventually(t, func() bool { return e.cams.requests.Load() >= 2 }, 10*time.Second, 10*time.Millisecond)
+	for _, id := range ids {
+		code, _ := e.get(id)
+		require.Equal(t, http.StatusNotFound, code, "nothing is taken over while CAMS is down")
+	}
+	e.cams.down.Store(false)
+	for _, id := range ids {
+		e.waitStatus(id, "DELIVERED")
+	}
+	require.Len(t, e.inboxMsgs("inbox.c"), 20)
+}
+
+// A router restart mid-flow loses nothing and duplicates nothing it committed.
+func TestRestartLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	e.cams.set("r", cams.TypeNATSSubject, "inbox.r", cams.StatusActive)
+	var ids []string
+	for i := range 200 {
+		id := uuid.NewString()
+		ids = append(ids, id)
+		e.publish(body("r", fmt.Sprintf(`{"i":%d}`, i)), id)
+		if i == 100 {
+			e.stop()
+			e.start()
+		}
+	}
+	for _, id := range ids {
+		e.waitStatus(id, "DELIVERED")
+	}
+	seen := map[string]int{}
+	for _, m := range e.inboxMsgs("inbox.r") {
+		seen[m.Headers().Get("messageId")]++
+	}
+	require.Len(t, seen, 200)
+}
+
+func TestAdminList(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	for range 5 {
+		e.publish(body("nobody", `{}`), uuid.NewString())
+	}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(e.adminURL + "/v1/messages?status=REJECTED&limit=2")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var page struct {
+			Items      []view  `json:"items"`
+			NextCursor *string `json:"nextCursor"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&page)
+		return len(page.Items) == 2 && page.NextCursor != nil
+	}, 10*time.Second, 20*time.Millisecond)
+
+	for path, code := range map[string]int{
+		"/v1/messages?status=NOPE": http.StatusBadRequest,
+		"/v1/messages?limit=0":     http.StatusBadRequest,
+		"/v1/messages?cursor=zzz":  http.StatusBadRequest,
+		"/v1/messages/not-a-uuid":  http.StatusNotFound,
+		"/nope":                    http.StatusNotFound,
+	} {
+		resp, err := http.Get(e.adminURL + path)
+		require.NoError(t, err)
+		var eb struct{ ErrorCode, Message string }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&eb), path)
+		resp.Body.Close()
+		require.Equal(t, code, resp.StatusCode, path)
+		require.NotEmpty(t, eb.ErrorCode, path)
+	}
+	resp, err := http.Post(e.adminURL+"/v1/dead-letters/replay", "application/json", strings.NewReader(`{"status":"REJECTED"}`))
+	require.NoError(t, err)
+	var out struct{ Replayed int }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	require.Equal(t, 5, out.Replayed)
+}
