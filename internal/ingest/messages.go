@@ -1,0 +1,186 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/msgrouter/msgrouter/internal/auth"
+	"github.com/msgrouter/msgrouter/internal/httpapi"
+	"github.com/msgrouter/msgrouter/internal/message"
+	"github.com/msgrouter/msgrouter/internal/stream"
+	"github.com/msgrouter/msgrouter/internal/telemetry"
+)
+
+// postMessage serves POST /v1/messages. Cheap refusals come first (draining, rate,
+// content type, declared length) so an overloaded or abused server spends nothing on
+// bodies it will refuse; the body is then parsed exactly once.
+func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request) {
+	ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := h.tracer.Start(ctx, RouteMessages, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", "/v1/messages")))
+	defer span.End()
+	fail := func(status int, code, msg string) {
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		span.SetStatus(codes.Error, code)
+		httpapi.WriteError(w, status, code, msg)
+	}
+	failRetry := func(status int, code, msg string, after time.Duration) {
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		span.SetStatus(codes.Error, code)
+		httpapi.WriteRetryAfter(w, status, code, msg, after)
+	}
+
+	if h.draining.Load() {
+		failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the server is shutting down; retry on another replica", retryAfterUnavailable)
+		return
+	}
+	if ok, after := h.cfg.Limiter.Reserve(h.senderKey(r)); !ok {
+		failRetry(http.StatusTooManyRequests, httpapi.CodeRateLimited, "too many messages from this sender; retry after the Retry-After delay", after)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
+		fail(http.StatusUnsupportedMediaType, httpapi.CodeUnsupportedMediaType, "Content-Type must be application/json, not "+ct)
+		return
+	}
+	limit := h.cfg.MaxMessageBytes
+	if r.ContentLength > int64(limit) {
+		fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, tooLarge(limit))
+		return
+	}
+	buf, err := readBody(w, r, limit)
+	defer putBuffer(buf)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, tooLarge(limit))
+			return
+		}
+		fail(http.StatusBadRequest, httpapi.CodeInvalidRequest, "error reading the body: "+err.Error())
+		return
+	}
+	env, err := message.Parse(buf.Bytes())
+	if err != nil {
+		fail(http.StatusBadRequest, httpapi.CodeInvalidRequest, err.Error())
+		return
+	}
+
+	// A named key speaks for one service: it may not pose as another, and its name
+	// fills an absent serviceName before the id is derived, so idempotent retries
+	// from that key agree on the id whether or not they repeat the name.
+	if caller := auth.CallerFrom(r.Context()); caller.Named {
+		switch sn := env.ServiceName(); {
+		case sn == "":
+			if env.SenderMetadata == nil {
+				env.SenderMetadata = &message.SenderMetadata{}
+			}
+			env.SenderMetadata.ServiceName = caller.Name
+		case sn != caller.Name:
+			fail(http.StatusForbidden, httpapi.CodeForbidden, "senderMetadata.serviceName does not match the API key's name")
+			return
+		}
+	}
+
+	uid, _ := env.ID()
+	id := uid.String()
+	span.SetAttributes(attribute.String("messaging.message.id", id))
+
+	ack, err := h.publish(ctx, id, env)
+	if err != nil {
+		if errors.Is(err, nats.ErrMaxPayload) {
+			// MAX_MESSAGE_BYTES is above the server's max_payload: the body is too big
+			// for this deployment whatever the setting says.
+			fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, "the message is larger than the NATS server accepts")
+			return
+		}
+		if r.Context().Err() != nil {
+			// The client went away; not a failure of ours.
+			h.log.DebugContext(ctx, "client gone before the PubAck", "message_id", id, "error", err)
+		} else {
+			h.log.WarnContext(ctx, "error publishing message", "message_id", id, "error", err)
+		}
+		span.RecordError(err)
+		failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the message was not accepted: the queue did not confirm storage in time; retry", retryAfterUnavailable)
+		return
+	}
+	h.log.DebugContext(ctx, "message accepted", "message_id", id, "stream_seq", ack.Sequence, "duplicate", ack.Duplicate)
+
+	span.SetAttributes(attribute.Int("http.response.status_code", http.StatusAccepted))
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	b := make([]byte, 0, 64)
+	b = append(b, `{"messageId":"`...)
+	b = append(b, id...)
+	b = append(b, "\"}\n"...)
+	_, _ = w.Write(b)
+}
+
+// publish stores the envelope and waits for the PubAck. The span of ctx travels in
+// traceparent/tracestate, so the router's spans join the submitter's trace.
+func (h *Handler) publish(ctx context.Context, id string, env *message.Envelope) (*jetstream.PubAck, error) {
+	msg := &nats.Msg{Subject: stream.Subject, Data: env.Marshal(), Header: make(nats.Header, 3)}
+	msg.Header[jetstream.MsgIDHeader] = []string{id}
+	telemetry.InjectNATS(ctx, msg.Header)
+
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	// Synchronous publish from each request goroutine: the connection multiplexes
+	// the requests, so concurrent submissions pipeline (BenchmarkPost).
+	ack, err := h.cfg.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream.Name))
+	h.metrics.publish.Observe(time.Since(start).Seconds())
+	return ack, err
+}
+
+// isJSON accepts application/json and application/*+json with any parameters, and a
+// missing Content-Type (DESIGN §2).
+func isJSON(ct string) bool {
+	if ct == "" {
+		return true
+	}
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	if mt == "application/json" {
+		return true
+	}
+	sub, ok := strings.CutPrefix(mt, "application/")
+	return ok && len(sub) > len("+json") && strings.HasSuffix(sub, "+json") && !strings.ContainsAny(sub, "/ \t")
+}
+
+func tooLarge(limit int) string {
+	return "the body is larger than MAX_MESSAGE_BYTES (" + itoa(limit) + " bytes)"
+}
+
+// Bodies are read into pooled buffers: message.Parse copies what it keeps, so a
+// buffer can be reused once the handler returns. Only buffers of typical size go
+// back, so one huge body does not pin its memory.
+const maxPooledBuffer = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func readBody(w http.ResponseWriter, r *http.Request, limit int) (*bytes.Buffer, error) {
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength) + 1) // +1: ReadFrom needs room to see EOF
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, int64(limit)))
+	return buf, err
+}
+
+func putBuffer(b *bytes.Buffer) {
+	if b != nil && b.Cap() <= maxPooledBuffer {
+		bufPool.Put(b)
+	}
+}
