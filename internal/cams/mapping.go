@@ -66,7 +66,7 @@ type mappingJSON struct {
 	AIAgentAddress        string      `json:"aiAgentAddress"`
 	InboxDestinationType  string      `json:"inboxDestinationType"`
 	InboxName             string      `json:"inboxName"`
-	Status                string      `json:"status"`
+	Status                string      `json:"status,omitempty"` // omitted when unset: Create then gets the default
 	Description           string      `json:"description,omitempty"`
 	OwnerTeam             string      `json:"ownerTeam,omitempty"`
 	RegistrationTimestamp string      `json:"registrationTimestamp,omitempty"`

@@ -202,19 +202,19 @@ func TestServerValidation(t *testing.T) {
 			m["inboxDestinationType"] = TypeHTTPEndpoint
 			m["inboxName"] = "https:///hook"
 		}),
-		"bad status":          valid(func(m map[string]any) { m["status"] = "active" }),
-		"long description":    valid(func(m map[string]any) { m["description"] = long }),
-		"long ownerTeam":      valid(func(m map[string]any) { m["ownerTeam"] = long }),
-		"long updatedBy":      valid(func(m map[string]any) { m["updatedBy"] = long }),
-		"secret without pfx":  valid(func(m map[string]any) { m["signingSecrets"] = []string{"c2VjcmV0"} }),
-		"secret not base64":   valid(func(m map[string]any) { m["signingSecrets"] = []string{"whsec_!!!"} }),
-		"secret empty":        valid(func(m map[string]any) { m["signingSecrets"] = []string{"whsec_"} }),
-		"status wrong type":   valid(func(m map[string]any) { m["status"] = 5 }),
-		"malformed JSON":      `{"aiAgentAddress": "a@x",`,
-		"not an object":       `["a@x"]`,
-		"null body":           `null`,
-		"empty body":          ``,
-		"trailing garbage":    `{"aiAgentAddress": "a@x", "inboxDestinationType": "NATS_SUBJECT", "inboxName": "agents.a"} x`,
+		"bad status":         valid(func(m map[string]any) { m["status"] = "active" }),
+		"long description":   valid(func(m map[string]any) { m["description"] = long }),
+		"long ownerTeam":     valid(func(m map[string]any) { m["ownerTeam"] = long }),
+		"long updatedBy":     valid(func(m map[string]any) { m["updatedBy"] = long }),
+		"secret without pfx": valid(func(m map[string]any) { m["signingSecrets"] = []string{"c2VjcmV0"} }),
+		"secret not base64":  valid(func(m map[string]any) { m["signingSecrets"] = []string{"whsec_!!!"} }),
+		"secret empty":       valid(func(m map[string]any) { m["signingSecrets"] = []string{"whsec_"} }),
+		"status wrong type":  valid(func(m map[string]any) { m["status"] = 5 }),
+		"malformed JSON":     `{"aiAgentAddress": "a@x",`,
+		"not an object":      `["a@x"]`,
+		"null body":          `null`,
+		"empty body":         ``,
+		"trailing garbage":   `{"aiAgentAddress": "a@x", "inboxDestinationType": "NATS_SUBJECT", "inboxName": "agents.a"} x`,
 	}
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -1,0 +1,166 @@
+package cams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/msgrouter/msgrouter/internal/config"
+	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestClientServerRoundTrip drives the real server (real Postgres) through the
+// router's client: what the CLI writes, the router reads back unchanged.
+func TestClientServerRoundTrip(t *testing.T) {
+	t.Parallel()
+	b := setupServer(t, "ops:s3cret")
+	c, err := NewClient(ClientConfig{BaseURL: b.srv.URL, APIKey: "s3cret", CacheTTL: time.Minute, Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+
+	for i, addr := range oddAddresses {
+		m, err := c.Create(ctx, Mapping{AIAgentAddress: addr, InboxDestinationType: TypeHTTPEndpoint, InboxName: fmt.Sprintf("https://agents.example.com/%d", i)})
+		require.NoError(t, err, addr)
+		require.Equal(t, StatusActive, m.Status)
+		require.Equal(t, "ops", m.UpdatedBy)
+	}
+	_, err = c.Create(ctx, Mapping{AIAgentAddress: oddAddresses[0], InboxDestinationType: TypeNATSSubject, InboxName: "x"})
+	require.ErrorIs(t, err, ErrExists)
+	var apiErr *APIError
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, APIError{Status: 409, Code: "CONFLICT", Message: apiErr.Message}, *apiErr)
+
+	_, err = c.Create(ctx, Mapping{AIAgentAddress: "bad subject", InboxDestinationType: TypeNATSSubject, InboxName: "x"})
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, 400, apiErr.Status)
+	require.Equal(t, "INVALID_REQUEST", apiErr.Code)
+
+	for i, addr := range oddAddresses {
+		m, err := c.Lookup(ctx, addr)
+		require.NoError(t, err, addr)
+		require.Equal(t, addr, m.AIAgentAddress)
+		require.Equal(t, fmt.Sprintf("https://agents.example.com/%d", i), m.InboxName)
+	}
+
+	addr := oddAddresses[0]
+	_, err = c.Lookup(ctx, addr) // cached now
+	require.NoError(t, err)
+	upd, err := c.Update(ctx, addr, map[string]any{"status": StatusInactive, "signingSecrets": []string{"whsec_c2VjcmV0"}})
+	require.NoError(t, err)
+	require.Equal(t, StatusInactive, upd.Status)
+	m, err := c.Lookup(ctx, addr)
+	require.NoError(t, err)
+	require.Equal(t, StatusInactive, m.Status, "the client's own update drops its cache entry")
+	require.Equal(t, []string{"whsec_c2VjcmV0"}, m.SigningSecrets)
+
+	hm, err := c.HealthCheck(ctx, oddAddresses[1], HealthUnhealthy, "timeouts")
+	require.NoError(t, err)
+	require.Equal(t, StatusInactive, hm.Status)
+	require.Equal(t, "timeouts", hm.Health.Details)
+	hm, err = c.HealthCheck(ctx, oddAddresses[1], HealthHealthy, "")
+	require.NoError(t, err)
+	require.Equal(t, StatusActive, hm.Status)
+
+	var all []string
+	cursor := ""
+	for {
+		items, next, err := c.List(ctx, 4, cursor)
+		require.NoError(t, err)
+		for _, it := range items {
+			all = append(all, it.AIAgentAddress)
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	require.ElementsMatch(t, oddAddresses, all)
+
+	require.NoError(t, c.Delete(ctx, addr))
+	require.ErrorIs(t, c.Delete(ctx, addr), ErrNotFound)
+	_, err = c.Lookup(ctx, addr)
+	require.ErrorIs(t, err, ErrNotFound)
+	_, err = c.Get(ctx, addr)
+	require.ErrorIs(t, err, ErrNotFound)
+
+	wrong, err := NewClient(ClientConfig{BaseURL: b.srv.URL, APIKey: "nope", Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = wrong.Close() })
+	_, err = wrong.Lookup(ctx, oddAddresses[1])
+	require.ErrorIs(t, err, ErrUnavailable, "a refused key keeps messages, it does not reject them")
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, "UNAUTHORIZED", apiErr.Code)
+}
+
+// TestServe runs the whole service as cmd/cams does: migrations, API, graceful stop.
+func TestServe(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg := config.CAMS{DatabaseURL: pgtest.NewURL(t), Addr: ln.Addr().String(), AdminAPIKeys: "k"}
+	cfg.ShutdownTimeout = 5 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, cfg, slog.New(slog.DiscardHandler), nil) }()
+
+	base := "http://" + ln.Addr().String()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(base + "/health/ready")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 20*time.Millisecond)
+
+	c, err := NewClient(ClientConfig{BaseURL: base, APIKey: "k"})
+	require.NoError(t, err)
+	_, err = c.Create(ctx, Mapping{AIAgentAddress: "a@x", InboxDestinationType: TypeNATSSubject, InboxName: "agents.a"})
+	require.NoError(t, err)
+	m, err := c.Lookup(ctx, "a@x")
+	require.NoError(t, err)
+	require.Equal(t, "agents.a", m.InboxName)
+	require.NoError(t, c.Close())
+
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(body), "go_goroutines", "the default registry has the Go collector")
+	require.Contains(t, string(body), "msgrouter_cams_http_requests_total")
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+func TestServePostgresUnreachable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	cfg := config.CAMS{DatabaseURL: "postgres://nobody@127.0.0.1:1/none?connect_timeout=2", Addr: ln.Addr().String()}
+	err = Serve(context.Background(), ln, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	require.ErrorIs(t, err, ErrPostgresUnreachable)
+	require.NotContains(t, err.Error(), "\n")
+	require.False(t, errors.Is(err, context.Canceled))
+}
