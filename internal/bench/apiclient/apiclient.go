@@ -367,12 +367,17 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, out any)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("error calling %s %s: %w", method, redact(u), err)
+		// *url.Error repeats the method and the full URL; say them once.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("calling %s %s: %w", method, redact(u), err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("error reading the answer of %s %s: %w", method, redact(u), err)
+		return fmt.Errorf("reading the answer of %s %s: %w", method, redact(u), err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return ErrorFrom(resp.StatusCode, data)
@@ -381,7 +386,7 @@ func (c *Client) do(ctx context.Context, method, u string, body []byte, out any)
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("error decoding the answer of %s %s: %w", method, redact(u), err)
+		return fmt.Errorf("decoding the answer of %s %s: %w", method, redact(u), err)
 	}
 	return nil
 }

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/msgrouter/msgrouter/internal/bench/apiclient"
+)
+
+var agentSubcommands = []struct{ name, args, summary string }{
+	{"list", "[--limit N] [--cursor C] [--all]", "list registered agents"},
+	{"get", "<address>", "show one agent"},
+	{"create", "<address> --type NATS_SUBJECT|HTTP_ENDPOINT --inbox NAME [--description D] [--owner-team T] [--status S]", "register an agent"},
+	{"update", "<address> [--type T] [--inbox NAME] [--description D] [--owner-team T] [--status S]", "change the given fields only"},
+	{"delete", "<address>", "remove an agent"},
+	{"health", "<address> HEALTHY|UNHEALTHY [--details TEXT]", "report an agent's health (UNHEALTHY marks it INACTIVE)"},
+}
+
+func cmdAgents(ctx context.Context, a *app, args []string) error {
+	usage := func() {
+		fmt.Fprintln(a.stdout, "usage: routerctl agents <subcommand> [flags]\n\nManage agent registrations in CAMS.\n\nsubcommands:")
+		for _, s := range agentSubcommands {
+			fmt.Fprintf(a.stdout, "  %-7s %s\n  %-7s   %s\n", s.name, s.summary, "", s.args)
+		}
+	}
+	if len(args) == 0 {
+		return usagef("agents needs a subcommand: list, get, create, update, delete, health")
+	}
+	sub, rest := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		usage()
+		return flag.ErrHelp
+	case "list":
+		return agentsList(ctx, a, rest)
+	case "get", "delete":
+		return agentsGetDelete(ctx, a, sub, rest)
+	case "create", "update":
+		return agentsWrite(ctx, a, sub, rest)
+	case "health":
+		return agentsHealth(ctx, a, rest)
+	}
+	return usagef("unknown agents subcommand %q (routerctl agents --help lists them)", sub)
+}
+
+func subFlags(a *app, name string) *flag.FlagSet {
+	for _, s := range agentSubcommands {
+		if s.name == name {
+			return a.flags("agents "+name, s.args, strings.ToUpper(s.summary[:1])+s.summary[1:]+".")
+		}
+	}
+	panic("unknown agents subcommand " + name)
+}
+
+func agentsList(ctx context.Context, a *app, args []string) error {
+	fs := subFlags(a, "list")
+	limit := fs.Int("limit", 100, "page size; with --all, how many per request")
+	cursor := fs.String("cursor", "", "continue from this cursor")
+	all := fs.Bool("all", false, "follow the cursors and list every agent")
+	args, err := a.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 0, "no arguments"); err != nil {
+		return err
+	}
+	if *limit < 1 {
+		return usagef("--limit must be at least 1")
+	}
+	out := &apiclient.AgentPage{Items: []apiclient.Agent{}}
+	c := *cursor
+	for {
+		p, err := a.api().ListAgents(ctx, *limit, c)
+		if err != nil {
+			return err
+		}
+		out.Items = append(out.Items, p.Items...)
+		out.NextCursor = p.NextCursor
+		if !*all || p.NextCursor == "" || p.NextCursor == c {
+			break
+		}
+		c = p.NextCursor
+	}
+	if a.g.json {
+		return a.printJSON(out)
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tTYPE\tINBOX\tSTATUS\tOWNER")
+	for _, ag := range out.Items {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ag.AIAgentAddress, ag.InboxDestinationType, ag.InboxName, orDash(ag.Status), orDash(ag.OwnerTeam))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if out.NextCursor != "" {
+		fmt.Fprintf(a.stderr, "more: --cursor %s (or --all)\n", out.NextCursor)
+	}
+	return nil
+}
+
+func (a *app) printAgent(ag *apiclient.Agent) error {
+	if a.g.json {
+		return a.printJSON(ag)
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	for _, row := range [][2]string{
+		{"address", ag.AIAgentAddress},
+		{"type", ag.InboxDestinationType},
+		{"inbox", ag.InboxName},
+		{"status", orDash(ag.Status)},
+		{"description", orDash(ag.Description)},
+		{"ownerTeam", orDash(ag.OwnerTeam)},
+		{"registered", fmtTime(ag.RegistrationTimestamp)},
+		{"updated", fmtTime(ag.LastUpdatedTimestamp)},
+		{"updatedBy", orDash(ag.UpdatedBy)},
+	} {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	return tw.Flush()
+}
+
+func agentsGetDelete(ctx context.Context, a *app, sub string, args []string) error {
+	fs := subFlags(a, sub)
+	args, err := a.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 1, "one agent address"); err != nil {
+		return err
+	}
+	if sub == "get" {
+		ag, err := a.api().GetAgent(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		return a.printAgent(ag)
+	}
+	if err := a.api().DeleteAgent(ctx, args[0]); err != nil {
+		return err
+	}
+	if a.g.json {
+		return a.printJSON(map[string]string{"deleted": args[0]})
+	}
+	fmt.Fprintf(a.stdout, "deleted %s\n", args[0])
+	return nil
+}
+
+func agentsWrite(ctx context.Context, a *app, sub string, args []string) error {
+	fs := subFlags(a, sub)
+	typ := fs.String("type", "", "inbox destination type: NATS_SUBJECT or HTTP_ENDPOINT")
+	inbox := fs.String("inbox", "", "inbox name: a NATS subject or an http(s) URL")
+	desc := fs.String("description", "", "description")
+	owner := fs.String("owner-team", "", "owning team")
+	status := fs.String("status", "", "ACTIVE or INACTIVE")
+	args, err := a.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 1, "one agent address"); err != nil {
+		return err
+	}
+	*typ, *status = strings.ToUpper(*typ), strings.ToUpper(*status)
+	if *typ != "" && *typ != apiclient.TypeNATSSubject && *typ != apiclient.TypeHTTPEndpoint {
+		return usagef("--type must be NATS_SUBJECT or HTTP_ENDPOINT")
+	}
+	if sub == "create" {
+		if *typ == "" || *inbox == "" {
+			return usagef("agents create needs --type and --inbox")
+		}
+		ag, err := a.api().CreateAgent(ctx, &apiclient.Agent{
+			AIAgentAddress: args[0], InboxDestinationType: *typ, InboxName: *inbox,
+			Status: *status, Description: *desc, OwnerTeam: *owner,
+		})
+		if err != nil {
+			return err
+		}
+		return a.printAgent(ag)
+	}
+	// Only the flags given on the command line are sent: a partial update.
+	var u apiclient.AgentUpdate
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "type":
+			u.InboxDestinationType = typ
+		case "inbox":
+			u.InboxName = inbox
+		case "description":
+			u.Description = desc
+		case "owner-team":
+			u.OwnerTeam = owner
+		case "status":
+			u.Status = status
+		}
+	})
+	if u == (apiclient.AgentUpdate{}) {
+		return usagef("agents update needs at least one of --type, --inbox, --description, --owner-team, --status")
+	}
+	ag, err := a.api().UpdateAgent(ctx, args[0], &u)
+	if err != nil {
+		return err
+	}
+	return a.printAgent(ag)
+}
+
+func agentsHealth(ctx context.Context, a *app, args []string) error {
+	fs := subFlags(a, "health")
+	details := fs.String("details", "", "free-text details")
+	args, err := a.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(args, 2, "an agent address and HEALTHY or UNHEALTHY"); err != nil {
+		return err
+	}
+	st := strings.ToUpper(args[1])
+	if st != "HEALTHY" && st != "UNHEALTHY" {
+		return usagef("health status must be HEALTHY or UNHEALTHY, not %q", args[1])
+	}
+	if err := a.api().ReportHealth(ctx, &apiclient.HealthReport{AIAgentAddress: args[0], Status: st, Details: *details}); err != nil {
+		return err
+	}
+	if a.g.json {
+		return a.printJSON(map[string]string{"aiAgentAddress": args[0], "status": st})
+	}
+	fmt.Fprintf(a.stdout, "reported %s %s\n", args[0], st)
+	return nil
+}
