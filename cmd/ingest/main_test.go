@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
+)
+
+// build compiles this command once per test.
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ingest")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func TestSIGTERMExitsZero(t *testing.T) {
+	t.Parallel()
+	bin := build(t)
+	srv := natstest.Start(t)
+	addr := freeAddr(t)
+
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "NATS_URL="+srv.URL, "INGEST_ADDR="+addr, "LOG_FORMAT=text", "SHUTDOWN_TIMEOUT=5s",
+		"OTEL_TRACES_EXPORTER=none")
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	require.Eventually(t, func() bool {
+		resp, err := client.Get("http://" + addr + "/health/ready")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 50*time.Millisecond, "ready")
+
+	resp, err := client.Post("http://"+addr+"/v1/messages", "application/json",
+		strings.NewReader(`{"aiAgentAddress":"a@example.com","payload":{}}`))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "exit status 0 after SIGTERM; stderr:\n%s", stderr.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit within 20s of SIGTERM")
+	}
+	require.Contains(t, stderr.String(), "starting msgrouter ingest")
+	require.Contains(t, stderr.String(), "stopped")
+}
+
+func TestExitStatus(t *testing.T) {
+	t.Parallel()
+	bin := build(t)
+	for _, tc := range []struct {
+		name string
+		env  []string
+		code int
+		line string
+	}{
+		{"invalid setting", []string{"MAX_MESSAGE_BYTES=abc"}, 2, `ingest: MAX_MESSAGE_BYTES: "abc" is not a whole number`},
+		{"NATS unreachable", []string{"NATS_URL=nats://" + freeAddr(t), "INGEST_ADDR=" + freeAddr(t)}, 1, "ingest: error connecting to NATS at nats://"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr bytes.Buffer
+			cmd := exec.Command(bin)
+			cmd.Env = append(os.Environ(), tc.env...)
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			require.True(t, errors.As(err, &exit), "exits non-zero: %v", err)
+			require.Equal(t, tc.code, exit.ExitCode())
+			require.Contains(t, stderr.String(), tc.line)
+		})
+	}
+}
