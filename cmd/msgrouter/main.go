@@ -1,0 +1,283 @@
+// Command msgrouter runs the whole system in one process for development and demos:
+// an embedded NATS JetStream server (when NATS_URL is unset), the reference CAMS,
+// ingest and a router, against Postgres from DATABASE_URL or the local defaults. It
+// registers a demo agent whose inbox is a JetStream subject and prints how to send
+// it a message. With --follow it prints every message that reaches the demo inbox.
+//
+// Production runs the three binaries (cmd/ingest, cmd/router, cmd/cams) separately;
+// this command only wires the same services together.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/config"
+	"github.com/msgrouter/msgrouter/internal/ingest"
+	"github.com/msgrouter/msgrouter/internal/logging"
+	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/telemetry"
+)
+
+const (
+	demoAgent   = "demo-agent@example.com"
+	demoSubject = "agents.demo.inbox"
+	demoStream  = "AGENT_INBOXES"
+)
+
+func main() {
+	follow := flag.Bool("follow", false, "print every message that reaches the demo inbox")
+	natsPort := flag.Int("nats-port", 14222, "port of the embedded NATS server (used when NATS_URL is unset)")
+	dataDir := flag.String("data", ".data", "directory for the embedded NATS server's storage")
+	flag.Parse()
+	if err := run(*follow, *natsPort, *dataDir); err != nil {
+		fmt.Fprintln(os.Stderr, "msgrouter:", err)
+		os.Exit(1)
+	}
+}
+
+func run(follow bool, natsPort int, dataDir string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	var ns *server.Server
+	if os.Getenv("NATS_URL") == "" {
+		var err error
+		ns, err = startNATS(natsPort, filepath.Join(dataDir, "nats"))
+		if err != nil {
+			return err
+		}
+		defer ns.Shutdown()
+		os.Setenv("NATS_URL", ns.ClientURL())
+	}
+	// The demo inbox is on loopback-free NATS; HTTP demo inboxes on this machine
+	// need DELIVERY_ALLOW_PRIVATE_NETWORKS=true, set it yourself if you want them.
+	env := config.FromOS()
+	camsCfg, err := config.LoadCAMS(env)
+	if err != nil {
+		return err
+	}
+	ingestCfg, err := config.LoadIngest(config.FromOS())
+	if err != nil {
+		return err
+	}
+	routerCfg, err := config.LoadRouter(config.FromOS())
+	if err != nil {
+		return err
+	}
+	base, err := logging.New(os.Stderr, routerCfg.LogLevel, routerCfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	if err := checkPostgres(ctx, routerCfg.DatabaseURL); err != nil {
+		return err
+	}
+	base.LogAttrs(ctx, slog.LevelInfo, "msgrouter (all-in-one) starting", append(routerCfg.LogAttrs(), slog.String("version", config.Version))...)
+	tp, shutdownTracing, err := telemetry.Setup(ctx, "msgrouter", config.Version)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing(context.Background()) //nolint:errcheck
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	runService := func(name string, f func(reg *prometheus.Registry) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			if err := f(reg); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	runService("cams", func(reg *prometheus.Registry) error {
+		return cams.Run(ctx, camsCfg, base.With("service", "cams"), reg)
+	})
+	// The router applies the migrations; CAMS applies its own. Give CAMS its
+	// moment so the demo agent can be registered as soon as the router is up.
+	ingestReady := make(chan struct{})
+	runService("ingest", func(reg *prometheus.Registry) error {
+		return ingest.Run(ctx, ingestCfg, base.With("service", "ingest"), reg, ingest.WithTracerProvider(tp),
+			ingest.OnReady(func(net.Addr) { close(ingestReady) }))
+	})
+	routerReady := make(chan string, 1)
+	runService("router", func(reg *prometheus.Registry) error {
+		return router.Run(ctx, routerCfg, router.Options{Logger: base.With("service", "router"), Registry: reg, TracerProvider: tp, Ready: routerReady})
+	})
+
+	var sub *nats.Subscription
+	select {
+	case <-routerReady:
+		select {
+		case <-ingestReady:
+		case <-ctx.Done():
+		}
+	case <-ctx.Done():
+	}
+	if ctx.Err() == nil {
+		if err := setupDemo(ctx, camsURL(camsCfg.Addr)); err != nil {
+			base.Warn("could not register the demo agent", slog.Any("error", err))
+		} else {
+			printHowTo(ingestCfg.Addr, routerCfg.Addr, follow)
+		}
+		if follow {
+			sub, err = followInbox(os.Getenv("NATS_URL"))
+			if err != nil {
+				base.Warn("cannot follow the demo inbox", slog.Any("error", err))
+			}
+		}
+	}
+	<-ctx.Done()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+func startNATS(port int, dir string) (*server.Server, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("cannot create %s for the embedded NATS server: %w", dir, err)
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "msgrouter-dev", Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS server: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS server did not start on 127.0.0.1:%d (port taken? use --nats-port or set NATS_URL)", port)
+	}
+	return ns, nil
+}
+
+func checkPostgres(ctx context.Context, url string) error {
+	pool, err := router.OpenPool(ctx, url)
+	if err != nil {
+		return fmt.Errorf("%w\n  (install and start PostgreSQL, or set DATABASE_URL=postgres://user:pass@host:5432/db)", err)
+	}
+	pool.Close()
+	return nil
+}
+
+func camsURL(addr string) string {
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	return "http://" + addr
+}
+
+// setupDemo creates the demo inbox stream and registers the demo agent (idempotent).
+func setupDemo(ctx context.Context, camsBase string) error {
+	nc, err := nats.Connect(os.Getenv("NATS_URL"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: demoStream, Subjects: []string{"agents.>"}, MaxAge: 24 * time.Hour}); err != nil {
+		return fmt.Errorf("creating stream %s: %w", demoStream, err)
+	}
+	body, _ := json.Marshal(map[string]string{
+		"aiAgentAddress": demoAgent, "inboxDestinationType": cams.TypeNATSSubject, "inboxName": demoSubject,
+		"description": "Demo agent registered by msgrouter", "ownerTeam": "demo",
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, camsBase+"/v1/agent-inboxes", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if k := firstKey(os.Getenv("ADMIN_API_KEYS")); k != "" {
+			req.Header.Set("Authorization", "Bearer "+k)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusConflict {
+				return nil
+			}
+			err = fmt.Errorf("CAMS answered %s", resp.Status)
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func firstKey(list string) string {
+	first, _, _ := strings.Cut(list, ",")
+	if _, key, ok := strings.Cut(first, ":"); ok {
+		return strings.TrimSpace(key)
+	}
+	return strings.TrimSpace(first)
+}
+
+func printHowTo(ingestAddr, routerAddr string, follow bool) {
+	in, rt := camsURL(ingestAddr), camsURL(routerAddr)
+	fmt.Fprintf(os.Stderr, `
+msgrouter is running: ingest %s, router admin %s, CAMS %s, NATS %s
+
+Send the demo agent a message:
+
+  curl -s -X POST %s/v1/messages -H 'Content-Type: application/json' \
+    -d '{"aiAgentAddress":"%s","payload":{"command":"hello","value":42}}'
+
+See its status (use the messageId printed above):
+
+  curl -s %s/v1/messages/<messageId>
+
+`, in, rt, camsURL(":8001"), os.Getenv("NATS_URL"), in, demoAgent, rt)
+	if follow {
+		fmt.Fprintf(os.Stderr, "Following %s: each delivered message is printed below. Ctrl-C stops everything.\n\n", demoSubject)
+	} else {
+		fmt.Fprintf(os.Stderr, "Watch it arrive: run with --follow (make run ARGS=--follow), or\n  go run ./cmd/routerctl --nats-url %s tail %s\nCtrl-C stops everything.\n\n", os.Getenv("NATS_URL"), demoSubject)
+	}
+}
+
+// followInbox prints messages as they reach the demo inbox subject.
+func followInbox(url string) (*nats.Subscription, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, err
+	}
+	return nc.Subscribe(demoSubject, func(m *nats.Msg) {
+		fmt.Printf("inbox %s  messageId=%s  from=%s  at=%s\n  %s\n", m.Subject, m.Header.Get("messageId"),
+			m.Header.Get("senderId"), m.Header.Get("timestampPublished"), m.Data)
+	})
+}
