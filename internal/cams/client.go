@@ -550,7 +550,9 @@ func (c *Client) List(ctx context.Context, limit int, cursor string) ([]Mapping,
 // HealthCheck reports address's health (HealthHealthy or HealthUnhealthy) with
 // optional details, and returns the mapping after it.
 func (c *Client) HealthCheck(ctx context.Context, address, status, details string) (*Mapping, error) {
-	in := map[string]any{"aiAgentAddress": address, "status": status, "timestamp": FormatTime(time.Now())}
+	// No timestamp: CAMS stamps the report with its own clock, so a reporter whose
+	// clock lags cannot have its reports discarded as older than another's.
+	in := map[string]any{"aiAgentAddress": address, "status": status}
 	if details != "" {
 		in["details"] = details
 	}

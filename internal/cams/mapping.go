@@ -1,6 +1,3 @@
-// Package cams is both sides of the Central Agent Mapping Service API (DESIGN §4):
-// the client the router uses to look agents up (timeout, TTL cache, singleflight,
-// circuit breaker), and the reference server cmd/cams runs, backed by Postgres.
 package cams
 
 import (

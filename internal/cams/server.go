@@ -453,15 +453,14 @@ func (h *Handler) healthCheck(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, rep.Address, err)
 		return
 	}
-	before, _ := h.store.Get(r.Context(), rep.Address) // only to log a status change
-	out, err := h.store.ReportHealth(r.Context(), rep)
+	out, previous, err := h.store.ReportHealth(r.Context(), rep)
 	if err != nil {
 		h.fail(w, r, rep.Address, err)
 		return
 	}
-	if before.Status != "" && before.Status != out.Status {
+	if previous != out.Status {
 		h.log.InfoContext(r.Context(), "agent status changed by health check", "ai_agent_address", out.AIAgentAddress,
-			"health_status", rep.Status, "from", before.Status, "to", out.Status)
+			"health_status", rep.Status, "from", previous, "to", out.Status)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, out)
 }

@@ -211,10 +211,10 @@ type HealthReport struct {
 // makes an ACTIVE agent INACTIVE (remembering that a health check did it); HEALTHY
 // makes ACTIVE again only an agent a health check had made INACTIVE, never one an
 // admin set INACTIVE. A report older than the last one recorded (reports arriving out
-// of order) is acknowledged but changes nothing.
-func (s *Store) ReportHealth(ctx context.Context, r HealthReport) (Mapping, error) {
-	var out Mapping
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+// of order) is acknowledged but changes nothing. previous is the status before the
+// report.
+func (s *Store) ReportHealth(ctx context.Context, r HealthReport) (out Mapping, previous string, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		m, err := scanMapping(tx.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1 FOR UPDATE`, r.Address))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
@@ -222,6 +222,7 @@ func (s *Store) ReportHealth(ctx context.Context, r HealthReport) (Mapping, erro
 		if err != nil {
 			return fmt.Errorf("error reading agent: %w", err)
 		}
+		previous = m.Status
 		if r.At != nil && m.Health != nil && r.At.Before(m.Health.ReportedAt) {
 			out = m
 			return nil
@@ -252,5 +253,5 @@ func (s *Store) ReportHealth(ctx context.Context, r HealthReport) (Mapping, erro
 		}
 		return nil
 	})
-	return out, err
+	return out, previous, err
 }
