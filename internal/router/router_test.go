@@ -23,6 +23,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/config"
+	"github.com/msgrouter/msgrouter/internal/consumer"
 	"github.com/msgrouter/msgrouter/internal/router"
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
@@ -75,6 +76,7 @@ func (f *fakeCAMS) set(addr, typ, inbox, status string) {
 }
 
 type env struct {
+	opts     router.Options
 	t        *testing.T
 	nats     *natstest.Server
 	js       jetstream.JetStream
@@ -90,7 +92,7 @@ type env struct {
 
 // setup runs a router against a fresh database, an in-process JetStream server and
 // a fake CAMS. Agent inboxes are subjects under "inbox." captured by stream INBOX.
-func setup(t *testing.T, overrides map[string]string) *env {
+func setup(t *testing.T, overrides map[string]string, opts ...router.Options) *env {
 	t.Helper()
 	ns := natstest.Start(t)
 	nc, js := ns.Connect(t)
@@ -117,6 +119,9 @@ func setup(t *testing.T, overrides map[string]string) *env {
 	inbox, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "INBOX", Subjects: []string{"inbox.>"}})
 	require.NoError(t, err)
 	e := &env{t: t, nats: ns, js: js, nc: nc, cams: fc, inbox: inbox, cfg: cfg, done: make(chan error, 1)}
+	if len(opts) > 0 {
+		e.opts = opts[0]
+	}
 	e.start()
 	return e
 }
@@ -129,7 +134,9 @@ func (e *env) start() {
 	ready := make(chan string, 1)
 	e.done = make(chan error, 1)
 	go func() {
-		e.done <- router.Run(ctx, e.cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: e.reg, Ready: ready})
+		o := e.opts
+		o.Logger, o.Registry, o.Ready = slog.New(slog.DiscardHandler), e.reg, ready
+		e.done <- router.Run(ctx, e.cfg, o)
 	}()
 	select {
 	case addr := <-ready:
@@ -493,4 +500,56 @@ func TestAdminList(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
 	require.Equal(t, 5, out.Replayed)
+}
+
+// A lost ack after the takeover commit only causes a redelivery, which the takeover
+// recognises: one record, one delivery.
+func TestLostAckIsHarmless(t *testing.T) {
+	t.Parallel()
+	var dropped atomic.Int64
+	e := setup(t, nil, router.Options{
+		AckWait: time.Second,
+		WrapHandler: func(h consumer.Handler) consumer.Handler {
+			return func(ctx context.Context, msgs []jetstream.Msg) []consumer.Action {
+				actions := h(ctx, msgs)
+				for i := range actions {
+					if actions[i].Verdict == consumer.Ack && dropped.Add(1) <= int64(len(msgs)) {
+						actions[i].Verdict = consumer.Skip // committed, but the ack never reaches JetStream
+					}
+				}
+				return actions
+			}
+		},
+	})
+	e.cams.set("a", cams.TypeNATSSubject, "inbox.a", cams.StatusActive)
+	id := uuid.NewString()
+	e.publish(body("a", `{}`), id)
+	e.waitStatus(id, "DELIVERED")
+	// The message comes back after AckWait and is recognised as already taken over.
+	require.Eventually(t, func() bool {
+		return gathered(t, e.reg, "msgrouter_router_duplicates_total") >= 1
+	}, 10*time.Second, 20*time.Millisecond)
+	cons, err := e.js.Consumer(context.Background(), stream.Name, stream.ConsumerName)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Len(t, e.inboxMsgs("inbox.a"), 1, "delivered once")
+}
+
+// gathered sums the samples of a counter or gauge family.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				total += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+	}
+	return total
 }

@@ -51,8 +51,13 @@ type Options struct {
 	Logger         *slog.Logger
 	Registry       *prometheus.Registry
 	TracerProvider trace.TracerProvider
-	// Ready is closed once the router serves (tests and the all-in-one binary wait on it).
+	// Ready receives the admin address once the router serves (tests and the
+	// all-in-one binary wait on it).
 	Ready chan<- string
+	// AckWait overrides the consumer's AckWait (tests). Zero keeps 30s.
+	AckWait time.Duration
+	// WrapHandler wraps the takeover handler (fault injection in tests).
+	WrapHandler func(consumer.Handler) consumer.Handler
 }
 
 // Run runs a router replica until ctx is cancelled, then shuts down gracefully
@@ -143,10 +148,18 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		TracerProvider: o.TracerProvider,
 	})
 	takeover = NewTakeover(store, camsClient, dispatcher, log, reg)
+	consCfg := ConsumerConfig()
+	if o.AckWait > 0 {
+		consCfg.AckWait = o.AckWait
+	}
+	handler := consumer.Handler(takeover.Handle)
+	if o.WrapHandler != nil {
+		handler = o.WrapHandler(handler)
+	}
 	cons, err := consumer.New(ctx, consumer.Config{
 		Stream:     st,
-		Consumer:   ConsumerConfig(),
-		Handler:    takeover.Handle,
+		Consumer:   consCfg,
+		Handler:    handler,
 		Paused:     func() bool { return !camsClient.Available() },
 		Logger:     log,
 		Registerer: reg,
