@@ -1,0 +1,158 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// view is the part of GET /v1/messages/{id} (DESIGN §6) the checker reads.
+type view struct {
+	MessageID   string     `json:"messageId"`
+	Status      string     `json:"status"`
+	Reason      string     `json:"reason"`
+	Attempts    int        `json:"attempts"`
+	LastError   string     `json:"lastError"`
+	ReceivedAt  *time.Time `json:"receivedAt"`
+	DeliveredAt *time.Time `json:"deliveredAt"`
+	// finishedAt is this router's extension; used when present.
+	FinishedAt *time.Time `json:"finishedAt"`
+	History    []struct {
+		At time.Time `json:"at"`
+	} `json:"history"`
+}
+
+func terminal(status string) bool {
+	return status == statusDelivered || status == statusRejected || status == statusDeadLettered
+}
+
+// terminalAt is when the message reached its status, by the router's account.
+func (v *view) terminalAt(observed time.Time) time.Time {
+	switch {
+	case v.DeliveredAt != nil:
+		return *v.DeliveredAt
+	case v.FinishedAt != nil:
+		return *v.FinishedAt
+	case len(v.History) > 0:
+		return v.History[len(v.History)-1].At
+	}
+	return observed
+}
+
+// checker polls the admin API of whichever router replicas are up.
+type checker struct {
+	routers func() []string // base URLs of the live replicas
+	client  *http.Client
+	workers int
+	next    atomic.Uint64
+}
+
+func newChecker(routers func() []string) *checker {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	return &checker{routers: routers, client: &http.Client{Transport: tr, Timeout: 5 * time.Second}, workers: 8}
+}
+
+// drain polls every accepted message until all are terminal or the deadline passes;
+// it reports whether all are terminal. A terminal status is final (nothing replays
+// here), so a message is not asked about again once terminal.
+func (c *checker) drain(ctx context.Context, msgs []*tracked, deadline time.Time) bool {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	for {
+		var open []*tracked
+		for _, m := range msgs {
+			if m.acceptedID() != "" && !terminal(m.status) {
+				open = append(open, m)
+			}
+		}
+		if len(open) == 0 {
+			return true
+		}
+		c.pass(ctx, open)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (c *checker) pass(ctx context.Context, open []*tracked) {
+	jobs := make(chan *tracked)
+	var wg sync.WaitGroup
+	for range c.workers {
+		wg.Go(func() {
+			for m := range jobs {
+				v, err := c.get(ctx, m.acceptedID())
+				if err != nil || v == nil {
+					continue // not seen yet, or no replica answered: next pass
+				}
+				m.status, m.reason, m.lastError, m.attempts = v.Status, v.Reason, v.LastError, v.Attempts
+				if terminal(v.Status) {
+					m.terminalAt = v.terminalAt(time.Now())
+				}
+			}
+		})
+	}
+	for _, m := range open {
+		select {
+		case jobs <- m:
+		case <-ctx.Done():
+		}
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// get asks one live replica, moving on to the next on a transport error or 5xx. A
+// nil view and nil error is a 404: no replica has taken the message over yet.
+func (c *checker) get(ctx context.Context, id string) (*view, error) {
+	routers := c.routers()
+	if len(routers) == 0 {
+		return nil, fmt.Errorf("no router replica is up")
+	}
+	var lastErr error
+	for range len(routers) {
+		base := routers[c.next.Add(1)%uint64(len(routers))]
+		v, err := c.getFrom(ctx, base, id)
+		if err == nil {
+			return v, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func (c *checker) getFrom(ctx context.Context, base, id string) (*view, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/messages/"+id, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		var v view
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, fmt.Errorf("undecodable message view: %w", err)
+		}
+		return &v, nil
+	case http.StatusNotFound:
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("HTTP %d from %s", resp.StatusCode, base)
+	}
+}

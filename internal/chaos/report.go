@@ -1,0 +1,107 @@
+package chaos
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Result is one scenario's outcome.
+type Result struct {
+	Scenario string `json:"scenario"`
+	Fault    string `json:"fault"`
+	Skipped  bool   `json:"skipped,omitempty"`
+	// Submissions counts accepted submissions (202s and direct publishes),
+	// duplicates included; Retries the submissions retried after a 503, 429, 5xx or
+	// connection error; NotAccepted the messages ingest never accepted.
+	Submissions int `json:"submissions"`
+	Retries     int `json:"retries"`
+	NotAccepted int `json:"notAccepted"`
+	// Accepted messages (distinct messageIds) and how they ended.
+	Accepted     int `json:"accepted"`
+	Delivered    int `json:"delivered"`
+	Rejected     int `json:"rejected"`
+	DeadLettered int `json:"deadLettered"`
+	// Duplicates counts deliveries beyond the first at the inboxes (allowed:
+	// delivery is at-least-once).
+	Duplicates int `json:"duplicates"`
+	// Lost: accepted but not terminal within the drain timeout, or DELIVERED but
+	// never arrived. Unexpected: terminal in another status than the agent's
+	// (DEAD_LETTERED for a reachable inbox). Corrupted: payload changed on the way.
+	// IDMismatches: a submission answered with another messageId than DESIGN §2
+	// derives.
+	Lost         int `json:"lost"`
+	Unexpected   int `json:"unexpected"`
+	Corrupted    int `json:"corrupted"`
+	IDMismatches int `json:"idMismatches"`
+	// RecoverSeconds runs from the end of the fault (the end of the load without
+	// one) to the last message reaching its terminal status; DrainSeconds from the
+	// end of the load until the checker saw every message terminal (-1: never).
+	RecoverSeconds float64  `json:"recoverSeconds"`
+	DrainSeconds   float64  `json:"drainSeconds"`
+	Passed         bool     `json:"passed"`
+	Problems       []string `json:"problems,omitempty"`
+}
+
+func (r Result) done() Result {
+	r.Passed = r.Lost == 0 && r.Unexpected == 0 && r.Corrupted == 0 && r.IDMismatches == 0 && len(r.Problems) == 0
+	return r
+}
+
+// Report is a whole run.
+type Report struct {
+	Passed   bool     `json:"passed"`
+	Short    bool     `json:"short"`
+	Messages int      `json:"messagesPerScenario"`
+	Elapsed  string   `json:"elapsed"`
+	Results  []Result `json:"results"`
+	// Teardown lists what went wrong stopping the system (a non-zero exit after
+	// SIGTERM is a failed graceful shutdown, DESIGN §8.4).
+	Teardown []string `json:"teardown,omitempty"`
+	Dir      string   `json:"dir"`
+	Kept     bool     `json:"kept"`
+	Logs     []string `json:"logs"`
+}
+
+// WriteTable renders the report for people.
+func (r *Report) WriteTable(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\taccepted\tdelivered\trejected\tdead\tduplicates\tlost\tretries\trecover\tdrain\tresult\t")
+	for _, x := range r.Results {
+		result := "PASS"
+		switch {
+		case x.Skipped:
+			result = "SKIP"
+		case !x.Passed:
+			result = "FAIL"
+		}
+		drain := fmt.Sprintf("%.1fs", x.DrainSeconds)
+		if x.DrainSeconds < 0 {
+			drain = "never"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1fs\t%s\t%s\t\n", x.Scenario, x.Accepted, x.Delivered,
+			x.Rejected, x.DeadLettered, x.Duplicates, x.Lost, x.Retries, x.RecoverSeconds, drain, result)
+	}
+	tw.Flush()
+	for _, x := range r.Results {
+		if len(x.Problems) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s (%s):\n", x.Scenario, x.Fault)
+		for _, p := range x.Problems {
+			fmt.Fprintf(w, "  - %s\n", p)
+		}
+	}
+	for _, p := range r.Teardown {
+		fmt.Fprintf(w, "teardown: %s\n", p)
+	}
+	verdict := "PASSED"
+	if !r.Passed {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(w, "\nchaos %s in %s (%d messages per scenario%s)\n", verdict, r.Elapsed, r.Messages, map[bool]string{true: ", short mode"}[r.Short])
+	if r.Kept {
+		fmt.Fprintf(w, "logs: %s\n", strings.Join(r.Logs, " "))
+	}
+}
