@@ -73,8 +73,8 @@ type Config struct {
 	Gatherer   prometheus.Gatherer
 	// Version is reported by /health. Defaults to "dev".
 	Version string
-	// TracerProvider makes the ingest spans. Defaults to a no-op provider (no trace
-	// context is then propagated).
+	// TracerProvider makes the ingest spans. Defaults to a no-op provider: a
+	// caller's trace context is then passed on as is, and none is started.
 	TracerProvider trace.TracerProvider
 }
 
