@@ -41,8 +41,9 @@ type Config struct {
 	Breakers  Breakers
 	// LookupFresh routes replayed messages afresh (bypassing any cache).
 	LookupFresh LookupFunc
-	// Secrets returns an agent's own signing secrets for HTTP deliveries of rows
-	// that were not just taken over (nil = none; errors make the row wait).
+	// Secrets returns an agent's own signing secrets, for rows whose agent had
+	// some when it was routed and that were not just taken over in-process (an
+	// error makes the row wait: signing with the wrong secret is not an option).
 	Secrets     func(ctx context.Context, address string) ([]string, error)
 	Backoff     backoff.Policy
 	MaxAttempts int           // DELIVERY_MAX_ATTEMPTS. Defaults to 10.
@@ -131,10 +132,14 @@ type Dispatcher struct {
 	results chan done
 	poke    chan struct{}
 
-	mu       sync.Mutex
-	lanes    map[string]*lane
-	stopping atomic.Bool
-	queued   atomic.Int64
+	mu    sync.Mutex
+	lanes map[string]*lane
+	// resultsMu guards results against sends after Stop closed it (a handoff
+	// from a consumer that outlived its stop deadline).
+	resultsMu     sync.RWMutex
+	resultsClosed bool
+	stopping      atomic.Bool
+	queued        atomic.Int64
 
 	ctx       context.Context // cancelled when Stop gives up waiting
 	cancel    context.CancelFunc
@@ -219,7 +224,10 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 			d.cancel()
 			<-waited
 		}
+		d.resultsMu.Lock()
+		d.resultsClosed = true
 		close(d.results)
+		d.resultsMu.Unlock()
 		d.completer.Wait()
 		d.cancel()
 	})
@@ -386,7 +394,7 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 		d.route(j)
 		return
 	}
-	if j.DestType == cams.TypeHTTPEndpoint && !j.haveSecrets && d.cfg.Secrets != nil {
+	if j.DestType == cams.TypeHTTPEndpoint && j.AgentSecrets && !j.haveSecrets && d.cfg.Secrets != nil {
 		secrets, err := d.cfg.Secrets(d.ctx, j.Address)
 		if err != nil {
 			d.m.waits.WithLabelValues("cams_unavailable").Inc()
@@ -510,7 +518,7 @@ func (d *Dispatcher) route(j *Job) {
 		d.finish(j, Result{Kind: Rejected, Reason: dec.Reason, Error: dec.Detail})
 		return
 	}
-	if err := d.cfg.Store.SetRoute(ctx, j.ID, j.Token, dec.DestType, dec.DestName); err != nil {
+	if err := d.cfg.Store.SetRoute(ctx, j.ID, j.Token, dec.DestType, dec.DestName, len(dec.SigningSecrets) > 0); err != nil {
 		if !errors.Is(err, ErrLeaseLost) {
 			d.log.WarnContext(ctx, "error storing a replayed message's route", slog.String("message_id", j.ID.String()), slog.Any("error", err))
 			d.finish(j, Result{Kind: Wait, Delay: d.cfg.BreakerWait})
@@ -524,6 +532,11 @@ func (d *Dispatcher) route(j *Job) {
 
 func (d *Dispatcher) finish(j *Job, r Result) {
 	r.ID, r.Token = j.ID, j.Token
+	d.resultsMu.RLock()
+	defer d.resultsMu.RUnlock()
+	if d.resultsClosed {
+		return // stopped: the row's lease expires and it is claimed again
+	}
 	d.results <- done{Result: r, job: j}
 }
 

@@ -58,23 +58,28 @@ type Record struct {
 	SenderMessageID string
 	Traceparent     string
 	AcceptedAt      time.Time
+	// AgentSecrets records that CAMS gave the agent its own signing secrets, so a
+	// later delivery (a retry, another replica) knows to fetch them. The secrets
+	// themselves are never stored.
+	AgentSecrets bool
 }
 
 const takeoverSQL = `
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::text[],
-                         $13::timestamptz[], $14::text[])
+                         $13::timestamptz[], $14::text[], $17::boolean[])
         AS t(message_id, ai_agent_address, status, reason, destination_type, destination_name,
-             payload, raw, sender_id, correlation_id, sender_message_id, traceparent, accepted_at, last_error)
+             payload, raw, sender_id, correlation_id, sender_message_id, traceparent, accepted_at, last_error,
+             agent_secrets)
 ), ins AS (
     INSERT INTO messages (message_id, ai_agent_address, status, reason, destination_type, destination_name,
                           payload, raw, sender_id, correlation_id, sender_message_id, traceparent,
-                          accepted_at, last_error, finished_at)
+                          accepted_at, last_error, finished_at, agent_secrets)
     SELECT message_id, ai_agent_address, status, NULLIF(reason, ''), NULLIF(destination_type, ''),
            NULLIF(destination_name, ''), payload, raw, NULLIF(sender_id, ''), NULLIF(correlation_id, ''),
            NULLIF(sender_message_id, ''), NULLIF(traceparent, ''), accepted_at, NULLIF(last_error, ''),
-           CASE WHEN status = 'PENDING' THEN NULL ELSE now() END
+           CASE WHEN status = 'PENDING' THEN NULL ELSE now() END, agent_secrets
     FROM input
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id, status, reason, ai_agent_address
@@ -99,14 +104,16 @@ func (s *Store) Takeover(ctx context.Context, recs []Record, token uuid.UUID, le
 	payload, raw := make([][]byte, n), make([][]byte, n)
 	sender, corr, smid, tp, lastErr := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	accepted := make([]time.Time, n)
+	secrets := make([]bool, n)
 	for i, r := range recs {
+		secrets[i] = r.AgentSecrets
 		ids[i], addr[i], status[i], reason[i], dtype[i], dname[i] = r.ID, r.Address, r.Status, r.Reason, r.DestType, r.DestName
 		payload[i], raw[i] = r.Payload, r.Raw
 		sender[i], corr[i], smid[i], tp[i], lastErr[i] = r.SenderID, r.CorrelationID, r.SenderMessageID, r.Traceparent, r.LastError
 		accepted[i] = r.AcceptedAt
 	}
 	rows, err := s.pool.Query(ctx, takeoverSQL, ids, addr, status, reason, dtype, dname, payload, raw,
-		sender, corr, smid, tp, accepted, lastErr, lease, token)
+		sender, corr, smid, tp, accepted, lastErr, lease, token, secrets)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("error taking messages over: %w", err)
 	}
@@ -140,6 +147,7 @@ type Claimed struct {
 	AcceptedAt      time.Time
 	Attempts        int  // attempts already made since the last replay
 	Route           bool // look the agent up afresh before delivering
+	AgentSecrets    bool // fetch the agent's own signing secrets from CAMS
 }
 
 const claimSQL = `
@@ -156,7 +164,7 @@ WITH due AS (
 )
 SELECT m.message_id, m.ai_agent_address, coalesce(m.destination_type, ''), coalesce(m.destination_name, ''),
        m.payload, coalesce(m.sender_id, ''), coalesce(m.correlation_id, ''), coalesce(m.sender_message_id, ''),
-       coalesce(m.traceparent, ''), m.accepted_at, m.attempts, c.route
+       coalesce(m.traceparent, ''), m.accepted_at, m.attempts, c.route, m.agent_secrets
 FROM claimed c JOIN messages m ON m.message_id = c.message_id`
 
 // Claim leases up to limit due rows (fresh rows nobody holds, retries whose time has
@@ -171,7 +179,7 @@ func (s *Store) Claim(ctx context.Context, limit int, lease time.Duration) ([]Cl
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Claimed, error) {
 		c := Claimed{Token: token}
 		err := row.Scan(&c.ID, &c.Address, &c.DestType, &c.DestName, &c.Payload, &c.SenderID, &c.CorrelationID,
-			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route)
+			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route, &c.AgentSecrets)
 		return c, err
 	})
 	if err != nil {
@@ -209,17 +217,19 @@ const deliveredSQL = `
 WITH r AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[]) AS r(id, token, at, dur)
 ), d AS (
+    -- Carry the holder's own values on: joining r again by id alone would also
+    -- match a stale result for the same row in this batch.
     DELETE FROM outbox o USING r WHERE o.message_id = r.id AND o.lease_token = r.token
-    RETURNING o.message_id
+    RETURNING o.message_id, r.at, r.dur
 ), m AS (
     UPDATE messages m SET status = 'DELIVERED', reason = NULL, last_error = NULL, attempts = m.attempts + 1,
-           delivered_at = r.at + r.dur * interval '1 millisecond', finished_at = now()
-    FROM d JOIN r ON r.id = d.message_id
+           delivered_at = d.at + d.dur * interval '1 millisecond', finished_at = now()
+    FROM d
     WHERE m.message_id = d.message_id
-    RETURNING m.message_id, m.attempts
+    RETURNING m.message_id, m.attempts, d.at, d.dur
 )
 INSERT INTO delivery_attempts (message_id, attempt, at, outcome, error, duration_ms)
-SELECT m.message_id, m.attempts, r.at, 'DELIVERED', NULL, r.dur FROM m JOIN r ON r.id = m.message_id
+SELECT m.message_id, m.attempts, m.at, 'DELIVERED', NULL, m.dur FROM m
 RETURNING message_id`
 
 const failedSQL = `
@@ -227,20 +237,23 @@ WITH r AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::bigint[], $6::text[], $7::text[])
         AS r(id, token, at, dur, delay_ms, reason, err)
 ), held AS (
-    SELECT o.message_id FROM outbox o JOIN r ON o.message_id = r.id AND o.lease_token = r.token
+    -- The holder's own result travels with the row: joining r again by id alone
+    -- would also match a stale result for the same row in this batch.
+    SELECT o.message_id, r.at, r.dur, r.delay_ms, r.reason, r.err
+    FROM outbox o JOIN r ON o.message_id = r.id AND o.lease_token = r.token
     FOR UPDATE OF o
 ), m AS (
-    UPDATE messages m SET attempts = m.attempts + 1, last_error = r.err,
-           status = CASE WHEN r.reason <> '' OR m.attempts + 1 >= $8 THEN 'DEAD_LETTERED' ELSE 'PENDING' END,
-           reason = CASE WHEN r.reason <> '' THEN r.reason WHEN m.attempts + 1 >= $8 THEN 'MAX_ATTEMPTS_EXCEEDED' END,
-           finished_at = CASE WHEN r.reason <> '' OR m.attempts + 1 >= $8 THEN now() END
-    FROM held JOIN r ON r.id = held.message_id
+    UPDATE messages m SET attempts = m.attempts + 1, last_error = held.err,
+           status = CASE WHEN held.reason <> '' OR m.attempts + 1 >= $8 THEN 'DEAD_LETTERED' ELSE 'PENDING' END,
+           reason = CASE WHEN held.reason <> '' THEN held.reason WHEN m.attempts + 1 >= $8 THEN 'MAX_ATTEMPTS_EXCEEDED' END,
+           finished_at = CASE WHEN held.reason <> '' OR m.attempts + 1 >= $8 THEN now() END
+    FROM held
     WHERE m.message_id = held.message_id
-    RETURNING m.message_id, m.attempts, m.status, m.reason, m.ai_agent_address
+    RETURNING m.message_id, m.attempts, m.status, m.reason, m.ai_agent_address, held.at, held.dur, held.delay_ms, held.err
 ), h AS (
     INSERT INTO delivery_attempts (message_id, attempt, at, outcome, error, duration_ms)
-    SELECT m.message_id, m.attempts, r.at, CASE WHEN m.status = 'PENDING' THEN 'FAILED' ELSE m.status END, r.err, r.dur
-    FROM m JOIN r ON r.id = m.message_id
+    SELECT m.message_id, m.attempts, m.at, CASE WHEN m.status = 'PENDING' THEN 'FAILED' ELSE m.status END, m.err, m.dur
+    FROM m
 ), gone AS (
     DELETE FROM outbox o USING m WHERE o.message_id = m.message_id AND m.status <> 'PENDING'
 ), f AS (
@@ -248,8 +261,8 @@ WITH r AS (
     SELECT message_id, status, reason, ai_agent_address FROM m WHERE status <> 'PENDING'
     ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, failed_at = now()
 ), again AS (
-    UPDATE outbox o SET due_at = now() + r.delay_ms * interval '1 millisecond', lease_token = NULL
-    FROM m JOIN r ON r.id = m.message_id
+    UPDATE outbox o SET due_at = now() + m.delay_ms * interval '1 millisecond', lease_token = NULL
+    FROM m
     WHERE o.message_id = m.message_id AND m.status = 'PENDING'
 )
 SELECT message_id, status FROM m`
@@ -263,11 +276,12 @@ const rejectedSQL = `
 WITH r AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS r(id, token, reason, err)
 ), d AS (
+    -- Carry the holder's own values on (not a stale result for the same row).
     DELETE FROM outbox o USING r WHERE o.message_id = r.id AND o.lease_token = r.token
-    RETURNING o.message_id
+    RETURNING o.message_id, r.reason, r.err
 ), m AS (
-    UPDATE messages m SET status = 'REJECTED', reason = r.reason, last_error = r.err, finished_at = now()
-    FROM d JOIN r ON r.id = d.message_id
+    UPDATE messages m SET status = 'REJECTED', reason = d.reason, last_error = d.err, finished_at = now()
+    FROM d
     WHERE m.message_id = d.message_id
     RETURNING m.message_id, m.reason, m.ai_agent_address
 )
@@ -419,15 +433,15 @@ const setRouteSQL = `
 WITH held AS (
     UPDATE outbox SET route = false WHERE message_id = $1 AND lease_token = $2 RETURNING message_id
 )
-UPDATE messages m SET destination_type = $3, destination_name = $4
+UPDATE messages m SET destination_type = $3, destination_name = $4, agent_secrets = $5
 FROM held WHERE m.message_id = held.message_id`
 
 // ErrLeaseLost means the claim no longer holds the row.
 var ErrLeaseLost = errors.New("outbox lease lost")
 
 // SetRoute stores the destination a fresh lookup found for a replayed message.
-func (s *Store) SetRoute(ctx context.Context, id, token uuid.UUID, destType, destName string) error {
-	tag, err := s.pool.Exec(ctx, setRouteSQL, id, token, destType, destName)
+func (s *Store) SetRoute(ctx context.Context, id, token uuid.UUID, destType, destName string, agentSecrets bool) error {
+	tag, err := s.pool.Exec(ctx, setRouteSQL, id, token, destType, destName, agentSecrets)
 	if err != nil {
 		return fmt.Errorf("error storing the route of %s: %w", id, err)
 	}

@@ -126,6 +126,7 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		} else {
 			it.rec.Status, it.rec.DestType, it.rec.DestName = outbox.StatusPending, lr.dec.DestType, lr.dec.DestName
 			it.routed, it.secrets = true, lr.dec.SigningSecrets
+			it.rec.AgentSecrets = len(lr.dec.SigningSecrets) > 0
 		}
 		recs = append(recs, it.rec)
 	}

@@ -14,6 +14,7 @@ CREATE TABLE messages (
     correlation_id    text,
     sender_message_id text,
     traceparent       text,
+    agent_secrets     boolean     NOT NULL DEFAULT false, -- CAMS gave the agent its own signing secrets
     accepted_at       timestamptz NOT NULL,  -- JetStream storage time = timestampPublished
     received_at       timestamptz NOT NULL DEFAULT now(), -- taken over by a router
     finished_at       timestamptz,           -- reached its current terminal status
