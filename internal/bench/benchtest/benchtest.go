@@ -116,7 +116,10 @@ func Start(t testing.TB, o Options) *Env {
 func (env *Env) startRouter(t testing.TB, _ *nats.Conn, js jetstream.JetStream, times int) {
 	ctx := context.Background()
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream.Name, jetstream.ConsumerConfig{
-		Durable: "fake-router", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Second,
+		// A long AckWait and a small pull batch: the fake delivers serially, and a
+		// message buffered past AckWait would be redelivered — a real duplicate the
+		// bench would rightly count, but not what these tests are about.
+		Durable: "fake-router", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute,
 	})
 	if err != nil {
 		t.Fatalf("benchtest: %v", err)
@@ -170,7 +173,7 @@ func (env *Env) startRouter(t testing.TB, _ *nats.Conn, js jetstream.JetStream, 
 		if err := deliver(m); err != nil {
 			_ = m.NakWithDelay(50 * time.Millisecond)
 		}
-	})
+	}, jetstream.PullMaxMessages(16))
 	if err != nil {
 		t.Fatalf("benchtest: %v", err)
 	}
