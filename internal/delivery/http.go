@@ -1,0 +1,204 @@
+package delivery
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/msgrouter/msgrouter/internal/backoff"
+)
+
+// HTTPConfig configures the HTTP Deliverer.
+type HTTPConfig struct {
+	// Timeout bounds one attempt, connection and response included
+	// (DELIVERY_TIMEOUT); a shorter ctx deadline wins. Defaults to 10s.
+	Timeout time.Duration
+	// AllowPrivateNetworks lets deliveries reach loopback, private, link-local
+	// and metadata addresses (DELIVERY_ALLOW_PRIVATE_NETWORKS). Defaults to false.
+	AllowPrivateNetworks bool
+	// SigningSecrets are the global whsec_ secrets (DELIVERY_SIGNING_SECRETS); a
+	// Delivery's own SigningSecrets replace them. Defaults to none: unsigned.
+	SigningSecrets []string
+	// MaxIdleConnsPerHost is the keep-alive pool per destination. Defaults to 64.
+	MaxIdleConnsPerHost int
+	// Now is the clock of webhook-timestamp. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Response body limits: the first errorBodyLimit bytes are kept for the error
+// text; up to drainLimit more are read so the connection can be reused, and a
+// larger body costs the connection rather than our time.
+const (
+	errorBodyLimit = 4 << 10
+	drainLimit     = 64 << 10
+)
+
+// HTTP delivers to HTTP_ENDPOINT inboxes with a POST: success is any 2xx.
+type HTTP struct {
+	client *http.Client
+	cfg    HTTPConfig
+	keys   [][]byte // decoded global signing secrets
+}
+
+// NewHTTP returns the HTTP Deliverer. It fails only on an invalid signing secret.
+func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
+	cfg.Timeout = cmp.Or(cfg.Timeout, 10*time.Second)
+	cfg.MaxIdleConnsPerHost = cmp.Or(cfg.MaxIdleConnsPerHost, 64)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	keys, err := parseSecrets(cfg.SigningSecrets)
+	if err != nil {
+		return nil, fmt.Errorf("DELIVERY_SIGNING_SECRETS: %w", err)
+	}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	if !cfg.AllowPrivateNetworks {
+		dialer.Control = guardControl
+	}
+	tr := &http.Transport{
+		// No proxy, whatever HTTP_PROXY says: a proxy would dial the destination
+		// itself, out of reach of the address guard.
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true, // a custom DialContext turns HTTP/2 off otherwise
+		MaxIdleConns:          0,    // no global cap: the per-host cap bounds each inbox
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   cfg.Timeout,
+		ResponseHeaderTimeout: cfg.Timeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &HTTP{
+		client: &http.Client{
+			Transport: tr,
+			// Redirects are never followed (DESIGN §5): a 3xx is a failed attempt,
+			// and following one could lead anywhere (a classic SSRF path).
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		cfg:  cfg,
+		keys: keys,
+	}, nil
+}
+
+// Close drops the idle keep-alive connections.
+func (h *HTTP) Close() { h.client.CloseIdleConnections() }
+
+// Deliver POSTs d's payload to d.DestName with the attribute headers, signed when
+// secrets are configured. The returned *Error classifies a failure: 410 is
+// Permanent (DESTINATION_GONE), a forbidden address is Permanent
+// (DESTINATION_FORBIDDEN) and does not count for the breaker, 429/503 carry their
+// Retry-After, everything else is retryable.
+func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
+	keys := h.keys
+	if d.SigningSecrets != nil {
+		k, err := parseSecrets(d.SigningSecrets)
+		if err != nil {
+			// Retrying cannot fix the agent's configuration, and sending unsigned
+			// would hand the receiver a message it must reject.
+			return Permanent("", false, fmt.Errorf("agent %s signing secrets: %w", d.AIAgentAddress, err))
+		}
+		keys = k
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.DestName, bytes.NewReader(d.Payload))
+	if err != nil {
+		return Permanent("", false, fmt.Errorf("invalid inbox URL: %w", err))
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return Permanent("", false, fmt.Errorf("invalid inbox URL: scheme %q is not http or https", req.URL.Scheme))
+	}
+	req.Header = HTTPHeader(d)
+	if len(keys) > 0 {
+		ts := h.cfg.Now().Unix()
+		req.Header[HTTPHeaderWebhookTimestamp] = []string{strconv.FormatInt(ts, 10)}
+		req.Header[HTTPHeaderWebhookSignature] = []string{sign(keys, d.MessageID, ts, d.Payload)}
+	}
+
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return h.classifyTransport(ctx, err)
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
+		return nil
+	}
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
+
+	err = &StatusError{StatusCode: resp.StatusCode, Body: cleanText(snippet)}
+	switch resp.StatusCode {
+	case http.StatusGone:
+		e := Permanent(ReasonDestinationGone, true, err)
+		e.StatusCode = resp.StatusCode
+		return e
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		e := Retryable(err)
+		e.StatusCode = resp.StatusCode
+		if ra, ok := backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), h.cfg.Now()); ok {
+			e.RetryAfter = ra
+		}
+		return e
+	default:
+		e := Retryable(err)
+		e.StatusCode = resp.StatusCode
+		return e
+	}
+}
+
+// classifyTransport classifies an error before any response: a refused address,
+// cancellation, a timeout or a connection error.
+func (h *HTTP) classifyTransport(ctx context.Context, err error) error {
+	if errors.Is(err, ErrForbiddenAddress) {
+		return Permanent(ReasonDestinationForbidden, false, err)
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return err // not a failed attempt; the caller sees context.Canceled
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return Retryable(fmt.Errorf("timeout: %w", err))
+	}
+	return Retryable(err)
+}
+
+// StatusError is a non-2xx answer from an inbox.
+type StatusError struct {
+	StatusCode int
+	Body       string // the start of the response body, for the attempt log
+}
+
+func (e *StatusError) Error() string {
+	if e.Body == "" {
+		return fmt.Sprintf("inbox answered %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	}
+	return fmt.Sprintf("inbox answered %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Body)
+}
+
+// cleanText makes a response body snippet safe for an error text stored in
+// Postgres and logs: valid UTF-8, no NUL or other control characters but spaces.
+func cleanText(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			return ' '
+		case r < 0x20 || r == 0x7f:
+			return -1
+		}
+		return r
+	}, s)
+	// A rune split by the errorBodyLimit cut was replaced by ToValidUTF8.
+	return strings.TrimSpace(s)
+}
