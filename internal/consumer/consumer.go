@@ -133,19 +133,19 @@ func (c *Consumer) Start(ctx context.Context) error {
 
 // Stop stops pulling, lets the batches being handled finish (their acks are sent),
 // hands back what was pulled but not started (Nak: another replica takes it at
-// once), and returns. ctx bounds the wait. Idempotent.
+// once, instead of after AckWait), and returns. ctx bounds the wait. Idempotent.
 func (c *Consumer) Stop(ctx context.Context) error {
 	var err error
 	c.once.Do(func() {
 		if c.stop == nil {
 			return
 		}
+		c.stop()
 		c.iterM.Lock()
 		if c.iter != nil {
-			c.iter.Stop()
+			c.iter.Drain() // wakes the reader; it hands back the buffered messages
 		}
 		c.iterM.Unlock()
-		c.stop()
 		done := make(chan struct{})
 		go func() { c.wg.Wait(); close(done) }()
 		select {
@@ -188,34 +188,40 @@ func (c *Consumer) read(ctx context.Context) {
 		c.iter = it
 		c.iterM.Unlock()
 		if ctx.Err() != nil {
-			it.Stop()
-			return
+			it.Drain()
 		}
 		c.pull(ctx, it)
-		it.Stop()
 	}
 }
 
 // pull forwards messages from one iterator until it fails, ctx ends or the
-// consumer is paused.
+// consumer is paused. Leaving, it drains the iterator and hands back what it had
+// buffered: left alone, those messages would only come back after AckWait.
 func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) {
+	draining := false
 	for {
 		msg, err := it.Next()
 		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
+				c.log.WarnContext(ctx, "pull failed, recreating it", slog.Any("error", err))
 			}
-			c.log.WarnContext(ctx, "pull failed, recreating it", slog.Any("error", err))
 			return
+		}
+		if !draining && (ctx.Err() != nil || c.cfg.Paused()) {
+			draining = true
+			it.Drain()
+		}
+		if draining {
+			_ = msg.Nak()
+			c.m.verdicts.WithLabelValues("handed_back").Inc()
+			continue
 		}
 		select {
 		case c.msgs <- msg:
 		case <-ctx.Done():
 			_ = msg.Nak()
-			return
-		}
-		if c.cfg.Paused() {
-			return // messages the iterator buffered come back after AckWait
+			draining = true
+			it.Drain()
 		}
 	}
 }
@@ -337,7 +343,7 @@ func newMetrics(reg prometheus.Registerer, cons jetstream.Consumer) *metrics {
 	m := &metrics{
 		verdicts: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "msgrouter_consumer_messages_total",
-			Help: "Stream messages handled by the router, by verdict (ack, nak, term, skip).",
+			Help: "Stream messages handled by the router, by verdict (ack, nak, term, skip, handed_back).",
 		}, []string{"verdict"}),
 		batchSize: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "msgrouter_consumer_batch_size",

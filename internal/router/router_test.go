@@ -477,6 +477,18 @@ func TestAdminList(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&page)
 		return len(page.Items) == 2 && page.NextCursor != nil
 	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(e.adminURL + "/v1/messages?status=REJECTED")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var page struct {
+			Items []view `json:"items"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&page)
+		return len(page.Items) == 5
+	}, 10*time.Second, 20*time.Millisecond)
 
 	for path, code := range map[string]int{
 		"/v1/messages?status=NOPE": http.StatusBadRequest,

@@ -40,11 +40,16 @@ type Takeover struct {
 	m          *takeoverMetrics
 	// lookups bounds concurrent CAMS lookups of one batch.
 	lookups int
+	// maxNak caps the delay before a message CAMS could not route comes back.
+	maxNak time.Duration
 }
 
 // NewTakeover returns the consumer's Handler.
-func NewTakeover(store *outbox.Store, c Lookup, d *outbox.Dispatcher, log *slog.Logger, reg prometheus.Registerer) *Takeover {
-	return &Takeover{store: store, cams: c, dispatcher: d, log: log, m: newTakeoverMetrics(reg), lookups: 16}
+// maxNak caps the redelivery delay of messages CAMS could not route; it should be
+// at most the CAMS breaker's open timeout, so messages are back in the stream by
+// the time the breaker lets a probe through.
+func NewTakeover(store *outbox.Store, c Lookup, d *outbox.Dispatcher, maxNak time.Duration, log *slog.Logger, reg prometheus.Registerer) *Takeover {
+	return &Takeover{store: store, cams: c, dispatcher: d, log: log, m: newTakeoverMetrics(reg), lookups: 16, maxNak: maxNak}
 }
 
 // OnRejected counts a rejection (also used by the dispatcher for replayed messages).
@@ -58,13 +63,15 @@ type item struct {
 	skip    bool // not taken over in this batch (CAMS unavailable)
 }
 
-// nakDelay spaces the redeliveries of a message CAMS could not route: 1s, 2s, 4s
-// ... up to 30s. Nak without a delay would redeliver at once and turn a CAMS outage
-// into a redelivery storm (FIELD-NOTES); MaxDeliver is unlimited, so an outage of
-// any length never drops a message.
-func nakDelay(numDelivered uint64) time.Duration {
-	d := time.Second << min(numDelivered-1, 5)
-	return min(d, 30*time.Second)
+// nakDelay spaces the redeliveries of a message CAMS could not route: 250ms,
+// 500ms, 1s ... up to maxNak (at most 5s). Nak without a delay would redeliver at
+// once and turn a CAMS outage into a redelivery storm (FIELD-NOTES); while the
+// breaker is open the routers stop pulling altogether, so the cap only bounds how
+// soon messages flow again once CAMS answers. MaxDeliver is unlimited, so an outage
+// of any length never drops a message.
+func (t *Takeover) nakDelay(numDelivered uint64) time.Duration {
+	d := 250 * time.Millisecond << min(max(numDelivered, 1)-1, 5)
+	return min(d, t.maxNak, 5*time.Second)
 }
 
 // Handle takes a batch over. It never returns Ack for a message whose record is not
@@ -98,7 +105,7 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			addrs[env.AIAgentAddress] = &lookupResult{}
 		}
 		if !t.cams.Available() {
-			it.skip, it.verdict = true, consumer.Action{Verdict: consumer.Nak, Delay: nakDelay(meta.NumDelivered)}
+			it.skip, it.verdict = true, consumer.Action{Verdict: consumer.Nak, Delay: t.nakDelay(meta.NumDelivered)}
 		}
 	}
 
@@ -117,7 +124,7 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		lr := addrs[it.rec.Address]
 		if lr.err != nil {
 			meta, _ := msgs[i].Metadata()
-			it.skip, it.verdict = true, consumer.Action{Verdict: consumer.Nak, Delay: nakDelay(meta.NumDelivered)}
+			it.skip, it.verdict = true, consumer.Action{Verdict: consumer.Nak, Delay: t.nakDelay(meta.NumDelivered)}
 			t.m.deferred.Inc()
 			continue
 		}
