@@ -60,7 +60,7 @@ type system struct {
 }
 
 type sysOptions struct {
-	env map[string]string      // overrides of the test defaults
+	env map[string]string    // overrides of the test defaults
 	tp  trace.TracerProvider // nil: each service uses a no-op provider
 }
 
@@ -407,15 +407,14 @@ func (h *hookServer) received(id string) []hookRequest {
 	return out
 }
 
-// counterValue sums the samples of a counter or gauge family whose labels include
-// every pair of match; histogram families sum their sample counts. -1: no such
-// family.
-func counterValue(fams map[string]*dto.MetricFamily, name string, match ...string) float64 {
+// metricValue sums the samples of family name whose labels include every pair of
+// match (histograms add their observation counts), and says how many samples
+// matched.
+func metricValue(fams map[string]*dto.MetricFamily, name string, match ...string) (sum float64, matched int) {
 	f, ok := fams[name]
 	if !ok {
-		return -1
+		return 0, 0
 	}
-	var sum float64
 next:
 	for _, m := range f.GetMetric() {
 		for i := 0; i+1 < len(match); i += 2 {
@@ -429,6 +428,7 @@ next:
 				continue next
 			}
 		}
+		matched++
 		switch {
 		case m.Counter != nil:
 			sum += m.GetCounter().GetValue()
@@ -440,7 +440,7 @@ next:
 			sum += m.GetUntyped().GetValue()
 		}
 	}
-	return sum
+	return sum, matched
 }
 
 // escapedAddress is how an agent address travels in an HTTP header (DESIGN §5).
