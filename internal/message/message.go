@@ -158,11 +158,38 @@ func ValidateAddress(a string) error {
 	return nil
 }
 
-// Marshal encodes the envelope as the body published to JetStream. Payload bytes are
-// copied as they came.
+// Marshal encodes the envelope as the body published to JetStream. The payload's
+// bytes are copied exactly as they came (already validated by Parse: no second
+// scan, no re-encoding of numbers or escapes).
 func (e *Envelope) Marshal() []byte {
-	b, _ := json.Marshal(e) // cannot fail: strings and already-valid raw JSON
-	return b
+	b := make([]byte, 0, len(e.Payload)+len(e.AIAgentAddress)+160)
+	b = append(b, `{"aiAgentAddress":`...)
+	b = appendString(b, e.AIAgentAddress)
+	b = append(b, `,"payload":`...)
+	b = append(b, e.Payload...)
+	if m := e.SenderMetadata; m != nil && (m.ServiceName != "" || m.CorrelationID != "" || m.SenderProvidedMessageID != "") {
+		b = append(b, `,"senderMetadata":{`...)
+		sep := ""
+		for _, f := range [...]struct{ k, v string }{
+			{"serviceName", m.ServiceName}, {"correlationId", m.CorrelationID}, {"senderProvidedMessageId", m.SenderProvidedMessageID},
+		} {
+			if f.v != "" {
+				b = append(b, sep...)
+				b = append(b, '"')
+				b = append(b, f.k...)
+				b = append(b, `":`...)
+				b = appendString(b, f.v)
+				sep = ","
+			}
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}')
+}
+
+func appendString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s) // cannot fail for a string
+	return append(b, q...)
 }
 
 // Namespaces of the name-based ids. Fixed forever: changing them changes ids.

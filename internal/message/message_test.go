@@ -267,3 +267,14 @@ func BenchmarkParse(b *testing.B) {
 		})
 	}
 }
+
+// The published envelope carries the payload's bytes exactly as submitted.
+func TestMarshalKeepsPayloadBytes(t *testing.T) {
+	t.Parallel()
+	payload := "{ \"html\": \"<b>&</b>\",\n  \"n\": 1.50e+3 }"
+	env, err := message.Parse([]byte(`{"aiAgentAddress":"a","payload":` + payload + `}`))
+	require.NoError(t, err)
+	again, err := message.Parse(env.Marshal())
+	require.NoError(t, err)
+	require.Equal(t, payload, string(again.Payload))
+}
