@@ -271,7 +271,10 @@ func newHTTPHarness(t *testing.T) *harness {
 			check: status(429, false, "", func(d time.Duration) bool { return d == 7*time.Second })},
 		{name: "503 with Retry-After date", dest: path("/503"),
 			check: status(503, false, "", func(d time.Duration) bool { return d > 50*time.Minute && d <= time.Hour })},
-		{name: "302 not followed", dest: path("/302"), check: status(302, false, "", none)},
+		{name: "302 not followed", dest: path("/302"), check: func(t *testing.T, e *Error) {
+			status(302, false, "", none)(t, e)
+			require.Contains(t, e.Error(), "redirects are not followed: /elsewhere")
+		}},
 		{name: "404", dest: path("/nothing-here"), check: status(404, false, "", none)},
 		{name: "connection refused", dest: func(t *testing.T) string {
 			l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -101,9 +101,13 @@ func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 	if d.SigningSecrets != nil {
 		k, err := parseSecrets(d.SigningSecrets)
 		if err != nil {
-			// Retrying cannot fix the agent's configuration, and sending unsigned
-			// would hand the receiver a message it must reject.
-			return Permanent("", false, fmt.Errorf("agent %s signing secrets: %w", d.AIAgentAddress, err))
+			// Never sent unsigned: the receiver would have to reject it. Retryable,
+			// not counted against the destination: the secrets are looked up again
+			// for each attempt, so fixing them in CAMS lets the message through;
+			// otherwise it dead-letters as MAX_ATTEMPTS_EXCEEDED with this error.
+			e := Retryable(fmt.Errorf("agent %s signing secrets: %w", d.AIAgentAddress, err))
+			e.CountsForBreaker = false
+			return e
 		}
 		keys = k
 	}
@@ -111,11 +115,14 @@ func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.DestName, bytes.NewReader(d.Payload))
+	// Routing rejects such inboxes first (CONFIG_ERROR); should one get here, it is
+	// refused like a forbidden address: nothing is sent, and of the contract's
+	// dead-letter reasons DESTINATION_FORBIDDEN is the one that fits.
 	if err != nil {
-		return Permanent("", false, fmt.Errorf("invalid inbox URL: %w", err))
+		return Permanent(ReasonDestinationForbidden, false, fmt.Errorf("invalid inbox URL: %w", err))
 	}
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return Permanent("", false, fmt.Errorf("invalid inbox URL: scheme %q is not http or https", req.URL.Scheme))
+		return Permanent(ReasonDestinationForbidden, false, fmt.Errorf("invalid inbox URL: scheme %q is not http or https", req.URL.Scheme))
 	}
 	req.Header = HTTPHeader(d)
 	if len(keys) > 0 {
@@ -137,7 +144,7 @@ func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
 	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
 
-	err = &StatusError{StatusCode: resp.StatusCode, Body: cleanText(snippet)}
+	err = &StatusError{StatusCode: resp.StatusCode, Body: cleanText(snippet), Location: cleanText([]byte(truncate(resp.Header.Get("Location"), 512)))}
 	switch resp.StatusCode {
 	case http.StatusGone:
 		e := Permanent(ReasonDestinationGone, true, err)
@@ -177,13 +184,22 @@ func (h *HTTP) classifyTransport(ctx context.Context, err error) error {
 type StatusError struct {
 	StatusCode int
 	Body       string // the start of the response body, for the attempt log
+	Location   string // a redirect's target, which is not followed
 }
 
 func (e *StatusError) Error() string {
-	if e.Body == "" {
-		return fmt.Sprintf("inbox answered %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	msg := fmt.Sprintf("inbox answered %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if e.StatusCode >= 300 && e.StatusCode < 400 {
+		msg += " (redirects are not followed"
+		if e.Location != "" {
+			msg += ": " + e.Location
+		}
+		msg += ")"
 	}
-	return fmt.Sprintf("inbox answered %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Body)
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
 }
 
 // cleanText makes a response body snippet safe for an error text stored in
@@ -201,4 +217,11 @@ func cleanText(b []byte) string {
 	}, s)
 	// A rune split by the errorBodyLimit cut was replaced by ToValidUTF8.
 	return strings.TrimSpace(s)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }

@@ -161,6 +161,7 @@ func TestInvalidURLs(t *testing.T) {
 		var e *Error
 		require.ErrorAs(t, h.Deliver(t.Context(), d), &e, dest)
 		require.True(t, e.Permanent, dest)
+		require.Equal(t, ReasonDestinationForbidden, e.Reason, dest)
 		require.False(t, e.CountsForBreaker, dest)
 	}
 }
@@ -261,8 +262,10 @@ func TestInvalidSigningSecrets(t *testing.T) {
 	d.DestName, d.SigningSecrets = in.srv.URL, []string{"whsec_%%%"}
 	var e *Error
 	require.ErrorAs(t, h.Deliver(t.Context(), d), &e)
-	require.True(t, e.Permanent, "never sent unsigned when signing is configured")
-	require.Zero(t, in.conns.Load())
+	require.False(t, e.Permanent, "the secrets may be fixed before the next attempt")
+	require.False(t, e.CountsForBreaker, "the destination is not at fault")
+	require.ErrorIs(t, e, ErrInvalidSigningSecret)
+	require.Zero(t, in.conns.Load(), "never sent unsigned when signing is configured")
 }
 
 func TestCleanText(t *testing.T) {

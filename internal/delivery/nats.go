@@ -32,7 +32,9 @@ func NewNATS(js jetstream.JetStream) *NATS {
 // caller waits for its own ack anyway) and costs: a pending-ack window shared by
 // the whole process (ErrTooManyStalledMsgs once it is full) and, when ctx ends
 // first, a future left registered until its ack or a reconnect. PublishMsg cleans
-// its reply up when ctx ends.
+// its reply up when ctx ends. Measured here with 16 goroutines on one connection
+// (BenchmarkNATSDeliverParallel against the same loop over PublishMsgAsync), the
+// two were within run-to-run noise of each other.
 //
 // A duplicate PubAck (the messageId was stored within the duplicate window,
 // deduplicated via Nats-Msg-Id) is success: the inbox has the message.
