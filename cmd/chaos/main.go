@@ -45,6 +45,7 @@ func run() int {
 	pgRestart := fs.String("postgres-restart", "", "command restarting the Postgres server (default: pg_ctlcluster --skip-systemctl-redirect <version> main restart; \"none\" skips that scenario)")
 	timeout := fs.Duration("timeout", 0, "bound on the whole run (default 9m, 4m with --short)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	verbose := fs.Bool("v", false, "describe every scenario after the table (the messages that ended last), not only failed ones")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -87,6 +88,7 @@ func run() int {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(rep)
 	} else {
+		rep.Verbose = *verbose
 		rep.WriteTable(os.Stdout)
 	}
 	if !rep.Passed {

@@ -94,6 +94,9 @@ func (c *checker) pass(ctx context.Context, open []*tracked) {
 					continue // not seen yet, or no replica answered: next pass
 				}
 				m.status, m.reason, m.lastError, m.attempts = v.Status, v.Reason, v.LastError, v.Attempts
+				if v.ReceivedAt != nil {
+					m.receivedAt = *v.ReceivedAt
+				}
 				if terminal(v.Status) {
 					m.terminalAt = v.terminalAt(time.Now())
 				}

@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -209,6 +208,8 @@ type httpInbox struct {
 	mode     atomic.Int32
 	arrivals *arrivals
 	requests atomic.Int64
+	// abandoned counts requests the client gave up on while the inbox hung.
+	abandoned atomic.Int64
 
 	mu      sync.Mutex
 	release chan struct{} // closed when a hang ends
@@ -255,6 +256,7 @@ func (in *httpInbox) serve(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
+			in.abandoned.Add(1)
 			return // the router gave up (DELIVERY_TIMEOUT): no answer, not delivered
 		}
 	case InboxErrors:
@@ -271,6 +273,6 @@ func (in *httpInbox) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Context().Err() != nil {
 		return
 	}
-	in.arrivals.record(r.Header.Get("X-Message-Id"), bytes.Clone(body))
+	in.arrivals.record(r.Header.Get("X-Message-Id"), body)
 	w.WriteHeader(http.StatusOK)
 }

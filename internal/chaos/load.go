@@ -49,14 +49,15 @@ type tracked struct {
 	payload []byte // the payload, compacted, as the inbox must receive it
 	wantID  string // the messageId DESIGN §2 derives
 
-	mu  sync.Mutex
-	id  string         // the accepted messageId, "" until a 202
-	ids map[string]int // every messageId a 202 returned
+	mu         sync.Mutex
+	id         string         // the accepted messageId, "" until a 202
+	acceptedAt time.Time      // when the first 202 came
+	ids        map[string]int // every messageId a 202 returned
 
 	// Filled in by the checker.
 	status, reason, lastError string
 	attempts                  int
-	terminalAt                time.Time
+	receivedAt, terminalAt    time.Time
 }
 
 func (m *tracked) accepted(id string) {
@@ -67,7 +68,7 @@ func (m *tracked) accepted(id string) {
 	}
 	m.ids[id]++
 	if m.id == "" {
-		m.id = id
+		m.id, m.acceptedAt = id, time.Now()
 	}
 }
 

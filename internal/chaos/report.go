@@ -36,12 +36,14 @@ type Result struct {
 	Corrupted    int `json:"corrupted"`
 	IDMismatches int `json:"idMismatches"`
 	// RecoverSeconds runs from the end of the fault (the end of the load without
-	// one) to the last message reaching its terminal status; DrainSeconds from the
-	// end of the load until the checker saw every message terminal (-1: never).
-	RecoverSeconds float64  `json:"recoverSeconds"`
-	DrainSeconds   float64  `json:"drainSeconds"`
-	Passed         bool     `json:"passed"`
-	Problems       []string `json:"problems,omitempty"`
+	// one) until every message accepted before then is terminal (-1: some never
+	// were). MaxLatencySeconds is the longest time from a 202 to a terminal status.
+	RecoverSeconds    float64 `json:"recoverSeconds"`
+	MaxLatencySeconds float64 `json:"maxLatencySeconds"`
+	// Slowest describes the messages that ended last.
+	Slowest  []string `json:"slowest,omitempty"`
+	Passed   bool     `json:"passed"`
+	Problems []string `json:"problems,omitempty"`
 }
 
 func (r Result) done() Result {
@@ -62,12 +64,14 @@ type Report struct {
 	Dir      string   `json:"dir"`
 	Kept     bool     `json:"kept"`
 	Logs     []string `json:"logs"`
+	// Verbose makes WriteTable describe every scenario, not only failed ones.
+	Verbose bool `json:"-"`
 }
 
 // WriteTable renders the report for people.
 func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\taccepted\tdelivered\trejected\tdead\tduplicates\tlost\tretries\trecover\tdrain\tresult\t")
+	fmt.Fprintln(tw, "scenario\taccepted\tdelivered\trejected\tdead\tduplicates\tlost\tretries\trecover\tmax latency\tresult\t")
 	for _, x := range r.Results {
 		result := "PASS"
 		switch {
@@ -76,21 +80,24 @@ func (r *Report) WriteTable(w io.Writer) {
 		case !x.Passed:
 			result = "FAIL"
 		}
-		drain := fmt.Sprintf("%.1fs", x.DrainSeconds)
-		if x.DrainSeconds < 0 {
-			drain = "never"
+		recover := fmt.Sprintf("%.1fs", x.RecoverSeconds)
+		if x.RecoverSeconds < 0 {
+			recover = "never"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1fs\t%s\t%s\t\n", x.Scenario, x.Accepted, x.Delivered,
-			x.Rejected, x.DeadLettered, x.Duplicates, x.Lost, x.Retries, x.RecoverSeconds, drain, result)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.1fs\t%s\t\n", x.Scenario, x.Accepted, x.Delivered,
+			x.Rejected, x.DeadLettered, x.Duplicates, x.Lost, x.Retries, recover, x.MaxLatencySeconds, result)
 	}
 	tw.Flush()
 	for _, x := range r.Results {
-		if len(x.Problems) == 0 {
+		if len(x.Problems) == 0 && !r.Verbose {
 			continue
 		}
 		fmt.Fprintf(w, "\n%s (%s):\n", x.Scenario, x.Fault)
 		for _, p := range x.Problems {
 			fmt.Fprintf(w, "  - %s\n", p)
+		}
+		for _, p := range x.Slowest {
+			fmt.Fprintf(w, "  ended last: %s\n", p)
 		}
 	}
 	for _, p := range r.Teardown {

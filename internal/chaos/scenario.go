@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"time"
 
@@ -180,18 +181,12 @@ func (h *harness) runScenario(ctx context.Context, sc Scenario, t timing, n int,
 		drainBy = deadline
 	}
 	chk := newChecker(h.liveRouters)
-	allTerminal := chk.drain(ctx, msgs, drainBy)
-	drained := time.Now()
+	chk.drain(ctx, msgs, drainBy)
 	var err error
 	if h.natsNext, err = readInbox(ctx, h.js, h.natsNext, h.natsInbox); err != nil {
 		fail("%v", err)
 	}
 	h.judge(&res, msgs, faultEnd)
-	if allTerminal {
-		res.DrainSeconds = drained.Sub(loadEnd).Seconds()
-	} else {
-		res.DrainSeconds = -1
-	}
 	for _, e := range h.unexpectedExits()[len(exitsBefore):] {
 		fail("%s", e)
 	}
@@ -200,7 +195,7 @@ func (h *harness) runScenario(ctx context.Context, sc Scenario, t timing, n int,
 
 // judge compares each message's end with what its agent expects.
 func (h *harness) judge(res *Result, msgs []*tracked, faultEnd time.Time) {
-	var last time.Time
+	var recover, latency time.Duration
 	var lost, odd []string
 	for _, m := range msgs {
 		id := m.acceptedID()
@@ -208,8 +203,11 @@ func (h *harness) judge(res *Result, msgs []*tracked, faultEnd time.Time) {
 			continue
 		}
 		res.Accepted++
-		if m.terminalAt.After(last) {
-			last = m.terminalAt
+		if terminal(m.status) {
+			latency = max(latency, m.terminalAt.Sub(m.acceptedAt))
+			if !m.acceptedAt.After(faultEnd) {
+				recover = max(recover, m.terminalAt.Sub(faultEnd))
+			}
 		}
 		switch m.status {
 		case statusDelivered:
@@ -252,9 +250,30 @@ func (h *harness) judge(res *Result, msgs []*tracked, faultEnd time.Time) {
 			res.Problems = append(res.Problems, p)
 		}
 	}
-	if !last.IsZero() {
-		res.RecoverSeconds = max(last.Sub(faultEnd).Seconds(), 0)
+	res.RecoverSeconds, res.MaxLatencySeconds = recover.Seconds(), latency.Seconds()
+	if res.Lost > 0 {
+		res.RecoverSeconds = -1
 	}
+	res.Slowest = slowest(msgs, faultEnd, 3)
+}
+
+// slowest describes the n messages that reached their end last: where a long
+// recovery comes from (a lease, AckWait, a Nak delay) shows in their timings.
+func slowest(msgs []*tracked, faultEnd time.Time, n int) []string {
+	var done []*tracked
+	for _, m := range msgs {
+		if m.acceptedID() != "" && !m.terminalAt.IsZero() {
+			done = append(done, m)
+		}
+	}
+	sort.Slice(done, func(i, j int) bool { return done[i].terminalAt.After(done[j].terminalAt) })
+	var out []string
+	for _, m := range done[:min(n, len(done))] {
+		out = append(out, fmt.Sprintf("%s (%s) %s attempts=%d: accepted %+.1fs, taken over %+.1fs, terminal %+.1fs (relative to the fault's end)",
+			m.acceptedID(), m.agent.address, m.status, m.attempts, m.acceptedAt.Sub(faultEnd).Seconds(),
+			m.receivedAt.Sub(faultEnd).Seconds(), m.terminalAt.Sub(faultEnd).Seconds()))
+	}
+	return out
 }
 
 func (h *harness) unexpectedExits() []string {
