@@ -92,9 +92,7 @@ func TestOpensAfterFailuresThenProbes(t *testing.T) {
 	_, err := s.Allow(key)
 	require.ErrorIs(t, err, ErrOpen)
 	require.ErrorIs(t, err, gobreaker.ErrOpenState)
-	wait := s.OpenFor(key)
-	require.Greater(t, wait, time.Duration(0))
-	require.LessOrEqual(t, wait, 50*time.Millisecond)
+	require.LessOrEqual(t, s.OpenFor(key), 50*time.Millisecond)
 
 	// After OpenTimeout: half-open, exactly one probe at a time.
 	var probe func(Outcome)
@@ -117,6 +115,17 @@ func TestOpensAfterFailuresThenProbes(t *testing.T) {
 	require.Equal(t, float64(gobreaker.StateClosed), f.gauge(t, LabelHTTP))
 	require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "half-open"))
 	require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "closed"))
+}
+
+func TestOpenFor(t *testing.T) {
+	t.Parallel()
+	const key = "nats:agents.wait"
+	s := setup(t, Settings{Failures: 1, OpenTimeout: time.Hour}).set
+	require.Zero(t, s.OpenFor(key), "an unknown key need not wait")
+	attempt(t, s, key, Failure)
+	wait := s.OpenFor(key)
+	require.Greater(t, wait, time.Duration(0))
+	require.LessOrEqual(t, wait, time.Hour)
 }
 
 func TestFailedProbeReopens(t *testing.T) {
