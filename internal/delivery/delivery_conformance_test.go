@@ -408,7 +408,11 @@ func TestConformance(t *testing.T) {
 				ctx, cancel := context.WithCancel(t.Context())
 				errc := make(chan error, 1)
 				go func() { errc <- h.deliverer.Deliver(ctx, d) }()
-				<-arrived
+				select {
+				case <-arrived:
+				case err := <-errc:
+					t.Fatalf("Deliver returned before the message arrived: %v", err)
+				}
 				cancel()
 				select {
 				case err := <-errc:
