@@ -124,6 +124,7 @@ type Filter struct {
 	Address string // "" = any
 	Reason  string // bulk replay only
 	Since   time.Time
+	Until   time.Time // bulk replay: failed before this (database clock)
 	Limit   int
 	Cursor  string
 }
@@ -150,6 +151,9 @@ func decodeCursor(c string) (time.Time, uuid.UUID, error) {
 // List returns messages newest first, and the cursor of the next page ("" on the
 // last page).
 func (s *Store) List(ctx context.Context, f Filter) ([]View, string, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
 	var where []string
 	var args []any
 	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
@@ -205,6 +209,7 @@ WITH picked AS (
       AND ($3::text = '' OR ai_agent_address = $3)
       AND ($4::text = '' OR reason = $4)
       AND ($5::timestamptz IS NULL OR failed_at >= $5)
+      AND ($7::timestamptz IS NULL OR failed_at < $7)
     ORDER BY failed_at
     LIMIT $6
     FOR UPDATE SKIP LOCKED
@@ -243,8 +248,14 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID) error {
 }
 
 // ReplayMatching replays every failed message matching f, in batches, and returns
-// how many it replayed.
+// how many it replayed. Only messages that failed before the call are replayed, so
+// one that fails again while the replay runs is not replayed twice.
 func (s *Store) ReplayMatching(ctx context.Context, f Filter) (int, error) {
+	var started time.Time
+	if err := s.pool.QueryRow(ctx, "SELECT now()").Scan(&started); err != nil {
+		return 0, fmt.Errorf("error replaying messages: %w", err)
+	}
+	f.Until = started
 	total := 0
 	for {
 		n, err := s.replay(ctx, nil, f, 2000)
@@ -256,11 +267,14 @@ func (s *Store) ReplayMatching(ctx context.Context, f Filter) (int, error) {
 }
 
 func (s *Store) replay(ctx context.Context, id *uuid.UUID, f Filter, limit int) (int, error) {
-	var since *time.Time
+	var since, until *time.Time
 	if !f.Since.IsZero() {
 		since = &f.Since
 	}
-	tag, err := s.pool.Exec(ctx, replaySQL, id, f.Status, f.Address, f.Reason, since, limit)
+	if !f.Until.IsZero() {
+		until = &f.Until
+	}
+	tag, err := s.pool.Exec(ctx, replaySQL, id, f.Status, f.Address, f.Reason, since, limit, until)
 	if err != nil {
 		return 0, fmt.Errorf("error replaying messages: %w", err)
 	}

@@ -287,7 +287,8 @@ WITH r AS (
 )
 INSERT INTO failures (message_id, status, reason, ai_agent_address)
 SELECT message_id, 'REJECTED', reason, ai_agent_address FROM m
-ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, failed_at = now()`
+ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, failed_at = now()
+RETURNING message_id`
 
 // Complete records a batch of results in one round trip. Each result applies only if
 // its claim still holds the row; stale ones (the lease expired and another claim took
@@ -328,10 +329,9 @@ func (s *Store) Complete(ctx context.Context, results []Result, maxAttempts int)
 		b.Queue(waitSQL, wt.ids, wt.tokens, wt.delay)
 	}
 	if len(rj.ids) > 0 {
-		b.Queue(rejectedSQL, rj.ids, rj.tokens, rj.reason, rj.err)
-		for _, id := range rj.ids {
-			final[id] = StatusRejected
-		}
+		b.Queue(rejectedSQL, rj.ids, rj.tokens, rj.reason, rj.err).Query(func(rows pgx.Rows) error {
+			return collect(rows, final, StatusRejected)
+		})
 	}
 	if b.Len() == 0 {
 		return final, nil

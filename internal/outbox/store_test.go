@@ -792,12 +792,6 @@ func TestCompleteStaleTokenChangesNothing(t *testing.T) {
 		{"Dead", Result{Kind: Dead, Reason: "DESTINATION_GONE", Error: "HTTP 410"}, 10},
 		{"Wait", Result{Kind: Wait, Delay: time.Hour}, 10},
 		{"Release", Result{Kind: Release}, 10},
-		// KNOWN BUG, this case fails until fixed: Complete reports every Rejected
-		// result as REJECTED, applied or not, so for a stale one the dispatcher
-		// calls OnRejected and logs a rejection that did not happen. Fix: end
-		// rejectedSQL with "RETURNING message_id" and fill the map from its rows
-		// (collect(rows, final, StatusRejected)) like the Delivered and Failed
-		// queries do.
 		{"Rejected", Result{Kind: Rejected, Reason: "AGENT_NOT_FOUND", Error: "CAMS: 404"}, 10},
 	}
 	for _, k := range kinds {
