@@ -3,6 +3,7 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -182,6 +183,10 @@ func (h *harness) runScenario(ctx context.Context, sc Scenario, t timing, n int,
 	}
 	chk := newChecker(h.liveRouters)
 	chk.drain(ctx, msgs, drainBy)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		// Interrupted (SIGINT): what is still in flight is not lost, just unfinished.
+		return Result{Scenario: sc.Name, Fault: sc.About, Problems: []string{"interrupted"}}.done()
+	}
 	var err error
 	if h.natsNext, err = readInbox(ctx, h.js, h.natsNext, h.natsInbox); err != nil {
 		fail("%v", err)
@@ -388,7 +393,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	runID := uuid.NewString()[:8]
 	for _, sc := range scenarios {
 		if ctx.Err() != nil {
-			rep.Results = append(rep.Results, Result{Scenario: sc.Name, Fault: sc.About, Problems: []string{"not run: the run's time budget is spent"}}.done())
+			why := "not run: the run's time budget is spent"
+			if errors.Is(ctx.Err(), context.Canceled) {
+				why = "not run: interrupted"
+			}
+			rep.Results = append(rep.Results, Result{Scenario: sc.Name, Fault: sc.About, Problems: []string{why}}.done())
 			continue
 		}
 		o.Log.Info("scenario", slog.String("name", sc.Name), slog.Int("messages", o.Messages))
