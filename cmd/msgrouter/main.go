@@ -36,6 +36,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/logging"
+	"github.com/msgrouter/msgrouter/internal/pprof"
 	"github.com/msgrouter/msgrouter/internal/router"
 	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
@@ -99,6 +100,15 @@ func run(follow bool, natsPort int, dataDir string) error {
 		return err
 	}
 	defer shutdownTracing(context.Background()) //nolint:errcheck
+	if routerCfg.PprofAddr != "" {
+		// One pprof endpoint for the whole process (the services would each start one).
+		stopPprof, err := pprof.Start(routerCfg.PprofAddr, base)
+		if err != nil {
+			return fmt.Errorf("PPROF_ADDR: %w", err)
+		}
+		defer stopPprof()
+		camsCfg.PprofAddr, ingestCfg.PprofAddr, routerCfg.PprofAddr = "", "", ""
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -144,7 +154,7 @@ func run(follow bool, natsPort int, dataDir string) error {
 		if err := setupDemo(ctx, camsURL(camsCfg.Addr)); err != nil {
 			base.Warn("could not register the demo agent", slog.Any("error", err))
 		} else {
-			printHowTo(ingestCfg.Addr, routerCfg.Addr, follow)
+			printHowTo(ingestCfg.Addr, routerCfg.Addr, camsCfg.Addr, follow)
 		}
 		if follow {
 			sub, err = followInbox(os.Getenv("NATS_URL"))
@@ -193,6 +203,7 @@ func checkPostgres(ctx context.Context, url string) error {
 	return nil
 }
 
+// camsURL turns a listen address into a URL on loopback.
 func camsURL(addr string) string {
 	if strings.HasPrefix(addr, ":") {
 		addr = "127.0.0.1" + addr
@@ -248,7 +259,7 @@ func firstKey(list string) string {
 	return strings.TrimSpace(first)
 }
 
-func printHowTo(ingestAddr, routerAddr string, follow bool) {
+func printHowTo(ingestAddr, routerAddr, camsAddr string, follow bool) {
 	in, rt := camsURL(ingestAddr), camsURL(routerAddr)
 	fmt.Fprintf(os.Stderr, `
 msgrouter is running: ingest %s, router admin %s, CAMS %s, NATS %s
@@ -262,7 +273,7 @@ See its status (use the messageId printed above):
 
   curl -s %s/v1/messages/<messageId>
 
-`, in, rt, camsURL(":8001"), os.Getenv("NATS_URL"), in, demoAgent, rt)
+`, in, rt, camsURL(camsAddr), os.Getenv("NATS_URL"), in, demoAgent, rt)
 	if follow {
 		fmt.Fprintf(os.Stderr, "Following %s: each delivered message is printed below. Ctrl-C stops everything.\n\n", demoSubject)
 	} else {

@@ -289,7 +289,9 @@ func (d *Dispatcher) submit(j *Job) {
 
 // newLane starts a lane's workers. Called with d.mu held.
 func (d *Dispatcher) newLane(key string) *lane {
-	l := &lane{key: key, jobs: make(chan *Job, 4*d.cfg.Concurrency), route: key == routeLane}
+	// The queue holds a few batches' worth, so a burst handed over after a
+	// takeover waits here rather than going back to the outbox.
+	l := &lane{key: key, jobs: make(chan *Job, max(1024, 16*d.cfg.Concurrency)), route: key == routeLane}
 	if d.cfg.Rate > 0 && !l.route {
 		l.limiter = rate.NewLimiter(rate.Limit(d.cfg.Rate), max(1, int(d.cfg.Rate)))
 	}
