@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -56,7 +55,8 @@ type system struct {
 	urls   map[string]string               // base URL per service
 	regs   map[string]*prometheus.Registry // registry per service (what /metrics shows)
 	client *http.Client
-	hooks  *hookServer
+	hooks  *hookServer // HTTP inboxes answering as told
+	broken *hookServer // HTTP inboxes answering 500, on another origin (breaker)
 }
 
 type sysOptions struct {
@@ -69,8 +69,7 @@ type sysOptions struct {
 func start(t *testing.T, o sysOptions) *system {
 	t.Helper()
 	ns := natstest.Start(t)
-	nc, js := ns.Connect(t)
-	_ = nc
+	_, js := ns.Connect(t)
 	ctx := context.Background()
 	inbox, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: inboxStream, Subjects: []string{"inbox.>"}})
 	require.NoError(t, err)
@@ -90,9 +89,12 @@ func start(t *testing.T, o sysOptions) *system {
 		"DELIVERY_BACKOFF_MAX":            "200ms",
 		"DELIVERY_MAX_ATTEMPTS":           "3",
 		"DELIVERY_TIMEOUT":                "5s",
-		"BREAKER_OPEN_TIMEOUT":            "500ms",
-		"SHUTDOWN_TIMEOUT":                "10s",
-		"LOG_LEVEL":                       "debug",
+		// Two failures open a destination's breaker; it stays open well longer
+		// than a retry's backoff plus the outbox sweep, so a retry waits behind it.
+		"BREAKER_FAILURES":     "2",
+		"BREAKER_OPEN_TIMEOUT": "2s",
+		"SHUTDOWN_TIMEOUT":     "10s",
+		"LOG_LEVEL":            "debug",
 	}
 	for k, v := range o.env {
 		env[k] = v
@@ -110,7 +112,8 @@ func start(t *testing.T, o sysOptions) *system {
 		urls:   map[string]string{"cams": "http://" + camsLn.Addr().String()},
 		regs:   map[string]*prometheus.Registry{},
 		client: &http.Client{Transport: transport, Timeout: 30 * time.Second},
-		hooks:  newHookServer(t),
+		hooks:  newHookServer(t, http.StatusOK),
+		broken: newHookServer(t, http.StatusInternalServerError),
 	}
 	for _, name := range services {
 		reg := prometheus.NewRegistry()
@@ -355,9 +358,10 @@ func (s *system) familyNames() map[string]dto.MetricType {
 }
 
 // hookServer is a fake agent inbox reached over HTTP. Each path answers with the
-// status set for it (200 by default) and records what it received.
+// status set for it (def by default) and records what it received.
 type hookServer struct {
 	srv    *httptest.Server
+	def    int
 	mu     sync.Mutex
 	status map[string]int
 	got    []hookRequest
@@ -369,8 +373,8 @@ type hookRequest struct {
 	Body   []byte
 }
 
-func newHookServer(t *testing.T) *hookServer {
-	h := &hookServer{status: map[string]int{}}
+func newHookServer(t *testing.T, def int) *hookServer {
+	h := &hookServer{def: def, status: map[string]int{}}
 	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		h.mu.Lock()
@@ -378,7 +382,7 @@ func newHookServer(t *testing.T) *hookServer {
 		code := h.status[r.URL.Path]
 		h.mu.Unlock()
 		if code == 0 {
-			code = http.StatusOK
+			code = h.def
 		}
 		w.WriteHeader(code)
 	}))
@@ -392,6 +396,13 @@ func (h *hookServer) answer(path string, code int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.status[path] = code
+}
+
+// count returns how many requests the server received.
+func (h *hookServer) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.got)
 }
 
 // received returns the requests whose X-Message-Id is id.
@@ -453,5 +464,3 @@ func natsHeader(m *jetstream.RawStreamMsg, name string) string {
 	}
 	return ""
 }
-
-var _ = nats.MsgIdHdr

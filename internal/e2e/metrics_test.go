@@ -16,12 +16,14 @@ type traffic struct {
 	natsIDs, httpIDs []string // delivered
 	unknownID        string   // REJECTED / AGENT_NOT_FOUND
 	goneID           string   // DEAD_LETTERED / DESTINATION_GONE
+	failingID        string   // DEAD_LETTERED / MAX_ATTEMPTS_EXCEEDED, after its breaker opened
 }
 
 // exercise sends the traffic that makes every metric family of the issue move: a
 // delivery to a NATS inbox, two to an HTTP inbox (the second is a CAMS cache hit),
-// one to an unknown agent and one to an inbox answering 410. It waits until all of
-// them are terminal.
+// one to an unknown agent, one to an inbox answering 410, and last one to an inbox
+// answering 500 until its breaker opens and the message is dead-lettered after
+// DELIVERY_MAX_ATTEMPTS. It waits until all of them are terminal.
 func exercise(t *testing.T, s *system, adminKey, ingestKey string) traffic {
 	t.Helper()
 	s.register(adminKey, "metrics-nats@example.com", cams.TypeNATSSubject, "inbox.metrics")
@@ -50,6 +52,14 @@ func exercise(t *testing.T, s *system, adminKey, ingestKey string) traffic {
 	v = s.waitFinal(adminKey, tr.goneID)
 	require.Equal(t, "DEAD_LETTERED", v.Status)
 	require.Equal(t, "DESTINATION_GONE", v.Reason)
+
+	s.register(adminKey, "metrics-failing@example.com", cams.TypeHTTPEndpoint, s.broken.url("/failing"))
+	tr.failingID = s.send(ingestKey, msg("metrics-failing@example.com"))
+	v = s.waitFinal(adminKey, tr.failingID)
+	require.Equal(t, "DEAD_LETTERED", v.Status)
+	require.Equal(t, "MAX_ATTEMPTS_EXCEEDED", v.Reason)
+	require.Equal(t, 3, v.Attempts, "DELIVERY_MAX_ATTEMPTS")
+	require.Equal(t, 3, s.broken.count(), "waiting behind the open breaker is not an attempt")
 	return tr
 }
 
@@ -98,6 +108,11 @@ func TestMetricsMove(t *testing.T) {
 		{"router", "msgrouter_deliveries_total", []string{"outcome", "delivered"}, 3},
 		{"router", "msgrouter_deliveries_total", []string{"destination_type", cams.TypeHTTPEndpoint, "outcome", "dead_lettered"}, 1},
 		{"router", "msgrouter_dead_letters_total", []string{"reason", "DESTINATION_GONE"}, 1},
+		{"router", "msgrouter_dead_letters_total", []string{"reason", "MAX_ATTEMPTS_EXCEEDED"}, 1},
+		{"router", "msgrouter_delivery_attempts_total", []string{"destination_type", cams.TypeHTTPEndpoint, "outcome", "failed"}, 3},
+		// The failing inbox's breaker opened, and its retry waited behind it.
+		{"router", "msgrouter_breaker_transitions_total", []string{"breaker", "http", "to", "open"}, 1},
+		{"router", "msgrouter_outbox_waits_total", []string{"reason", "breaker_open"}, 1},
 		{"router", "msgrouter_end_to_end_seconds", []string{"destination_type", cams.TypeNATSSubject}, 1},
 		{"router", "msgrouter_end_to_end_seconds", []string{"destination_type", cams.TypeHTTPEndpoint}, 2},
 		// Consumer lag from JetStream, read at scrape time.
