@@ -41,29 +41,31 @@ func TestOneTrace(t *testing.T) {
 	require.Len(t, got, 1)
 	inboxTP := got[0].Header.Get("traceparent")
 
-	var ingestSpan, deliverSpan *tracetest.SpanStub
+	var ingestSpan, routeSpan, deliverSpan *tracetest.SpanStub
 	// The delivery span ends after the result is known; the inbox may have answered
 	// before it is exported, so look for it until it is.
 	require.Eventually(t, func() bool {
-		ingestSpan, deliverSpan = nil, nil
+		ingestSpan, routeSpan, deliverSpan = nil, nil, nil
 		for _, sp := range exp.GetSpans() {
 			switch {
 			case sp.Name == "POST /v1/messages" && sp.SpanContext.TraceID().String() == callerTrace:
 				ingestSpan = &sp
+			case sp.Name == "msgrouter.route" && sp.SpanContext.TraceID().String() == callerTrace:
+				routeSpan = &sp
 			case sp.Name == "msgrouter.deliver" && sp.SpanContext.TraceID().String() == callerTrace:
 				deliverSpan = &sp
 			}
 		}
-		return ingestSpan != nil && deliverSpan != nil
-	}, 10*time.Second, 10*time.Millisecond, "the ingest and delivery spans are exported in the caller's trace")
+		return ingestSpan != nil && routeSpan != nil && deliverSpan != nil
+	}, 10*time.Second, 10*time.Millisecond, "the ingest, route and delivery spans are exported in the caller's trace")
 
 	require.Equal(t, callerSpan, ingestSpan.Parent.SpanID().String(), "ingest continues the caller's span")
 	require.Equal(t, "00-"+callerTrace+"-"+deliverSpan.SpanContext.SpanID().String()+"-01", inboxTP,
 		"the inbox's traceparent carries the caller's trace and the delivery span")
-	// The delivery descends from the submission: its parent is the ingest span or a
-	// router span in the same trace.
-	require.True(t, deliverSpan.Parent.IsValid())
-	require.Equal(t, callerTrace, deliverSpan.Parent.TraceID().String())
+	// One trace: caller → ingest → route → deliver.
+	require.Equal(t, routeSpan.SpanContext.SpanID(), deliverSpan.Parent.SpanID(), "delivery is a child of routing")
+	require.Equal(t, callerTrace, routeSpan.Parent.TraceID().String())
+	require.NotEqual(t, callerSpan, routeSpan.Parent.SpanID().String(), "routing descends from the ingest side, not the caller directly")
 }
 
 // spanNames lists the exported spans as name@trace/span<parent.

@@ -147,7 +147,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		Registerer:     reg,
 		TracerProvider: o.TracerProvider,
 	})
-	takeover = NewTakeover(store, camsClient, dispatcher, cfg.BreakerOpenTimeout, log, reg)
+	takeover = NewTakeover(store, camsClient, dispatcher, cfg.BreakerOpenTimeout, log, reg, o.TracerProvider)
 	consCfg := ConsumerConfig()
 	if o.AckWait > 0 {
 		consCfg.AckWait = o.AckWait

@@ -16,6 +16,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/msgrouter/msgrouter/internal/cams"
@@ -23,6 +26,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/outbox"
 	"github.com/msgrouter/msgrouter/internal/routing"
+	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
 
 // Lookup is the CAMS client as the takeover uses it.
@@ -42,20 +46,26 @@ type Takeover struct {
 	lookups int
 	// maxNak caps the delay before a message CAMS could not route comes back.
 	maxNak time.Duration
+	tracer trace.Tracer
 }
 
 // NewTakeover returns the consumer's Handler.
 // maxNak caps the redelivery delay of messages CAMS could not route; it should be
 // at most the CAMS breaker's open timeout, so messages are back in the stream by
 // the time the breaker lets a probe through.
-func NewTakeover(store *outbox.Store, c Lookup, d *outbox.Dispatcher, maxNak time.Duration, log *slog.Logger, reg prometheus.Registerer) *Takeover {
-	return &Takeover{store: store, cams: c, dispatcher: d, log: log, m: newTakeoverMetrics(reg), lookups: 16, maxNak: maxNak}
+func NewTakeover(store *outbox.Store, c Lookup, d *outbox.Dispatcher, maxNak time.Duration, log *slog.Logger, reg prometheus.Registerer, tp trace.TracerProvider) *Takeover {
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	return &Takeover{store: store, cams: c, dispatcher: d, log: log, m: newTakeoverMetrics(reg), lookups: 16, maxNak: maxNak,
+		tracer: tp.Tracer("github.com/msgrouter/msgrouter/internal/router")}
 }
 
 // OnRejected counts a rejection (also used by the dispatcher for replayed messages).
 func (t *Takeover) OnRejected(reason string) { t.m.rejected.WithLabelValues(reason).Inc() }
 
 type item struct {
+	span    trace.Span // the message's routing span, when it carries a trace
 	rec     outbox.Record
 	verdict consumer.Action
 	routed  bool
@@ -78,6 +88,13 @@ func (t *Takeover) nakDelay(numDelivered uint64) time.Duration {
 // committed.
 func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.Action {
 	items := make([]item, len(msgs))
+	defer func() {
+		for i := range items {
+			if items[i].span != nil {
+				items[i].span.End()
+			}
+		}
+	}()
 	addrs := map[string]*lookupResult{}
 	for i, msg := range msgs {
 		it := &items[i]
@@ -89,7 +106,14 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		}
 		env, perr := message.Parse(msg.Data())
 		id := message.DirectID(msg.Headers().Get("Nats-Msg-Id"), env, meta.Stream, meta.Sequence.Stream)
-		it.rec = outbox.Record{ID: id, AcceptedAt: meta.Timestamp, Traceparent: msg.Headers().Get("traceparent")}
+		it.rec = outbox.Record{ID: id, AcceptedAt: meta.Timestamp}
+		if h := msg.Headers(); h.Get("traceparent") != "" || h.Get("Traceparent") != "" {
+			// The routing span continues the producer's trace; the delivery span
+			// will be its child, so one trace runs ingest → route → deliver.
+			ctx, span := t.tracer.Start(telemetry.ExtractNATS(ctx, h), "msgrouter.route",
+				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.String("messaging.message.id", id.String())))
+			it.span, it.rec.Traceparent = span, telemetry.Traceparent(ctx)
+		}
 		it.verdict = consumer.Action{Verdict: consumer.Ack}
 		if perr != nil {
 			it.rec.Status, it.rec.Reason, it.rec.LastError = outbox.StatusRejected, routing.ReasonInvalidMessage, perr.Error()
