@@ -3,7 +3,7 @@ SHELL := /bin/bash
 GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/msgrouter/msgrouter/internal/config.Version=$(VERSION)
-BINARIES := ingest router cams routerctl msgrouter
+BINARIES := ingest router cams routerctl msgrouter chaos
 ARGS ?=
 
 .PHONY: help build run test test-short lint bench chaos chaos-short fuzz clean
@@ -31,7 +31,7 @@ bench: build ## start the system and run the standard load scenarios (see BENCHM
 gobench: ## Go micro-benchmarks of the hot functions
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
-chaos: build ## fault-injection suite: kills, restarts, outages; prints a table (see RELIABILITY.md)
+chaos: build ## fault-injection suite: real processes, kills, restarts, outages (~4 min; ARGS=--short ~2 min)
 	./bin/chaos $(ARGS)
 
 fuzz: ## run each fuzzer for FUZZTIME (default 30s)

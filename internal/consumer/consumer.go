@@ -164,16 +164,6 @@ func (c *Consumer) read(ctx context.Context) {
 	defer c.wg.Done()
 	defer close(c.msgs)
 	for ctx.Err() == nil {
-		if c.cfg.Paused() {
-			c.m.paused.Set(1)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-			continue
-		}
-		c.m.paused.Set(0)
 		it, err := c.cons.Messages(jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.PullExpiry(5*time.Second))
 		if err != nil {
 			c.log.WarnContext(ctx, "error starting to pull, retrying", slog.Any("error", err))
@@ -194,12 +184,19 @@ func (c *Consumer) read(ctx context.Context) {
 	}
 }
 
-// pull forwards messages from one iterator until it fails, ctx ends or the
-// consumer is paused. Leaving, it drains the iterator and hands back what it had
-// buffered: left alone, those messages would only come back after AckWait.
+// pull forwards messages from one iterator until it fails or ctx ends. While the
+// consumer is paused it simply stops asking: the iterator's buffer is full, so it
+// stops pulling too, and the messages it holds go on at once when the pause ends
+// (or come back from JetStream after AckWait if the pause outlasts it; the takeover
+// recognises a redelivery). On stop it drains the iterator and hands back what it
+// had buffered, instead of leaving it to AckWait.
 func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) {
 	draining := false
 	for {
+		if !draining && !c.waitWhilePaused(ctx) {
+			draining = true
+			it.Drain()
+		}
 		msg, err := it.Next()
 		if err != nil {
 			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
@@ -207,7 +204,7 @@ func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) {
 			}
 			return
 		}
-		if !draining && (ctx.Err() != nil || c.cfg.Paused()) {
+		if !draining && ctx.Err() != nil {
 			draining = true
 			it.Drain()
 		}
@@ -220,10 +217,30 @@ func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) {
 		case c.msgs <- msg:
 		case <-ctx.Done():
 			_ = msg.Nak()
+			c.m.verdicts.WithLabelValues("handed_back").Inc()
 			draining = true
 			it.Drain()
 		}
 	}
+}
+
+// waitWhilePaused blocks while the consumer is paused; false when ctx ended.
+func (c *Consumer) waitWhilePaused(ctx context.Context) bool {
+	if !c.cfg.Paused() {
+		return ctx.Err() == nil
+	}
+	c.m.paused.Set(1)
+	defer c.m.paused.Set(0)
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for c.cfg.Paused() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return ctx.Err() == nil
 }
 
 func (c *Consumer) work(ctx context.Context) {

@@ -483,7 +483,7 @@ func (d *Dispatcher) deliver(j *Job, report func(breaker.Outcome)) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			res.Error = "delivery timed out after " + d.cfg.Timeout.String() + ": " + err.Error()
 		}
-		if e.Permanent {
+		if e.Permanent && e.Reason != "" {
 			res.Kind, res.Reason = Dead, e.Reason
 			d.m.attempts.WithLabelValues(j.DestType, "permanent_failure").Inc()
 		} else {
@@ -570,9 +570,18 @@ func (d *Dispatcher) write(batch []done) {
 	for i, b := range batch {
 		results[i] = b.Result
 	}
+	// Retry while the rows' leases still hold (a Postgres restart, a failover):
+	// once they lapse the rows are claimed and delivered again, a duplicate the
+	// retries are here to avoid.
+	deadline := batch[0].job.deadline
+	for _, b := range batch[1:] {
+		if b.job.deadline.Before(deadline) {
+			deadline = b.job.deadline
+		}
+	}
 	var final map[uuid.UUID]string
 	var err error
-	for try := range 5 {
+	for try := 0; ; try++ {
 		// Results must be written even while stopping: use a context of our own.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		final, err = d.cfg.Store.Complete(ctx, results, d.cfg.MaxAttempts)
@@ -580,14 +589,12 @@ func (d *Dispatcher) write(batch []done) {
 		if err == nil {
 			break
 		}
+		wait := min(100*time.Millisecond<<min(try, 4), 2*time.Second)
+		if time.Now().Add(wait).After(deadline) {
+			break
+		}
 		d.log.Warn("error recording delivery results, retrying", slog.Int("results", len(results)), slog.Int("try", try+1), slog.Any("error", err))
-		time.Sleep(time.Duration(100*(1<<try)) * time.Millisecond)
-	}
-	if err != nil {
-		// The rows keep their leases; once those expire they are claimed and
-		// delivered again (at-least-once), so nothing is lost.
-		d.log.Error("giving up recording delivery results; the rows will be retried after their lease", slog.Int("results", len(results)), slog.Any("error", err))
-		return
+		time.Sleep(wait)
 	}
 	now := time.Now()
 	for _, b := range batch {

@@ -29,9 +29,9 @@ import (
 	"github.com/msgrouter/msgrouter/internal/stream"
 )
 
-// ConsumerConfig is the router's durable consumer. AckWait 30s: a crashed router's
-// messages come back to the others within it, and live batches are kept alive with
-// InProgress well before it. MaxDeliver unlimited: transient failures (CAMS or
+// ConsumerConfig is the router's durable consumer. AckWait 10s: a crashed router's
+// messages come back to the others within it, and a slow batch is kept alive with
+// InProgress every AckWait/3 rather than redelivered. MaxDeliver unlimited: transient failures (CAMS or
 // Postgres down) Nak with a growing delay, so an outage of any length never
 // exhausts deliveries, while poison messages are recorded and terminated rather
 // than redelivered. MaxAckPending bounds in-flight messages across all replicas.
@@ -39,7 +39,7 @@ func ConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       stream.ConsumerName,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		AckWait:       10 * time.Second,
 		MaxDeliver:    -1,
 		MaxAckPending: 10000,
 		DeliverPolicy: jetstream.DeliverAllPolicy,

@@ -126,16 +126,14 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		it.rec.Address, it.rec.Payload = env.AIAgentAddress, env.Payload
 		it.rec.SenderID, it.rec.CorrelationID, it.rec.SenderMessageID = env.ServiceName(), env.CorrelationID(), env.SenderProvidedMessageID()
 		if addrs[env.AIAgentAddress] == nil {
-			addrs[env.AIAgentAddress] = &lookupResult{}
-		}
-		if !t.cams.Available() {
-			it.skip, it.verdict = true, consumer.Action{Verdict: consumer.Nak, Delay: t.nakDelay(meta.NumDelivered)}
+			addrs[env.AIAgentAddress] = &lookupResult{err: errNotLookedUp}
 		}
 	}
 
-	if t.cams.Available() {
-		t.lookupAll(ctx, addrs)
-	}
+	// Always look up: with the CAMS breaker open each lookup fails at once and the
+	// message is handed back. (Deciding "CAMS is down" separately from the lookups
+	// races with the breaker opening under another batch.)
+	t.lookupAll(ctx, addrs)
 	var recs []outbox.Record
 	for i := range items {
 		it := &items[i]
@@ -146,6 +144,9 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			continue
 		}
 		lr := addrs[it.rec.Address]
+		if lr.err == nil && !lr.dec.Rejected() && lr.dec.DestType == "" {
+			lr.err = errors.New("routing produced no destination") // never record PENDING without one
+		}
 		if lr.err != nil {
 			meta, _ := msgs[i].Metadata()
 			it.skip, it.verdict = true, consumer.Action{Verdict: consumer.Nak, Delay: t.nakDelay(meta.NumDelivered)}
@@ -212,6 +213,8 @@ func verdicts(items []item) []consumer.Action {
 	}
 	return out
 }
+
+var errNotLookedUp = errors.New("agent not looked up")
 
 type lookupResult struct {
 	dec routing.Decision
