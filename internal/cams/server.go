@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
@@ -65,9 +64,6 @@ type Handler struct {
 	mux     *httpapi.Mux
 	root    http.Handler
 	version string
-
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
 }
 
 // NewHandler builds the handler.
@@ -76,17 +72,6 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	f := promauto.With(cfg.Registerer)
-	h.requests = f.NewCounterVec(prometheus.CounterOpts{
-		Name: "msgrouter_cams_http_requests_total",
-		Help: "HTTP requests the reference CAMS answered, by route pattern and status code.",
-	}, []string{"route", "code"})
-	h.duration = f.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "msgrouter_cams_http_request_duration_seconds",
-		Help:    "Time the reference CAMS took to answer, by route pattern.",
-		Buckets: prometheus.DefBuckets,
-	}, []string{"route"})
-
 	ready := cfg.Ready
 	if ready == nil {
 		ready = cfg.Store.Ping
@@ -112,7 +97,11 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	}
 	m.HandleFunc("GET /openapi.json", h.openAPI)
 
-	h.root = h.instrument(h.recover(cfg.AdminKeys.Require(dotSegments(recordPattern(m)), auth.OpenPaths)))
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	h.root = httpapi.Instrument(httpapi.Recover(cfg.AdminKeys.Require(dotSegments(m), auth.OpenPaths), h.log), m, "cams", reg)
 	return h
 }
 
@@ -132,107 +121,6 @@ func dotSegments(next http.Handler) http.Handler {
 			r2.URL.RawPath = inboxesPrefix + strings.Repeat("%2E", len(rest))
 			r = r2
 		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-type routeKey struct{}
-
-// statusWriter remembers the status code for the metrics.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// instrument counts requests by route pattern and status. The pattern is only known
-// once the mux matched, deeper in the chain (behind auth, which copies the request),
-// so recordPattern writes it into a slot the context carries.
-func (h *Handler) instrument(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		route := new(string)
-		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeKey{}, route)))
-		label := *route
-		if label == "" {
-			label = "unmatched" // 404/405, and 401s before routing: bounded, never the raw path
-			if p := h.match(r); p != "" {
-				label = p
-			}
-		}
-		code := sw.status
-		if code == 0 {
-			code = http.StatusOK
-		}
-		h.requests.WithLabelValues(label, strconv.Itoa(code)).Inc()
-		h.duration.WithLabelValues(label).Observe(time.Since(start).Seconds())
-	})
-}
-
-// match returns the pattern r would reach, for requests answered before routing
-// (401s), so they count under their route.
-func (h *Handler) match(r *http.Request) string {
-	p := r.URL.EscapedPath()
-	switch {
-	case p == "/v1/agent-inboxes" && (r.Method == http.MethodGet || r.Method == http.MethodPost):
-		return r.Method + " " + "/v1/agent-inboxes"
-	case p == "/v1/agent-health-check" && r.Method == http.MethodPost:
-		return routeHealthCheck
-	case strings.HasPrefix(p, inboxesPrefix) && len(p) > len(inboxesPrefix):
-		switch r.Method {
-		case http.MethodGet:
-			return routeGet
-		case http.MethodPut:
-			return routePut
-		case http.MethodDelete:
-			return routeDelete
-		}
-	}
-	return ""
-}
-
-// recordPattern runs the mux and writes the pattern it matched into the slot of
-// instrument. It sits right around the mux, which sets Pattern on the very request it
-// is handed.
-func recordPattern(mux http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if slot, ok := r.Context().Value(routeKey{}).(*string); ok {
-				*slot = r.Pattern
-			}
-		}()
-		mux.ServeHTTP(w, r)
-	})
-}
-
-// recover turns a handler panic into a 500 with the contract's body, logged once.
-func (h *Handler) recover(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
-					panic(v)
-				}
-				h.log.ErrorContext(r.Context(), "panic serving request", "method", r.Method, "route", r.Pattern, "panic", fmt.Sprint(v))
-				httpapi.WriteError(w, http.StatusInternalServerError, httpapi.CodeInternal, "internal error")
-			}
-		}()
 		next.ServeHTTP(w, r)
 	})
 }

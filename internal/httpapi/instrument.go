@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -35,35 +37,59 @@ func Instrument(next http.Handler, m *Mux, subsystem string, reg prometheus.Regi
 	}, []string{"route"})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &StatusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
 		route := m.Route(r)
-		code := sw.status
-		if code == 0 {
-			code = http.StatusOK
-		}
-		requests.WithLabelValues(route, strconv.Itoa(code)).Inc()
+		requests.WithLabelValues(route, strconv.Itoa(sw.Status())).Inc()
 		duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 	})
 }
 
-type statusWriter struct {
+// StatusWriter remembers the status code written, for metrics and logs.
+type StatusWriter struct {
 	http.ResponseWriter
-	status int
+	code int
 }
 
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+// WriteHeader records code and passes it on.
+func (w *StatusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
+func (w *StatusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
 	}
 	return w.ResponseWriter.Write(b)
 }
 
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// Status is the code written (200 when the handler wrote none).
+func (w *StatusWriter) Status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Recover turns a handler panic into a 500 with the contract's body, logged once.
+func Recover(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.ErrorContext(r.Context(), "panic serving request", slog.String("method", r.Method),
+					slog.String("route", r.Pattern), slog.String("panic", fmt.Sprint(v)))
+				WriteError(w, http.StatusInternalServerError, CodeInternal, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

@@ -57,7 +57,7 @@ type Config struct {
 	// row. Defaults to 1s. Behind an open breaker a message waits out the rest of
 	// the open period.
 	BreakerWait time.Duration
-	// Lease is how long a claim holds a row. Defaults to 3×Timeout, at least 30s.
+	// Lease is how long a claim holds a row. Defaults to 3×Timeout, at least 10s.
 	Lease time.Duration
 	// PollInterval is how often due rows are swept. Defaults to 250ms.
 	PollInterval time.Duration
@@ -86,7 +86,9 @@ func (c *Config) withDefaults() {
 		c.BreakerWait = time.Second
 	}
 	if c.Lease <= 0 {
-		c.Lease = max(30*time.Second, 3*c.Timeout)
+		// Long enough to queue behind a few slow attempts and still deliver; short
+		// enough that rows held by a replica that died come back soon.
+		c.Lease = max(10*time.Second, 3*c.Timeout)
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 250 * time.Millisecond

@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
-	srv := httpapi.NewServer(cfg.Addr, httpapi.Instrument(adminKeys.Require(mux, auth.OpenPaths), mux, "router", reg), log)
+	srv := httpapi.NewServer(cfg.Addr, httpapi.Instrument(httpapi.Recover(adminKeys.Require(mux, auth.OpenPaths), log), mux, "router", reg), log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("ROUTER_ADDR: cannot listen on %s: %w", cfg.Addr, err)
