@@ -53,7 +53,11 @@ type Config struct {
 	BatchWait time.Duration
 	// Paused reports whether to stop pulling (CAMS is down): messages stay in the
 	// stream rather than being fetched only to be handed back.
-	Paused     func() bool
+	Paused func() bool
+	// Recreate is called when the stream or the consumer is gone (deleted, or a
+	// NATS server came back without its store): it must create the stream again
+	// and return it; the consumer is then created again on it.
+	Recreate   func(ctx context.Context) (jetstream.Stream, error)
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -96,18 +100,22 @@ func New(ctx context.Context, cfg Config) (*Consumer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("error creating consumer %s: %w", cfg.Consumer.Durable, err)
 	}
-	return &Consumer{
+	c := &Consumer{
 		cfg:  cfg,
 		log:  cfg.Logger,
 		cons: cons,
 		msgs: make(chan jetstream.Msg, cfg.BatchSize),
-		m:    newMetrics(cfg.Registerer, cons),
-	}, nil
+	}
+	c.m = newMetrics(cfg.Registerer, c.Info)
+	return c, nil
 }
 
 // Info returns the consumer's state on the server (pending, ack-pending).
 func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-	return c.cons.Info(ctx)
+	c.iterM.Lock()
+	cons := c.cons
+	c.iterM.Unlock()
+	return cons.Info(ctx)
 }
 
 // Start launches the reader and the workers.
@@ -157,6 +165,26 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	return err
 }
 
+// recreate makes the stream and the durable consumer again after they vanished.
+func (c *Consumer) recreate(ctx context.Context) error {
+	st := c.cfg.Stream
+	if c.cfg.Recreate != nil {
+		var err error
+		if st, err = c.cfg.Recreate(ctx); err != nil {
+			return err
+		}
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, c.cfg.Consumer)
+	if err != nil {
+		return fmt.Errorf("error creating consumer %s again: %w", c.cfg.Consumer.Durable, err)
+	}
+	c.log.WarnContext(ctx, "the stream or consumer was gone; created them again", slog.String("consumer", c.cfg.Consumer.Durable))
+	c.iterM.Lock()
+	c.cons = cons
+	c.iterM.Unlock()
+	return nil
+}
+
 // read pulls continuously and feeds the workers. It recreates the pull when the
 // iterator fails (missed heartbeats after a reconnect or a leader change: stalled
 // consumers are a known failure mode).
@@ -164,8 +192,16 @@ func (c *Consumer) read(ctx context.Context) {
 	defer c.wg.Done()
 	defer close(c.msgs)
 	for ctx.Err() == nil {
-		it, err := c.cons.Messages(jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.PullExpiry(5*time.Second))
+		c.iterM.Lock()
+		cons := c.cons
+		c.iterM.Unlock()
+		it, err := cons.Messages(jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.PullExpiry(5*time.Second))
 		if err != nil {
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				if err = c.recreate(ctx); err == nil {
+					continue
+				}
+			}
 			c.log.WarnContext(ctx, "error starting to pull, retrying", slog.Any("error", err))
 			select {
 			case <-ctx.Done():
@@ -180,7 +216,19 @@ func (c *Consumer) read(ctx context.Context) {
 		if ctx.Err() != nil {
 			it.Drain()
 		}
-		c.pull(ctx, it)
+		if err := c.pull(ctx, it); err != nil {
+			// The pull failed: if the consumer (or its stream) is gone, make them
+			// again; otherwise a new pull is enough.
+			if _, ierr := cons.Info(ctx); errors.Is(ierr, jetstream.ErrConsumerNotFound) || errors.Is(ierr, jetstream.ErrStreamNotFound) {
+				if rerr := c.recreate(ctx); rerr != nil {
+					c.log.WarnContext(ctx, "error creating the consumer again, retrying", slog.Any("error", rerr))
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+					}
+				}
+			}
+		}
 	}
 }
 
@@ -190,7 +238,7 @@ func (c *Consumer) read(ctx context.Context) {
 // (or come back from JetStream after AckWait if the pause outlasts it; the takeover
 // recognises a redelivery). On stop it drains the iterator and hands back what it
 // had buffered, instead of leaving it to AckWait.
-func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) {
+func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) error {
 	draining := false
 	for {
 		if !draining && !c.waitWhilePaused(ctx) {
@@ -199,10 +247,12 @@ func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) {
 		}
 		msg, err := it.Next()
 		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) && ctx.Err() == nil {
-				c.log.WarnContext(ctx, "pull failed, recreating it", slog.Any("error", err))
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return nil
 			}
-			return
+			c.log.WarnContext(ctx, "pull failed, recreating it", slog.Any("error", err))
+			it.Stop()
+			return err
 		}
 		if !draining && ctx.Err() != nil {
 			draining = true
@@ -355,7 +405,7 @@ type metrics struct {
 	paused        prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, cons jetstream.Consumer) *metrics {
+func newMetrics(reg prometheus.Registerer, info func(context.Context) (*jetstream.ConsumerInfo, error)) *metrics {
 	f := promauto.With(reg)
 	m := &metrics{
 		verdicts: f.NewCounterVec(prometheus.CounterOpts{
@@ -377,12 +427,14 @@ func newMetrics(reg prometheus.Registerer, cons jetstream.Consumer) *metrics {
 			Help: "1 while the router has stopped pulling because CAMS is unavailable.",
 		}),
 	}
-	reg.MustRegister(&lagCollector{cons: cons})
+	reg.MustRegister(&lagCollector{info: info})
 	return m
 }
 
 // lagCollector reports the consumer's lag from JetStream at scrape time.
-type lagCollector struct{ cons jetstream.Consumer }
+type lagCollector struct {
+	info func(context.Context) (*jetstream.ConsumerInfo, error)
+}
 
 var (
 	pendingDesc     = prometheus.NewDesc("msgrouter_consumer_pending_messages", "Stream messages not yet delivered to the router consumer (lag).", nil, nil)
@@ -399,7 +451,7 @@ func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	info, err := l.cons.Info(ctx)
+	info, err := l.info(ctx)
 	if err != nil {
 		return
 	}

@@ -222,7 +222,9 @@ func SenderID(serviceName, senderProvidedMessageID string) uuid.UUID {
 
 // DirectID returns the messageId of a message published straight to the stream
 // (DESIGN §3): the Nats-Msg-Id header if it is a UUID, else a UUIDv5 of it; else the
-// sender-provided derivation when env has one; else a UUIDv5 of stream and sequence.
+// sender-provided derivation when env has one; else a UUIDv5 of stream and sequence
+// (stream should name the stream's incarnation: the router passes its name and
+// creation time, because sequences restart when a stream is recreated).
 // env may be nil (the body did not parse).
 func DirectID(natsMsgID string, env *Envelope, stream string, seq uint64) uuid.UUID {
 	if natsMsgID != "" {

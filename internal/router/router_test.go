@@ -565,3 +565,28 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return total
 }
+
+// A stream that is recreated (deleted by an operator, or a NATS server back without
+// its store) starts its sequences again at 1: messages identified by stream sequence
+// must not collide with the old ones, and the router must pick the new stream up.
+func TestRecreatedStreamDoesNotReuseIDs(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	e.cams.set("s", cams.TypeNATSSubject, "inbox.s", cams.StatusActive)
+	e.publish(body("s", `{"n":1}`), "") // no Nats-Msg-Id, no senderProvidedMessageId
+	require.Eventually(t, func() bool { return len(e.inboxMsgs("inbox.s")) == 1 }, 20*time.Second, 20*time.Millisecond)
+	first := e.inboxMsgs("inbox.s")[0].Headers().Get("messageId")
+	e.waitStatus(first, "DELIVERED")
+
+	require.NoError(t, e.js.DeleteStream(context.Background(), stream.Name))
+	// The router notices the stream is gone and creates it (and its consumer) again.
+	require.Eventually(t, func() bool {
+		_, err := e.js.Stream(context.Background(), stream.Name)
+		return err == nil
+	}, 20*time.Second, 50*time.Millisecond)
+	e.publish(body("s", `{"n":2}`), "") // sequence 1 again
+	require.Eventually(t, func() bool { return len(e.inboxMsgs("inbox.s")) == 2 }, 20*time.Second, 20*time.Millisecond)
+	second := e.inboxMsgs("inbox.s")[1].Headers().Get("messageId")
+	require.NotEqual(t, first, second)
+	e.waitStatus(second, "DELIVERED")
+}

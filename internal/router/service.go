@@ -148,6 +148,11 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		TracerProvider: o.TracerProvider,
 	})
 	takeover = NewTakeover(store, camsClient, dispatcher, cfg.BreakerOpenTimeout, log, reg, o.TracerProvider)
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("error reading stream %s: %w", stream.Name, err)
+	}
+	takeover.SetStream(info.Config.Name, info.Created)
 	consCfg := ConsumerConfig()
 	if o.AckWait > 0 {
 		consCfg.AckWait = o.AckWait
@@ -157,10 +162,22 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		handler = o.WrapHandler(handler)
 	}
 	cons, err := consumer.New(ctx, consumer.Config{
-		Stream:     st,
-		Consumer:   consCfg,
-		Handler:    handler,
-		Paused:     func() bool { return !camsClient.Available() },
+		Stream:   st,
+		Consumer: consCfg,
+		Handler:  handler,
+		Paused:   func() bool { return !camsClient.Available() },
+		Recreate: func(ctx context.Context) (jetstream.Stream, error) {
+			st, err := stream.Ensure(ctx, js)
+			if err != nil {
+				return nil, err
+			}
+			info, err := st.Info(ctx)
+			if err != nil {
+				return nil, err
+			}
+			takeover.SetStream(info.Config.Name, info.Created)
+			return st, nil
+		},
 		Logger:     log,
 		Registerer: reg,
 	})
