@@ -2,13 +2,14 @@
 # The standard benchmark (BENCHMARKS.md): starts the whole system (as `make run`
 # does, on ports of its own), then drives it with `routerctl bench`:
 #   1. max throughput, NATS inbox     2. max throughput, HTTP inbox
-#   3. 5,000 msgs/s open loop, NATS   4. 5,000 msgs/s open loop, HTTP
+#   3. half load (RATE, 2,000 msgs/s) open loop, NATS   4. the same, HTTP
 # Knobs: DURATION (default 20s), RATE (5000), CLIENTS (64), RUNS (which of
-# nats-max,http-max,nats-rate,http-rate), OUT (results directory).
+# nats-max,http-max,nats-rate,http-rate), OUT (results directory), NATS_SYNC_ALWAYS=1
+# (fsync every JetStream write).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-20s}
-RATE=${RATE:-5000}
+RATE=${RATE:-2000}
 CLIENTS=${CLIENTS:-64}
 RUNS=${RUNS:-nats-max,http-max,nats-rate,http-rate}
 OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -19,7 +20,7 @@ export INGEST_ADDR=127.0.0.1:18080 ROUTER_ADDR=127.0.0.1:18081 CAMS_ADDR=127.0.0
 export CAMS_API_URL=http://127.0.0.1:18001 DELIVERY_ALLOW_PRIVATE_NETWORKS=true
 export LOG_LEVEL=${LOG_LEVEL:-warn} GOGC=${GOGC:-200} GOMEMLIMIT=${GOMEMLIMIT:-1GiB}
 unset NATS_URL
-./bin/msgrouter --data "$data" --nats-port 14223 > "$OUT/system.log" 2>&1 &
+./bin/msgrouter --data "$data" --nats-port 14223 ${NATS_SYNC_ALWAYS:+--nats-sync-always} > "$OUT/system.log" 2>&1 &
 sys=$!
 cleanup() { kill -INT "$sys" 2>/dev/null || true; wait "$sys" 2>/dev/null || true; rm -rf "$data"; }
 trap cleanup EXIT

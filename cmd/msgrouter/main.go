@@ -51,21 +51,22 @@ func main() {
 	follow := flag.Bool("follow", false, "print every message that reaches the demo inbox")
 	natsPort := flag.Int("nats-port", 14222, "port of the embedded NATS server (used when NATS_URL is unset)")
 	dataDir := flag.String("data", ".data", "directory for the embedded NATS server's storage")
+	syncAlways := flag.Bool("nats-sync-always", false, "embedded NATS server: fsync every write (sync_interval: always) instead of every 2 minutes")
 	flag.Parse()
-	if err := run(*follow, *natsPort, *dataDir); err != nil {
+	if err := run(*follow, *natsPort, *dataDir, *syncAlways); err != nil {
 		fmt.Fprintln(os.Stderr, "msgrouter:", err)
 		os.Exit(1)
 	}
 }
 
-func run(follow bool, natsPort int, dataDir string) error {
+func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	var ns *server.Server
 	if os.Getenv("NATS_URL") == "" {
 		var err error
-		ns, err = startNATS(natsPort, filepath.Join(dataDir, "nats"))
+		ns, err = startNATS(natsPort, filepath.Join(dataDir, "nats"), syncAlways)
 		if err != nil {
 			return err
 		}
@@ -176,12 +177,13 @@ func run(follow bool, natsPort int, dataDir string) error {
 	return errors.Join(all...)
 }
 
-func startNATS(port int, dir string) (*server.Server, error) {
+func startNATS(port int, dir string, syncAlways bool) (*server.Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create %s for the embedded NATS server: %w", dir, err)
 	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "msgrouter-dev", Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true,
+		SyncAlways: syncAlways,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)

@@ -1,6 +1,7 @@
 -- Message records: the source of truth for delivery state (DESIGN §6).
--- Only immutable columns are indexed, so the status updates of the hot path stay
--- HOT updates (no index writes) and fillfactor leaves room for them in the page.
+-- Only immutable columns are indexed, so the status updates of the hot path can be
+-- HOT updates (no index writes), and fillfactor 60 leaves room on the page for the
+-- new row version (each row is updated about once, soon after its insert).
 CREATE TABLE messages (
     message_id        uuid PRIMARY KEY,
     ai_agent_address  text        NOT NULL,
@@ -21,7 +22,7 @@ CREATE TABLE messages (
     delivered_at      timestamptz,
     attempts          integer     NOT NULL DEFAULT 0,     -- since the last replay
     last_error        text
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 60, autovacuum_vacuum_scale_factor = 0.05, autovacuum_vacuum_insert_scale_factor = 0.05);
 
 CREATE INDEX messages_received_idx ON messages (received_at DESC, message_id DESC);
 CREATE INDEX messages_address_received_idx ON messages (ai_agent_address, received_at DESC, message_id DESC);
@@ -35,7 +36,11 @@ CREATE TABLE outbox (
     due_at      timestamptz NOT NULL DEFAULT now(),
     lease_token uuid,
     route       boolean     NOT NULL DEFAULT false  -- look the agent up afresh first (replay)
-) WITH (fillfactor = 70);
+) WITH (fillfactor = 70,
+       -- Every row is inserted and deleted within seconds: vacuum it often and
+       -- without throttling, so the table and its index stay small.
+       autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000,
+       autovacuum_vacuum_cost_delay = 0, autovacuum_analyze_scale_factor = 0.5);
 
 CREATE INDEX outbox_due_idx ON outbox (due_at);
 
