@@ -52,7 +52,7 @@ func (j *Janitor) Start(ctx context.Context) {
 		defer vacuum.Stop()
 		defer purge.Stop()
 		j.sample(ctx)
-		for n := 1; ; n++ {
+		for vacuums := 1; ; {
 			select {
 			case <-ctx.Done():
 				return
@@ -60,7 +60,8 @@ func (j *Janitor) Start(ctx context.Context) {
 				j.sample(ctx)
 			case <-vacuum.C:
 				// The outbox every 30 s, the big tables every 10 minutes.
-				j.vacuum(ctx, n%20 == 0)
+				j.vacuum(ctx, vacuums%20 == 0)
+				vacuums++
 			case <-purge.C:
 				j.Purge(ctx)
 			}
