@@ -37,7 +37,6 @@ type received struct {
 type failureCase struct {
 	name  string
 	dest  func(t *testing.T) string // a destination failing this way
-	ctx   func(t *testing.T) context.Context
 	check func(t *testing.T, e *Error)
 }
 

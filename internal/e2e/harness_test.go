@@ -343,20 +343,6 @@ func (s *system) scrape(service string) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// familyNames gathers every metric family name the services export now.
-func (s *system) familyNames() map[string]dto.MetricType {
-	s.t.Helper()
-	names := map[string]dto.MetricType{}
-	for _, name := range services {
-		fams, err := s.regs[name].Gather()
-		require.NoError(s.t, err)
-		for _, f := range fams {
-			names[f.GetName()] = f.GetType()
-		}
-	}
-	return names
-}
-
 // hookServer is a fake agent inbox reached over HTTP. Each path answers with the
 // status set for it (def by default) and records what it received.
 type hookServer struct {
