@@ -590,3 +590,50 @@ func TestRecreatedStreamDoesNotReuseIDs(t *testing.T) {
 	require.NotEqual(t, first, second)
 	e.waitStatus(second, "DELIVERED")
 }
+
+// A hanging inbox holds only its own lane: messages for other inboxes flow past it,
+// and deliveries per destination never exceed DELIVERY_DESTINATION_CONCURRENCY.
+func TestSlowInboxDoesNotBlockOthers(t *testing.T) {
+	t.Parallel()
+	e := setup(t, map[string]string{"DELIVERY_DESTINATION_CONCURRENCY": "2", "DELIVERY_TIMEOUT": "30s"})
+	release := make(chan struct{})
+	var inFlight, maxInFlight atomic.Int64
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			m := maxInFlight.Load()
+			if n <= m || maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		<-release
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer slow.Close()
+	defer close(release)
+	e.cams.set("slow", cams.TypeHTTPEndpoint, slow.URL, cams.StatusActive)
+	e.cams.set("fast", cams.TypeNATSSubject, "inbox.fast", cams.StatusActive)
+
+	var slowIDs []string
+	for range 10 {
+		id := uuid.NewString()
+		slowIDs = append(slowIDs, id)
+		e.publish(body("slow", `{}`), id)
+	}
+	require.Eventually(t, func() bool { return inFlight.Load() == 2 }, 10*time.Second, 10*time.Millisecond)
+	var fastIDs []string
+	for range 20 {
+		id := uuid.NewString()
+		fastIDs = append(fastIDs, id)
+		e.publish(body("fast", `{}`), id)
+	}
+	for _, id := range fastIDs {
+		e.waitStatus(id, "DELIVERED")
+	}
+	require.Equal(t, int64(2), maxInFlight.Load(), "at most DELIVERY_DESTINATION_CONCURRENCY in flight to one destination")
+	for _, id := range slowIDs {
+		_, v := e.get(id)
+		require.Equal(t, "PENDING", v.Status, "the hanging inbox's messages wait, none is lost")
+	}
+}
