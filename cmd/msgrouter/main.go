@@ -199,7 +199,7 @@ func startNATS(port int, dir string, syncAlways bool) (*server.Server, error) {
 func checkPostgres(ctx context.Context, url string) error {
 	pool, err := router.OpenPool(ctx, url)
 	if err != nil {
-		return fmt.Errorf("%w\n  (install and start PostgreSQL, or set DATABASE_URL=postgres://user:pass@host:5432/db)", err)
+		return fmt.Errorf("%w; install and start PostgreSQL, or set DATABASE_URL=postgres://user:pass@host:5432/db", err)
 	}
 	pool.Close()
 	return nil

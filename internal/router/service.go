@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -260,7 +261,9 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("cannot reach Postgres at %s (set DATABASE_URL, or start Postgres): %w", config.MaskDSN(describe(pc)), err)
+		// One line: pgx lists every address it tried on lines of their own.
+		return nil, fmt.Errorf("cannot reach Postgres at %s (set DATABASE_URL, or start Postgres): %s",
+			config.MaskDSN(describe(pc)), strings.Join(strings.Fields(err.Error()), " "))
 	}
 	return pool, nil
 }

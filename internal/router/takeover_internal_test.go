@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -21,4 +22,13 @@ func TestNakDelay(t *testing.T) {
 
 	short := &Takeover{maxNak: 300 * time.Millisecond}
 	require.Equal(t, 300*time.Millisecond, short.nakDelay(10), "never beyond the breaker's open timeout")
+}
+
+// An unreachable Postgres stops the router with one line that says what to do.
+func TestOpenPoolUnreachableIsOneLine(t *testing.T) {
+	t.Parallel()
+	_, err := OpenPool(context.Background(), "postgres://nobody@127.0.0.1:1/x?connect_timeout=2")
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "set DATABASE_URL")
+	require.NotContains(t, err.Error(), "\n")
 }
