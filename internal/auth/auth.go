@@ -82,8 +82,9 @@ type ctxKey struct{}
 
 // Caller is who made a request.
 type Caller struct {
-	Name  string // the key's name; "" for a bare key or when auth is off
-	Named bool
+	Name          string // the key's name; "" for a bare key or when auth is off
+	Named         bool
+	Authenticated bool // a key was checked (false when auth is off)
 }
 
 // CallerFrom returns the caller the middleware authenticated.
@@ -126,7 +127,7 @@ func (k *Keys) Require(next http.Handler, open func(*http.Request) bool) http.Ha
 			httpapi.WriteError(w, http.StatusUnauthorized, httpapi.CodeUnauthorized, "the bearer key is not valid")
 			return
 		}
-		ctx := context.WithValue(r.Context(), ctxKey{}, Caller{Name: key.Name, Named: key.Name != ""})
+		ctx := context.WithValue(r.Context(), ctxKey{}, Caller{Name: key.Name, Named: key.Name != "", Authenticated: true})
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }

@@ -58,11 +58,13 @@ func TestAuth(t *testing.T) {
 			}
 		}
 		require.True(t, found)
+		require.GreaterOrEqual(t, acceptedBy(t, s, "crm"), 2.0, "metrics say which key sent what")
 	})
 
 	t.Run("a bare key is not bound to a sender", func(t *testing.T) {
 		id := s.send("k2", msg("other"))
 		require.Equal(t, "DELIVERED", s.waitFinal("a1", id).Status, "the router's CAMS lookups use CAMS_API_KEY")
+		require.GreaterOrEqual(t, acceptedBy(t, s, "unnamed"), 1.0)
 	})
 
 	t.Run("router admin API", func(t *testing.T) {
@@ -107,4 +109,24 @@ func TestAuth(t *testing.T) {
 			}
 		}
 	})
+}
+
+// acceptedBy reads ingest's accepted counter for one sender.
+func acceptedBy(t *testing.T, s *system, sender string) float64 {
+	t.Helper()
+	mfs, err := s.regs["ingest"].Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "msgrouter_ingest_accepted_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "sender" && l.GetValue() == sender {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

@@ -83,6 +83,7 @@ func TestMetricsMove(t *testing.T) {
 		{"ingest", "msgrouter_ingest_requests_total", []string{"route", "POST /v1/messages", "code", "202"}, 5},
 		{"ingest", "msgrouter_ingest_request_duration_seconds", []string{"route", "POST /v1/messages"}, 5},
 		{"ingest", "msgrouter_ingest_publish_duration_seconds", nil, 5},
+		{"ingest", "msgrouter_ingest_accepted_total", []string{"sender", "anonymous"}, 5},
 		// router: consumed, taken over, rejected by reason.
 		{"router", "msgrouter_consumer_messages_total", []string{"verdict", "ack"}, 5},
 		{"router", "msgrouter_consumer_batch_size", nil, 1},

@@ -113,7 +113,9 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the message was not accepted: the queue did not confirm storage in time; retry", retryAfterUnavailable)
 		return
 	}
-	h.log.DebugContext(ctx, "message accepted", "message_id", id, "stream_seq", ack.Sequence, "duplicate", ack.Duplicate)
+	sender := senderLabel(auth.CallerFrom(r.Context()))
+	h.metrics.accepted.WithLabelValues(sender).Inc()
+	h.log.DebugContext(ctx, "message accepted", "message_id", id, "sender", sender, "stream_seq", ack.Sequence, "duplicate", ack.Duplicate)
 
 	span.SetAttributes(attribute.Int("http.response.status_code", http.StatusAccepted))
 	hd := w.Header()
@@ -183,4 +185,17 @@ func putBuffer(b *bytes.Buffer) {
 	if b != nil && b.Cap() <= maxPooledBuffer {
 		bufPool.Put(b)
 	}
+}
+
+// senderLabel names who sent a message in logs and metrics: the API key's name
+// (operator-configured, so a bounded label), "unnamed" for a bare key, "anonymous"
+// when no keys are configured.
+func senderLabel(c auth.Caller) string {
+	switch {
+	case c.Named:
+		return c.Name
+	case c.Authenticated:
+		return "unnamed"
+	}
+	return "anonymous"
 }

@@ -39,6 +39,7 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	publish  prometheus.Histogram
 	rejected *prometheus.CounterVec
+	accepted *prometheus.CounterVec
 }
 
 // Latency buckets from 0.5ms to ~8s: a PubAck on a healthy node takes about a
@@ -62,6 +63,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time from publishing a message to JetStream to its PubAck (or failure).",
 			Buckets: latencyBuckets,
 		}),
+		accepted: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "msgrouter_ingest_accepted_total",
+			Help: "Messages accepted (202), by sender: the API key's name, \"unnamed\" for a bare key, \"anonymous\" without keys.",
+		}, []string{"sender"}),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "msgrouter_ingest_rejected_total",
 			Help: "Submissions to POST /v1/messages refused, by reason.",
