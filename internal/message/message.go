@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -34,6 +35,12 @@ type SenderMetadata struct {
 	ServiceName             string `json:"serviceName,omitempty"`
 	CorrelationID           string `json:"correlationId,omitempty"`
 	SenderProvidedMessageID string `json:"senderProvidedMessageId,omitempty"`
+	// OrderingKey groups messages for one agent that must be delivered in acceptance
+	// order, one at a time (DESIGN §5a). "" = unordered.
+	OrderingKey string `json:"orderingKey,omitempty"`
+	// ExpiresAt is the RFC 3339 instant (with offset) after which the message must
+	// never be delivered (DESIGN §5a). "" = never expires.
+	ExpiresAt string `json:"expiresAt,omitempty"`
 }
 
 // ValidationError says which field is wrong and why; it is the message of a 400.
@@ -67,6 +74,39 @@ func (e *Envelope) SenderProvidedMessageID() string {
 		return ""
 	}
 	return e.SenderMetadata.SenderProvidedMessageID
+}
+
+// OrderingKey returns the ordering key (DESIGN §5a), "" when absent.
+func (e *Envelope) OrderingKey() string {
+	if e.SenderMetadata == nil {
+		return ""
+	}
+	return e.SenderMetadata.OrderingKey
+}
+
+// ExpiresAt returns the instant after which the message must not be delivered
+// (DESIGN §5a) and true, or the zero time and false when the message never expires.
+// Validate has already refused a malformed value, so a parse failure here reads as
+// "never expires" only for envelopes that were never validated.
+func (e *Envelope) ExpiresAt() (time.Time, bool) {
+	if e.SenderMetadata == nil || e.SenderMetadata.ExpiresAt == "" {
+		return time.Time{}, false
+	}
+	t, err := ParseExpiresAt(e.SenderMetadata.ExpiresAt)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// ParseExpiresAt parses senderMetadata.expiresAt: RFC 3339 with an explicit offset
+// ("Z" or "±hh:mm"), fractional seconds allowed (DESIGN §2). The result is in UTC.
+func ParseExpiresAt(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil { // Go's RFC 3339 layout requires the offset
+		return time.Time{}, invalid("senderMetadata.expiresAt must be an RFC 3339 time with an offset, such as 2026-12-01T10:00:00Z")
+	}
+	return t.UTC(), nil
 }
 
 // Parse decodes and validates body. Any failure is a *ValidationError.
@@ -126,12 +166,19 @@ func (e *Envelope) Validate() error {
 			{"senderMetadata.serviceName", m.ServiceName},
 			{"senderMetadata.correlationId", m.CorrelationID},
 			{"senderMetadata.senderProvidedMessageId", m.SenderProvidedMessageID},
+			{"senderMetadata.orderingKey", m.OrderingKey},
+			{"senderMetadata.expiresAt", m.ExpiresAt},
 		} {
 			if len(f.v) > MaxMetadataBytes {
 				return invalid("%s is longer than %d bytes", f.name, MaxMetadataBytes)
 			}
 			if !utf8.ValidString(f.v) {
 				return invalid("%s is not valid UTF-8", f.name)
+			}
+		}
+		if m.ExpiresAt != "" {
+			if _, err := ParseExpiresAt(m.ExpiresAt); err != nil {
+				return err
 			}
 		}
 	}
@@ -167,11 +214,12 @@ func (e *Envelope) Marshal() []byte {
 	b = appendString(b, e.AIAgentAddress)
 	b = append(b, `,"payload":`...)
 	b = append(b, e.Payload...)
-	if m := e.SenderMetadata; m != nil && (m.ServiceName != "" || m.CorrelationID != "" || m.SenderProvidedMessageID != "") {
+	if m := e.SenderMetadata; m != nil && (m.ServiceName != "" || m.CorrelationID != "" || m.SenderProvidedMessageID != "" || m.OrderingKey != "" || m.ExpiresAt != "") {
 		b = append(b, `,"senderMetadata":{`...)
 		sep := ""
 		for _, f := range [...]struct{ k, v string }{
 			{"serviceName", m.ServiceName}, {"correlationId", m.CorrelationID}, {"senderProvidedMessageId", m.SenderProvidedMessageID},
+			{"orderingKey", m.OrderingKey}, {"expiresAt", m.ExpiresAt},
 		} {
 			if f.v != "" {
 				b = append(b, sep...)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -277,4 +278,31 @@ func TestMarshalKeepsPayloadBytes(t *testing.T) {
 	again, err := message.Parse(env.Marshal())
 	require.NoError(t, err)
 	require.Equal(t, payload, string(again.Payload))
+}
+
+func TestExpiresAtAndOrderingKey(t *testing.T) {
+	t.Parallel()
+	env, err := message.Parse([]byte(`{"aiAgentAddress":"a","payload":{},"senderMetadata":{"orderingKey":"conv-1","expiresAt":"2026-12-01T10:00:00.5+01:00"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.OrderingKey() != "conv-1" {
+		t.Fatalf("orderingKey = %q", env.OrderingKey())
+	}
+	at, ok := env.ExpiresAt()
+	if !ok || !at.Equal(time.Date(2026, 12, 1, 9, 0, 0, 5e8, time.UTC)) {
+		t.Fatalf("expiresAt = %v %v", at, ok)
+	}
+	for _, bad := range []string{"2026-12-01T10:00:00", "2026-12-01", "tomorrow", "2026-12-01 10:00:00Z"} {
+		_, err := message.Parse([]byte(`{"aiAgentAddress":"a","payload":{},"senderMetadata":{"expiresAt":"` + bad + `"}}`))
+		var ve *message.ValidationError
+		if !errors.As(err, &ve) {
+			t.Errorf("expiresAt %q: err = %v, want a ValidationError", bad, err)
+		}
+	}
+	// Both survive Marshal, so the router sees what ingest accepted.
+	again, err := message.Parse(env.Marshal())
+	if err != nil || again.OrderingKey() != "conv-1" || again.SenderMetadata.ExpiresAt != env.SenderMetadata.ExpiresAt {
+		t.Fatalf("round trip: %+v %v", again, err)
+	}
 }
