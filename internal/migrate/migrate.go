@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/msgrouter/msgrouter/migrations"
@@ -53,20 +54,18 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, component string) (int, erro
 		PRIMARY KEY (component, version))`); err != nil {
 		return 0, fmt.Errorf("error creating schema_migrations: %w", err)
 	}
-	applied := map[int]bool{}
 	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations WHERE component = $1", component)
 	if err != nil {
 		return 0, fmt.Errorf("error reading schema_migrations: %w", err)
 	}
-	for rows.Next() {
-		var v int
-		if err := rows.Scan(&v); err != nil {
-			return 0, err
-		}
-		applied[v] = true
-	}
-	if err := rows.Err(); err != nil {
+	// CollectRows closes rows on every path, a Scan failure included.
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
 		return 0, fmt.Errorf("error reading schema_migrations: %w", err)
+	}
+	applied := make(map[int]bool, len(versions))
+	for _, v := range versions {
+		applied[v] = true
 	}
 
 	n := 0
