@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 #
-# One image with every msgrouter binary (ingest, router, cams, routerctl and the
-# all-in-one msgrouter) in /usr/local/bin; the container's command picks one:
+# One image with the production binaries (ingest, router, cams, routerctl) in
+# /usr/local/bin; the container's command picks one. The all-in-one development
+# runner (cmd/msgrouter) embeds a NATS server and is deliberately left out:
 #
 #   docker run --rm msgrouter ingest
 #   docker run --rm msgrouter router migrate
@@ -23,7 +24,7 @@ ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath -buildvcs=false \
       -ldflags "-s -w -X github.com/msgrouter/msgrouter/internal/config.Version=${VERSION}" \
-      -o /out/ ./cmd/ingest ./cmd/router ./cmd/cams ./cmd/routerctl ./cmd/msgrouter
+      -o /out/ ./cmd/ingest ./cmd/router ./cmd/cams ./cmd/routerctl
 
 # debian-slim rather than distroless: the health checks of docker-compose.yml run
 # curl inside the container. The binaries are static and need nothing else but CA
@@ -40,4 +41,4 @@ ENV LOG_FORMAT=json
 # ingest, router admin API, CAMS (DESIGN §7 defaults).
 EXPOSE 8080 8081 8001
 # No ENTRYPOINT: the command names the binary (docker-compose.yml sets it per service).
-CMD ["msgrouter", "--help"]
+CMD ["routerctl", "help"]

@@ -449,7 +449,7 @@ func interpolate(s string) string {
 func binaryOf(s composeService) string {
 	cmd := append(slices.Clone(s.Entrypoint), s.Command...)
 	for _, word := range strings.Fields(strings.Join(cmd, " ")) {
-		if slices.Contains([]string{"ingest", "router", "cams", "routerctl", "msgrouter"}, word) {
+		if slices.Contains([]string{"ingest", "router", "cams", "routerctl"}, word) {
 			return word
 		}
 	}
