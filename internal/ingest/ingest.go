@@ -37,6 +37,8 @@ import (
 // Defaults of Config.
 const (
 	DefaultMaxMessageBytes = 262144
+	// DefaultMaxBatchBytes bounds a batch request's body (MAX_BATCH_BYTES, DESIGN §7).
+	DefaultMaxBatchBytes = 4194304
 	DefaultPublishTimeout  = 5 * time.Second
 	// DefaultMaxSenders bounds the rate limiters kept (one per key or client IP).
 	DefaultMaxSenders = 10_000
@@ -49,6 +51,9 @@ const (
 type Config struct {
 	// MaxMessageBytes bounds the request body. Defaults to 262144.
 	MaxMessageBytes int
+	// MaxBatchBytes bounds the body of POST /v1/messages/batch (DESIGN §2).
+	// Defaults to 4194304.
+	MaxBatchBytes int
 	// Keys are the accepted bearer keys; nil or empty leaves the API open.
 	Keys *auth.Keys
 	// RateLimit is messages per second per sender (per key; per client IP when no
@@ -80,6 +85,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, DefaultMaxMessageBytes)
+	c.MaxBatchBytes = cmp.Or(c.MaxBatchBytes, DefaultMaxBatchBytes)
 	c.PublishTimeout = cmp.Or(c.PublishTimeout, DefaultPublishTimeout)
 	c.RateBurst = cmp.Or(c.RateBurst, max(1, int(2*c.RateLimit)))
 	c.Version = cmp.Or(c.Version, "dev")
@@ -107,11 +113,13 @@ func (c Config) validate() error {
 		return errors.New("ingest: Config.NC is required")
 	case c.MaxMessageBytes < 0:
 		return errors.New("ingest: Config.MaxMessageBytes is negative")
+	case c.MaxBatchBytes < 0:
+		return errors.New("ingest: Config.MaxBatchBytes is negative")
 	}
 	return nil
 }
 
-// Handler is the ingest HTTP API: POST /v1/messages, health, metrics and the OpenAPI
+// Handler is the ingest HTTP API: POST /v1/messages, POST /v1/messages/batch, health, metrics and the OpenAPI
 // document, behind bearer-key auth for the message route.
 type Handler struct {
 	cfg      Config
@@ -143,6 +151,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		routes:  http.NewServeMux(),
 	}
 	h.handle(RouteMessages, http.HandlerFunc(h.postMessage))
+	h.handle(RouteBatch, http.HandlerFunc(h.postBatch))
 	httpapi.HealthRoutes(h.mux, cfg.Version,
 		httpapi.Check{Name: "ingest", Check: func(*http.Request) error {
 			if h.draining.Load() {
