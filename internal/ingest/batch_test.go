@@ -66,7 +66,7 @@ func TestBatchItemsAreIndependent(t *testing.T) {
 		`{"aiAgentAddress":"a b","payload":{}}`, // whitespace in the address
 		`{"aiAgentAddress":"a-2","payload":{},"senderMetadata":{"serviceName":"crm","senderProvidedMessageId":"x-1"}}`,
 		`{"aiAgentAddress":"a-3","payload":{},"senderMetadata":{"correlationId":"a\u0000b"}}`, // not storable
-		`{"aiAgentAddress":"a-4","payload":{"big":"` + strings.Repeat("x", 300) + `"}}`,      // over MAX_MESSAGE_BYTES
+		`{"aiAgentAddress":"a-4","payload":{"big":"` + strings.Repeat("x", 300) + `"}}`,       // over MAX_MESSAGE_BYTES
 		`{"aiAgentAddress":"a-5","payload":{},"senderMetadata":{"expiresAt":"2020-01-01T00:00:00Z"}}`,
 		`null`,
 		`{"aiAgentAddress":"a-7","payload":[]}`,

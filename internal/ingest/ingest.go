@@ -38,8 +38,8 @@ import (
 const (
 	DefaultMaxMessageBytes = 262144
 	// DefaultMaxBatchBytes bounds a batch request's body (MAX_BATCH_BYTES, DESIGN §7).
-	DefaultMaxBatchBytes = 4194304
-	DefaultPublishTimeout  = 5 * time.Second
+	DefaultMaxBatchBytes  = 4194304
+	DefaultPublishTimeout = 5 * time.Second
 	// DefaultMaxSenders bounds the rate limiters kept (one per key or client IP).
 	DefaultMaxSenders = 10_000
 	// retryAfterUnavailable is what a 503 asks clients to wait: JetStream blips
