@@ -11,6 +11,7 @@ package outbox
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -134,6 +135,41 @@ func (s *Store) Takeover(ctx context.Context, recs []Record, token uuid.UUID, le
 		return nil, time.Time{}, fmt.Errorf("error taking messages over: %w", err)
 	}
 	return inserted, leaseUntil, nil
+}
+
+const conflictsSQL = `
+SELECT i.id FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS i(id, addr, digest)
+JOIN messages m ON m.message_id = i.id
+WHERE m.ai_agent_address <> i.addr OR m.payload IS NULL OR sha256(m.payload) <> i.digest`
+
+// Conflicts returns the ids of recs whose stored message has another address or
+// payload: a sender reusing an idempotency key for a different message (DESIGN §2:
+// the first submission wins; the later one is counted and logged). recs are
+// messages the takeover found already known; only parsed ones (Payload != nil)
+// are compared.
+func (s *Store) Conflicts(ctx context.Context, recs []Record) ([]uuid.UUID, error) {
+	var ids []uuid.UUID
+	var addrs []string
+	var digests [][]byte
+	for _, r := range recs {
+		if r.Payload == nil {
+			continue
+		}
+		d := sha256.Sum256(r.Payload)
+		ids, addrs, digests = append(ids, r.ID), append(addrs, r.Address), append(digests, d[:])
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, conflictsSQL, ids, addrs, digests)
+	if err != nil {
+		return nil, fmt.Errorf("error comparing known messages: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("error comparing known messages: %w", err)
+	}
+	return out, nil
 }
 
 // Claimed is an outbox row held by a claim.
