@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -239,32 +240,42 @@ func TestPostgresRefusingARowFailsNoBatch(t *testing.T) {
 func TestHostileInboxErrorBodyDeadLetters(t *testing.T) {
 	t.Parallel()
 	e := setup(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "3", "BREAKER_FAILURES": "100"})
-	body500 := "HTTP 500 " + strings.Repeat("ошибка сервера ", 200)
-	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = io.WriteString(w, body500)
-	}))
-	defer bad.Close()
+	// Two inboxes whose bodies differ by one byte in front of ~3 KB of 2-byte
+	// characters: whatever the length of the text before the body, a cut at a
+	// byte limit splits a character for one of them.
+	badInbox := func(prefix string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, prefix+strings.Repeat("ошибка", 250))
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
 	good := newCountingInbox(t)
-	e.cams.set("bad", cams.TypeHTTPEndpoint, bad.URL, cams.StatusActive)
+	e.cams.set("bad-1", cams.TypeHTTPEndpoint, badInbox("E").URL, cams.StatusActive)
+	e.cams.set("bad-2", cams.TypeHTTPEndpoint, badInbox("EE").URL, cams.StatusActive)
 	e.cams.set("good", cams.TypeHTTPEndpoint, good.srv.URL, cams.StatusActive)
 
-	badID := uuid.NewString()
+	badIDs := []string{uuid.NewString(), uuid.NewString()}
 	var goodIDs []string
 	e.backlog(func() {
-		e.publish(body("bad", `{}`), badID)
+		e.publish(body("bad-1", `{}`), badIDs[0])
+		e.publish(body("bad-2", `{}`), badIDs[1])
 		for range 20 {
 			id := uuid.NewString()
 			goodIDs = append(goodIDs, id)
 			e.publish(body("good", `{}`), id)
 		}
 	})
-	v := e.waitStatus(badID, "DEAD_LETTERED")
-	require.Equal(t, "MAX_ATTEMPTS_EXCEEDED", v.Reason)
-	require.Equal(t, 3, v.Attempts)
-	require.Len(t, v.History, 3)
-	require.Contains(t, v.LastError, "ошибка")
+	for _, id := range badIDs {
+		v := e.waitStatus(id, "DEAD_LETTERED")
+		require.Equal(t, "MAX_ATTEMPTS_EXCEEDED", v.Reason)
+		require.Equal(t, 3, v.Attempts)
+		require.Len(t, v.History, 3)
+		require.Contains(t, v.LastError, "ошибка")
+		require.True(t, utf8.ValidString(v.LastError))
+	}
 	for _, id := range goodIDs {
 		e.waitStatus(id, "DELIVERED")
 	}
