@@ -351,3 +351,57 @@ func TestIdempotencyConflictsCounted(t *testing.T) {
 	e.stop()
 	require.Len(t, append(e.inboxMsgs("inbox.a"), e.inboxMsgs("inbox.b")...), 2, "one submission of k-2 wins, the other is dropped")
 }
+
+// DESIGN §6 (issue 8, item 9): an HTTP inbox URL's userinfo never leaves the router:
+// not in the destination, not in an error text quoting the URL, in the single view
+// and in lists.
+func TestAdminHidesInboxCredentials(t *testing.T) {
+	t.Parallel()
+	e := setup(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "1"})
+	inbox := newCountingInbox(t)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close() // connection refused: the client's error quotes the URL
+	withCreds := func(u string) string { return strings.Replace(u, "http://", "http://agent-user:s3cret%40x@", 1) }
+	e.cams.set("up", cams.TypeHTTPEndpoint, withCreds(inbox.srv.URL)+"/in", cams.StatusActive)
+	e.cams.set("down", cams.TypeHTTPEndpoint, withCreds(deadURL)+"/in", cams.StatusActive)
+	up, down := uuid.NewString(), uuid.NewString()
+	e.publish(body("up", `{}`), up)
+	e.publish(body("down", `{}`), down)
+	v := e.waitStatus(up, "DELIVERED")
+	require.Equal(t, inbox.srv.URL+"/in", v.Destination.Name)
+	v = e.waitStatus(down, "DEAD_LETTERED")
+	require.Equal(t, deadURL+"/in", v.Destination.Name)
+	require.NotEmpty(t, v.LastError)
+
+	for _, path := range []string{"/v1/messages/" + up, "/v1/messages/" + down, "/v1/messages", "/v1/messages?status=DEAD_LETTERED"} {
+		resp, err := http.Get(e.adminURL + path)
+		require.NoError(t, err)
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		require.Contains(t, string(b), "127.0.0.1", path)
+		require.NotContains(t, string(b), "s3cret", path)
+		require.NotContains(t, string(b), "agent-user", path)
+	}
+}
+
+// Admin filters are outside text too: one Postgres cannot compare is a 400, not a
+// failed query (503).
+func TestAdminRefusesUnstorableFilters(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	for _, path := range []string{"/v1/messages?aiAgentAddress=a%00b", "/v1/messages?aiAgentAddress=%FF", "/v1/messages?cursor=%00"} {
+		resp, err := http.Get(e.adminURL + path)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, path)
+	}
+	for _, body := range []string{`{"aiAgentAddress":"a\u0000"}`, `{"reason":"\u0000"}`} {
+		resp, err := http.Post(e.adminURL+"/v1/dead-letters/replay", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+	}
+}
