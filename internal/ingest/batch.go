@@ -10,15 +10,15 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
-	"github.com/msgrouter/msgrouter/internal/message"
+	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
 
@@ -29,9 +29,13 @@ const RouteBatch = "POST /v1/messages/batch"
 const (
 	MaxBatchItems = 1000
 	// batchWindow bounds the publishes of one batch waiting for their PubAck at
-	// once. The connection pipelines them, so a window this size keeps the stream
-	// busy without one request holding a thousand goroutines.
+	// once: enough to keep the stream busy, little enough that concurrent batches
+	// share the connection's async window (asyncMaxPending) fairly.
 	batchWindow = 128
+	// asyncMaxPending bounds the asynchronous publishes awaiting a PubAck across
+	// all batch requests; a publish beyond it waits up to 200ms for room, then
+	// fails (the item answers UNAVAILABLE).
+	asyncMaxPending = 4096
 )
 
 // reasonByCode maps an item's error code onto its rejection reason.
@@ -51,7 +55,7 @@ type BatchResult struct {
 }
 
 // postBatch serves POST /v1/messages/batch: {"messages": [...]} of 1 to 1000 items,
-// each validated exactly as POST /v1/messages would and published concurrently
+// each validated exactly as POST /v1/messages would and published asynchronously
 // (at most batchWindow awaiting their PubAck), answered together, 200
 // {"results": [...]} in request order. Items are independent: one bad item never
 // fails the others. The whole request is refused only for what concerns it as a
@@ -112,8 +116,9 @@ func (h *Handler) postBatch(w http.ResponseWriter, r *http.Request) {
 	sender := senderLabel(caller)
 	now := time.Now()
 	results := make([]BatchResult, len(items))
-	var g errgroup.Group
-	g.SetLimit(batchWindow)
+	// Valid items are published asynchronously in request order, at most
+	// batchWindow awaiting their PubAck at once; each is answered by its own ack.
+	var window []pending
 	for i, raw := range items {
 		res := &results[i]
 		if len(raw) > h.cfg.MaxMessageBytes {
@@ -125,12 +130,22 @@ func (h *Handler) postBatch(w http.ResponseWriter, r *http.Request) {
 			res.ErrorCode, res.Message = ref.code, ref.msg
 			continue
 		}
-		g.Go(func() error {
-			h.publishItem(ctx, r, res, id, env, sender)
-			return nil
-		})
+		if len(window) == batchWindow {
+			h.await(ctx, r, window[0], sender)
+			window = window[1:]
+		}
+		start := time.Now()
+		f, err := h.async.PublishMsgAsync(newMsg(ctx, id, env), jetstream.WithExpectStream(stream.Name))
+		p := pending{res: res, id: id, future: f, start: start}
+		if err != nil {
+			h.publishFailed(ctx, r, p, err)
+			continue
+		}
+		window = append(window, p)
 	}
-	_ = g.Wait()
+	for _, p := range window {
+		h.await(ctx, r, p, sender)
+	}
 	for i := range results {
 		if c := results[i].ErrorCode; c != "" {
 			h.metrics.rejected.WithLabelValues(reasonByCode[c]).Inc()
@@ -143,24 +158,44 @@ func (h *Handler) postBatch(w http.ResponseWriter, r *http.Request) {
 	}{results})
 }
 
-// publishItem publishes one item of a batch and fills its result.
-func (h *Handler) publishItem(ctx context.Context, r *http.Request, res *BatchResult, id string, env *message.Envelope, sender string) {
-	ack, err := h.publish(ctx, id, env)
-	switch {
-	case err == nil:
-		res.MessageID = id
+// pending is an item of a batch awaiting its PubAck.
+type pending struct {
+	res    *BatchResult
+	id     string
+	future jetstream.PubAckFuture
+	start  time.Time
+}
+
+// await waits for p's PubAck (at most PublishTimeout: the async context times its
+// acks out) and fills its result.
+func (h *Handler) await(ctx context.Context, r *http.Request, p pending, sender string) {
+	select {
+	case ack := <-p.future.Ok():
+		h.metrics.publish.Observe(time.Since(p.start).Seconds())
+		p.res.MessageID = p.id
 		h.metrics.accepted.WithLabelValues(sender).Inc()
-		h.log.DebugContext(ctx, "message accepted", "message_id", id, "sender", sender, "stream_seq", ack.Sequence, "duplicate", ack.Duplicate, "batch", true)
-	case errors.Is(err, nats.ErrMaxPayload):
-		res.ErrorCode, res.Message = httpapi.CodePayloadTooLarge, "the message is larger than the NATS server accepts"
-	default:
-		if r.Context().Err() != nil {
-			h.log.DebugContext(ctx, "client gone before the PubAck", "message_id", id, "error", err)
-		} else {
-			h.log.WarnContext(ctx, "error publishing message", "message_id", id, "error", err, "batch", true)
-		}
-		res.ErrorCode, res.Message = httpapi.CodeUnavailable, "the message was not accepted: the queue did not confirm storage in time; retry"
+		h.log.DebugContext(ctx, "message accepted", "message_id", p.id, "sender", sender, "stream_seq", ack.Sequence, "duplicate", ack.Duplicate, "batch", true)
+	case err := <-p.future.Err():
+		h.metrics.publish.Observe(time.Since(p.start).Seconds())
+		h.publishFailed(ctx, r, p, err)
+	case <-r.Context().Done():
+		// The client went away: nobody reads the answer. The ack may still come;
+		// the item is then stored, as a single message would be.
+		h.publishFailed(ctx, r, p, r.Context().Err())
 	}
+}
+
+func (h *Handler) publishFailed(ctx context.Context, r *http.Request, p pending, err error) {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		p.res.ErrorCode, p.res.Message = httpapi.CodePayloadTooLarge, "the message is larger than the NATS server accepts"
+		return
+	}
+	if r.Context().Err() != nil {
+		h.log.DebugContext(ctx, "client gone before the PubAck", "message_id", p.id, "error", err)
+	} else {
+		h.log.WarnContext(ctx, "error publishing message", "message_id", p.id, "error", err, "batch", true)
+	}
+	p.res.ErrorCode, p.res.Message = httpapi.CodeUnavailable, "the message was not accepted: the queue did not confirm storage in time; retry"
 }
 
 // decodeBatch reads {"messages": [<message>, ...]} and returns the items' raw bytes,

@@ -1,7 +1,9 @@
 package ingest_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -231,4 +233,31 @@ func TestBatchUnavailable(t *testing.T) {
 	rec := f.postBatch(batchOf(exampleBody))
 	refused(t, rec, http.StatusServiceUnavailable, "UNAVAILABLE")
 	require.Equal(t, "1", rec.Header().Get("Retry-After"))
+}
+
+// BenchmarkBatch submits batches of 100 messages from a few concurrent clients;
+// msgs/s is the figure to compare with BenchmarkPost (issue 11, item 3).
+func BenchmarkBatch(b *testing.B) {
+	f := setup(b, func(c *ingest.Config) { c.Logger = slog.New(slog.DiscardHandler) })
+	items := make([]string, 100)
+	for i := range items {
+		items[i] = exampleBody
+	}
+	body := []byte(batchOf(items...))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	b.SetParallelism(4)
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/v1/messages/batch", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			f.h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), "errorCode") {
+				b.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N*len(items))/time.Since(start).Seconds(), "msgs/s")
 }

@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -130,6 +131,10 @@ type Handler struct {
 	routes   *http.ServeMux // same patterns as mux; only used to name the route of a request for metrics
 	root     http.Handler   // auth around mux
 	draining atomic.Bool
+	// async publishes the items of batches: asynchronous publishes on the same
+	// connection, each PubAck awaited at most PublishTimeout (so a lost ack never
+	// leaves a pending entry behind).
+	async jetstream.JetStream
 }
 
 // NewHandler builds the handler.
@@ -142,7 +147,13 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	async, err := jetstream.New(cfg.NC, jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
+		jetstream.WithPublishAsyncMaxPending(asyncMaxPending))
+	if err != nil {
+		return nil, fmt.Errorf("ingest: error creating the JetStream context for batches: %w", err)
+	}
 	h := &Handler{
+		async:   async,
 		cfg:     cfg,
 		log:     cfg.Logger,
 		tracer:  cfg.TracerProvider.Tracer("github.com/msgrouter/msgrouter/internal/ingest"),

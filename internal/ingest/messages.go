@@ -150,10 +150,7 @@ func (h *Handler) prepare(body []byte, caller auth.Caller, now time.Time) (*mess
 // publish stores the envelope and waits for the PubAck. The span of ctx travels in
 // traceparent/tracestate, so the router's spans join the submitter's trace.
 func (h *Handler) publish(ctx context.Context, id string, env *message.Envelope) (*jetstream.PubAck, error) {
-	msg := &nats.Msg{Subject: stream.Subject, Data: env.Marshal(), Header: make(nats.Header, 3)}
-	msg.Header[jetstream.MsgIDHeader] = []string{id}
-	telemetry.InjectNATS(ctx, msg.Header)
-
+	msg := newMsg(ctx, id, env)
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
@@ -162,6 +159,16 @@ func (h *Handler) publish(ctx context.Context, id string, env *message.Envelope)
 	ack, err := h.cfg.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream.Name))
 	h.metrics.publish.Observe(time.Since(start).Seconds())
 	return ack, err
+}
+
+// newMsg is the stream message of an accepted envelope: under Nats-Msg-Id =
+// messageId (JetStream dedupes a retried submission), with the span of ctx in
+// traceparent/tracestate so the router's spans join the submitter's trace.
+func newMsg(ctx context.Context, id string, env *message.Envelope) *nats.Msg {
+	msg := &nats.Msg{Subject: stream.Subject, Data: env.Marshal(), Header: make(nats.Header, 3)}
+	msg.Header[jetstream.MsgIDHeader] = []string{id}
+	telemetry.InjectNATS(ctx, msg.Header)
+	return msg
 }
 
 // isJSON accepts application/json and application/*+json with any parameters, and a
