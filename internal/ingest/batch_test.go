@@ -3,8 +3,8 @@ package ingest_test
 import (
 	"bytes"
 	"encoding/json"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
