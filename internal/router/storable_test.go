@@ -405,3 +405,43 @@ func TestAdminRefusesUnstorableFilters(t *testing.T) {
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
 	}
 }
+
+// A batch statement failing for a reason other than the data (here a trigger
+// raising serialization_failure, SQLSTATE 40001, as a Postgres in trouble would) is
+// not split and nothing is recorded as INVALID_MESSAGE: the messages go back to the
+// stream, are retried, and are delivered once the fault is gone.
+func TestTransientTakeoverErrorIsRetriedNotRejected(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	e.cams.set("ok", cams.TypeNATSSubject, "inbox.ok", cams.StatusActive)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	// A sequence counts the failures: it is not rolled back with the statement.
+	_, err = conn.Exec(ctx, `CREATE SEQUENCE hits;
+	CREATE FUNCTION fail_transiently() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+	    IF NEW.correlation_id = 'transient' THEN
+	        PERFORM nextval('hits');
+	        RAISE EXCEPTION 'try again' USING ERRCODE = '40001';
+	    END IF;
+	    RETURN NEW;
+	END $$;
+	CREATE TRIGGER fail_transiently BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION fail_transiently()`)
+	require.NoError(t, err)
+
+	id := uuid.NewString()
+	e.publish(`{"aiAgentAddress":"ok","payload":{},"senderMetadata":{"correlationId":"transient"}}`, id)
+	require.Eventually(t, func() bool {
+		var n int64
+		return conn.QueryRow(ctx, `SELECT last_value FROM hits`).Scan(&n) == nil && n >= 2
+	}, 20*time.Second, 20*time.Millisecond, "the takeover was tried again")
+	code, _ := e.get(id)
+	require.Equal(t, http.StatusNotFound, code, "nothing recorded while Postgres fails")
+
+	_, err = conn.Exec(ctx, `DROP TRIGGER fail_transiently ON messages`)
+	require.NoError(t, err)
+	v := e.waitStatus(id, "DELIVERED")
+	require.Equal(t, 1, v.Attempts)
+}
