@@ -401,10 +401,13 @@ func (p *progressBar) done() {
 }
 
 func cmdSend(ctx context.Context, a *app, args []string) error {
-	fs := a.flags("send", "--agent A --payload JSON [--service S] [--correlation-id C] [--sender-message-id M] [--wait]",
+	fs := a.flags("send", "--agent A --payload JSON [--service S] [--correlation-id C] [--sender-message-id M] [--wait] [--count N [--batch B]]",
 		"Submit a message through ingest (POST /v1/messages) and print its messageId.\n"+
 			"With --wait, poll the router until the message is terminal and print its status\n"+
-			"(exit 1 unless it was DELIVERED).")
+			"(exit 1 unless it was DELIVERED).\n"+
+			"With --count N, submit N copies (a --sender-message-id gets the suffix -1 ... -N);\n"+
+			"with --batch B, in batches of B through POST /v1/messages/batch. One line per\n"+
+			"message: its messageId, or its error (exit 1 if any was refused).")
 	agent := fs.String("agent", "", "agent `address` (required)")
 	payload := fs.String("payload", "", "payload JSON object, @file to read a file, - for stdin (required)")
 	service := fs.String("service", "", "senderMetadata.serviceName")
@@ -413,6 +416,8 @@ func cmdSend(ctx context.Context, a *app, args []string) error {
 	wait := fs.Bool("wait", false, "wait until the message is DELIVERED, REJECTED or DEAD_LETTERED")
 	waitTimeout := fs.Duration("wait-timeout", 30*time.Second, "how long --wait waits")
 	poll := fs.Duration("poll", 200*time.Millisecond, "how often --wait polls")
+	count := fs.Int("count", 1, "how many copies to submit")
+	batch := fs.Int("batch", 0, "submit in batches of this many (1 to 1000) through POST /v1/messages/batch; 0 = one request each")
 	args, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -427,10 +432,28 @@ func cmdSend(ctx context.Context, a *app, args []string) error {
 	if err != nil {
 		return err
 	}
-	env := &apiclient.Envelope{AIAgentAddress: *agent, Payload: body}
-	if *service != "" || *corr != "" || *spid != "" {
-		env.SenderMetadata = &apiclient.SenderMetadata{ServiceName: *service, CorrelationID: *corr, SenderProvidedMessageID: *spid}
+	switch {
+	case *count < 1:
+		return usagef("--count must be at least 1")
+	case *batch < 0 || *batch > 1000:
+		return usagef("--batch must be from 1 to 1000 (0: no batches)")
+	case *wait && (*count > 1 || *batch > 0):
+		return usagef("--wait sends one message: it does not go with --count or --batch")
 	}
+	newEnv := func(i int) *apiclient.Envelope {
+		env := &apiclient.Envelope{AIAgentAddress: *agent, Payload: body}
+		if *service != "" || *corr != "" || *spid != "" {
+			env.SenderMetadata = &apiclient.SenderMetadata{ServiceName: *service, CorrelationID: *corr, SenderProvidedMessageID: *spid}
+			if *spid != "" && *count > 1 {
+				env.SenderMetadata.SenderProvidedMessageID = *spid + "-" + strconv.Itoa(i+1)
+			}
+		}
+		return env
+	}
+	if *count > 1 || *batch > 0 {
+		return a.sendMany(ctx, *count, *batch, newEnv)
+	}
+	env := newEnv(0)
 	id, err := a.api().Send(ctx, env)
 	if err != nil {
 		return err
@@ -464,6 +487,66 @@ func cmdSend(ctx context.Context, a *app, args []string) error {
 		fmt.Fprintln(a.stdout, line)
 	}
 	if m.Status != apiclient.StatusDelivered {
+		return errReported
+	}
+	return nil
+}
+
+// sendMany submits count messages, one request each or in batches of batch, and
+// prints one line per message in order: its messageId, or "error CODE: message".
+func (a *app) sendMany(ctx context.Context, count, batch int, newEnv func(i int) *apiclient.Envelope) error {
+	results := make([]apiclient.BatchResult, 0, count)
+	api := a.api()
+	for start := 0; start < count; {
+		n := 1
+		if batch > 0 {
+			n = min(batch, count-start)
+		}
+		envs := make([]*apiclient.Envelope, n)
+		for i := range envs {
+			envs[i] = newEnv(start + i)
+		}
+		if batch > 0 {
+			res, err := api.SendBatch(ctx, envs)
+			if err != nil {
+				return err
+			}
+			results = append(results, res...)
+		} else {
+			id, err := api.Send(ctx, envs[0])
+			var apiErr *apiclient.Error
+			switch {
+			case err == nil:
+				results = append(results, apiclient.BatchResult{MessageID: id})
+			case errors.As(err, &apiErr):
+				results = append(results, apiclient.BatchResult{ErrorCode: apiErr.Code, Message: apiErr.Message})
+			default:
+				return err
+			}
+		}
+		start += n
+	}
+	failed := 0
+	for _, r := range results {
+		if r.ErrorCode != "" {
+			failed++
+		}
+	}
+	if a.g.json {
+		if err := a.printJSON(map[string]any{"results": results}); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range results {
+			if r.ErrorCode != "" {
+				fmt.Fprintf(a.stdout, "error %s: %s\n", r.ErrorCode, r.Message)
+			} else {
+				fmt.Fprintln(a.stdout, r.MessageID)
+			}
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(a.stderr, "%d of %d messages were refused\n", failed, len(results))
 		return errReported
 	}
 	return nil

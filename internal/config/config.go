@@ -33,6 +33,7 @@ type Ingest struct {
 	NATS
 	Addr            string  // INGEST_ADDR. Defaults to :8080.
 	MaxMessageBytes int     // MAX_MESSAGE_BYTES. Defaults to 262144.
+	MaxBatchBytes   int     // MAX_BATCH_BYTES: body limit of POST /v1/messages/batch (DESIGN §2). Defaults to 4194304.
 	APIKeys         string  // INGEST_API_KEYS plus the lines of INGEST_API_KEYS_FILE.
 	RateLimit       float64 // INGEST_RATE_LIMIT msgs/s per sender. Defaults to 0 = unlimited.
 	RateBurst       int     // INGEST_RATE_BURST. Defaults to 2×limit.
@@ -129,6 +130,7 @@ func LoadIngest(e *Env) (Ingest, error) {
 		NATS:            loadNATS(e),
 		Addr:            e.Addr("INGEST_ADDR", ":8080"),
 		MaxMessageBytes: e.Int("MAX_MESSAGE_BYTES", 262144, 64, 64<<20),
+		MaxBatchBytes:   e.Int("MAX_BATCH_BYTES", 4194304, 64, 256<<20),
 		APIKeys:         keys(e, "INGEST_API_KEYS"),
 		RateLimit:       e.Float("INGEST_RATE_LIMIT", 0, 0, 1e9),
 		PublishTimeout:  e.Duration("INGEST_PUBLISH_TIMEOUT", 5*time.Second, 10*time.Millisecond, 5*time.Minute),
@@ -210,6 +212,7 @@ func present(s string) string {
 func (c Ingest) LogAttrs() []slog.Attr {
 	return append(append(c.Common.LogAttrs(), c.NATS.logAttrs()...),
 		slog.String("ingest_addr", c.Addr), slog.Int("max_message_bytes", c.MaxMessageBytes),
+		slog.Int("max_batch_bytes", c.MaxBatchBytes),
 		slog.String("ingest_api_keys", present(c.APIKeys)), slog.Float64("ingest_rate_limit", c.RateLimit),
 		slog.Int("ingest_rate_burst", c.RateBurst))
 }

@@ -71,6 +71,17 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 	require.ErrorContains(t, err, "DELIVERY_BACKOFF_MAX")
 	_, err = config.LoadIngest(config.FromMap(map[string]string{"MAX_MESSAGE_BYTES": "-5"}))
 	require.ErrorContains(t, err, "MAX_MESSAGE_BYTES")
+	for _, v := range []string{"abc", "-1", "0", "1GiB", "4294967296"} {
+		_, err = config.LoadIngest(config.FromMap(map[string]string{"MAX_BATCH_BYTES": v}))
+		require.Error(t, err, v)
+		require.True(t, strings.HasPrefix(err.Error(), "MAX_BATCH_BYTES: "), err.Error())
+	}
+	c, err := config.LoadIngest(config.FromMap(nil))
+	require.NoError(t, err)
+	require.Equal(t, 4194304, c.MaxBatchBytes, "DESIGN §7 default")
+	c, err = config.LoadIngest(config.FromMap(map[string]string{"MAX_BATCH_BYTES": "1048576"}))
+	require.NoError(t, err)
+	require.Equal(t, 1048576, c.MaxBatchBytes)
 }
 
 func TestSecretsMasked(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,7 +38,9 @@ import (
 // Defaults of Config.
 const (
 	DefaultMaxMessageBytes = 262144
-	DefaultPublishTimeout  = 5 * time.Second
+	// DefaultMaxBatchBytes bounds a batch request's body (MAX_BATCH_BYTES, DESIGN §7).
+	DefaultMaxBatchBytes  = 4194304
+	DefaultPublishTimeout = 5 * time.Second
 	// DefaultMaxSenders bounds the rate limiters kept (one per key or client IP).
 	DefaultMaxSenders = 10_000
 	// retryAfterUnavailable is what a 503 asks clients to wait: JetStream blips
@@ -49,6 +52,9 @@ const (
 type Config struct {
 	// MaxMessageBytes bounds the request body. Defaults to 262144.
 	MaxMessageBytes int
+	// MaxBatchBytes bounds the body of POST /v1/messages/batch (DESIGN §2).
+	// Defaults to 4194304.
+	MaxBatchBytes int
 	// Keys are the accepted bearer keys; nil or empty leaves the API open.
 	Keys *auth.Keys
 	// RateLimit is messages per second per sender (per key; per client IP when no
@@ -80,6 +86,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, DefaultMaxMessageBytes)
+	c.MaxBatchBytes = cmp.Or(c.MaxBatchBytes, DefaultMaxBatchBytes)
 	c.PublishTimeout = cmp.Or(c.PublishTimeout, DefaultPublishTimeout)
 	c.RateBurst = cmp.Or(c.RateBurst, max(1, int(2*c.RateLimit)))
 	c.Version = cmp.Or(c.Version, "dev")
@@ -107,11 +114,13 @@ func (c Config) validate() error {
 		return errors.New("ingest: Config.NC is required")
 	case c.MaxMessageBytes < 0:
 		return errors.New("ingest: Config.MaxMessageBytes is negative")
+	case c.MaxBatchBytes < 0:
+		return errors.New("ingest: Config.MaxBatchBytes is negative")
 	}
 	return nil
 }
 
-// Handler is the ingest HTTP API: POST /v1/messages, health, metrics and the OpenAPI
+// Handler is the ingest HTTP API: POST /v1/messages, POST /v1/messages/batch, health, metrics and the OpenAPI
 // document, behind bearer-key auth for the message route.
 type Handler struct {
 	cfg      Config
@@ -122,6 +131,10 @@ type Handler struct {
 	routes   *http.ServeMux // same patterns as mux; only used to name the route of a request for metrics
 	root     http.Handler   // auth around mux
 	draining atomic.Bool
+	// async publishes the items of batches: asynchronous publishes on the same
+	// connection, each PubAck awaited at most PublishTimeout (so a lost ack never
+	// leaves a pending entry behind).
+	async jetstream.JetStream
 }
 
 // NewHandler builds the handler.
@@ -134,7 +147,13 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	async, err := jetstream.New(cfg.NC, jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
+		jetstream.WithPublishAsyncMaxPending(asyncMaxPending))
+	if err != nil {
+		return nil, fmt.Errorf("ingest: error creating the JetStream context for batches: %w", err)
+	}
 	h := &Handler{
+		async:   async,
 		cfg:     cfg,
 		log:     cfg.Logger,
 		tracer:  cfg.TracerProvider.Tracer("github.com/msgrouter/msgrouter/internal/ingest"),
@@ -143,6 +162,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		routes:  http.NewServeMux(),
 	}
 	h.handle(RouteMessages, http.HandlerFunc(h.postMessage))
+	h.handle(RouteBatch, http.HandlerFunc(h.postBatch))
 	httpapi.HealthRoutes(h.mux, cfg.Version,
 		httpapi.Check{Name: "ingest", Check: func(*http.Request) error {
 			if h.draining.Load() {

@@ -282,6 +282,15 @@ func TestInvalidRequests(t *testing.T) {
 		{"not UTF-8", "{\"aiAgentAddress\":\"a\xff\",\"payload\":{}}"},
 		{"not UTF-8 in the payload", "{\"aiAgentAddress\":\"a\",\"payload\":{\"k\":\"\xc3\x28\"}}"},
 		{"trailing garbage", `{"aiAgentAddress":"a","payload":{}} x`},
+		// DESIGN §2: nothing Postgres cannot store gets in (issue 8, item 1).
+		{"NUL in correlationId", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"correlationId":"a\u0000b"}}`},
+		{"NUL in serviceName", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"serviceName":"crm\u0000"}}`},
+		{"NUL in senderProvidedMessageId", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"senderProvidedMessageId":"\u0000"}}`},
+		{"NUL in orderingKey", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"orderingKey":"k\u0000"}}`},
+		{"not UTF-8 in metadata", "{\"aiAgentAddress\":\"a\",\"payload\":{},\"senderMetadata\":{\"correlationId\":\"\xe6\x97\"}}"},
+		{"expiresAt malformed", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"expiresAt":"tomorrow"}}`},
+		{"expiresAt without offset", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"expiresAt":"2099-01-01T00:00:00"}}`},
+		{"expiresAt already past", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"expiresAt":"2020-01-01T00:00:00Z"}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -290,7 +299,7 @@ func TestInvalidRequests(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		require.Empty(t, f.stored(), "nothing invalid is published")
-		require.Equal(t, 32.0, f.metric("msgrouter_ingest_rejected_total", "reason", "invalid"))
+		require.Equal(t, 40.0, f.metric("msgrouter_ingest_rejected_total", "reason", "invalid"))
 	})
 }
 

@@ -69,30 +69,11 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, httpapi.CodeInvalidRequest, "error reading the body: "+err.Error())
 		return
 	}
-	env, err := message.Parse(buf.Bytes())
-	if err != nil {
-		fail(http.StatusBadRequest, httpapi.CodeInvalidRequest, err.Error())
+	env, id, ref := h.prepare(buf.Bytes(), auth.CallerFrom(r.Context()), time.Now())
+	if ref != nil {
+		fail(ref.status, ref.code, ref.msg)
 		return
 	}
-
-	// A named key speaks for one service: it may not pose as another, and its name
-	// fills an absent serviceName before the id is derived, so idempotent retries
-	// from that key agree on the id whether or not they repeat the name.
-	if caller := auth.CallerFrom(r.Context()); caller.Named {
-		switch sn := env.ServiceName(); {
-		case sn == "":
-			if env.SenderMetadata == nil {
-				env.SenderMetadata = &message.SenderMetadata{}
-			}
-			env.SenderMetadata.ServiceName = caller.Name
-		case sn != caller.Name:
-			fail(http.StatusForbidden, httpapi.CodeForbidden, "senderMetadata.serviceName does not match the API key's name")
-			return
-		}
-	}
-
-	uid, _ := env.ID()
-	id := uid.String()
 	span.SetAttributes(attribute.String("messaging.message.id", id))
 
 	ack, err := h.publish(ctx, id, env)
@@ -128,13 +109,48 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
+// refusal is why one submitted message is refused: its HTTP status and the
+// contract's error body (DESIGN §2).
+type refusal struct {
+	status    int
+	code, msg string
+}
+
+// prepare validates one submitted message as caller sends it at now and returns
+// its envelope and messageId, or why it is refused. Shared by the single and the
+// batch route, so an item of a batch is judged exactly as a message on its own.
+// Every text field it accepts is storable in Postgres (message.Validate).
+func (h *Handler) prepare(body []byte, caller auth.Caller, now time.Time) (*message.Envelope, string, *refusal) {
+	env, err := message.Parse(body)
+	if err != nil {
+		return nil, "", &refusal{http.StatusBadRequest, httpapi.CodeInvalidRequest, err.Error()}
+	}
+	// DESIGN §2, §5a: a message that is already expired could never be delivered.
+	if t, ok := env.ExpiresAt(); ok && !t.After(now) {
+		return nil, "", &refusal{http.StatusBadRequest, httpapi.CodeInvalidRequest, "senderMetadata.expiresAt is already past"}
+	}
+	// A named key speaks for one service: it may not pose as another, and its name
+	// fills an absent serviceName before the id is derived, so idempotent retries
+	// from that key agree on the id whether or not they repeat the name.
+	if caller.Named {
+		switch sn := env.ServiceName(); {
+		case sn == "":
+			if env.SenderMetadata == nil {
+				env.SenderMetadata = &message.SenderMetadata{}
+			}
+			env.SenderMetadata.ServiceName = caller.Name
+		case sn != caller.Name:
+			return nil, "", &refusal{http.StatusForbidden, httpapi.CodeForbidden, "senderMetadata.serviceName does not match the API key's name"}
+		}
+	}
+	uid, _ := env.ID()
+	return env, uid.String(), nil
+}
+
 // publish stores the envelope and waits for the PubAck. The span of ctx travels in
 // traceparent/tracestate, so the router's spans join the submitter's trace.
 func (h *Handler) publish(ctx context.Context, id string, env *message.Envelope) (*jetstream.PubAck, error) {
-	msg := &nats.Msg{Subject: stream.Subject, Data: env.Marshal(), Header: make(nats.Header, 3)}
-	msg.Header[jetstream.MsgIDHeader] = []string{id}
-	telemetry.InjectNATS(ctx, msg.Header)
-
+	msg := newMsg(ctx, id, env)
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
@@ -143,6 +159,16 @@ func (h *Handler) publish(ctx context.Context, id string, env *message.Envelope)
 	ack, err := h.cfg.JS.PublishMsg(ctx, msg, jetstream.WithExpectStream(stream.Name))
 	h.metrics.publish.Observe(time.Since(start).Seconds())
 	return ack, err
+}
+
+// newMsg is the stream message of an accepted envelope: under Nats-Msg-Id =
+// messageId (JetStream dedupes a retried submission), with the span of ctx in
+// traceparent/tracestate so the router's spans join the submitter's trace.
+func newMsg(ctx context.Context, id string, env *message.Envelope) *nats.Msg {
+	msg := &nats.Msg{Subject: stream.Subject, Data: env.Marshal(), Header: make(nats.Header, 3)}
+	msg.Header[jetstream.MsgIDHeader] = []string{id}
+	telemetry.InjectNATS(ctx, msg.Header)
+	return msg
 }
 
 // isJSON accepts application/json and application/*+json with any parameters, and a

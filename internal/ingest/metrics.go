@@ -69,7 +69,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"sender"}),
 		rejected: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "msgrouter_ingest_rejected_total",
-			Help: "Submissions to POST /v1/messages refused, by reason.",
+			Help: "Messages refused, by reason: submissions to POST /v1/messages, and each refused item of POST /v1/messages/batch.",
 		}, []string{"reason"}),
 	}
 	for _, reason := range reasonByStatus {

@@ -104,6 +104,7 @@ func Run(ctx context.Context, cfg config.Ingest, log *slog.Logger, reg *promethe
 
 	h, err := NewHandler(Config{
 		MaxMessageBytes: cfg.MaxMessageBytes,
+		MaxBatchBytes:   cfg.MaxBatchBytes,
 		Keys:            keys,
 		RateLimit:       cfg.RateLimit,
 		RateBurst:       cfg.RateBurst,

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -149,7 +150,9 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
-// Validate checks the fields against the contract.
+// Validate checks the fields against the contract (DESIGN §2). Every text field it
+// accepts is storable in Postgres (valid UTF-8, no U+0000; internal/pgtext); the
+// payload is kept as raw bytes (bytea), so U+0000 escaped inside it is fine.
 func (e *Envelope) Validate() error {
 	if err := ValidateAddress(e.AIAgentAddress); err != nil {
 		return err
@@ -174,6 +177,11 @@ func (e *Envelope) Validate() error {
 			}
 			if !utf8.ValidString(f.v) {
 				return invalid("%s is not valid UTF-8", f.name)
+			}
+			if strings.IndexByte(f.v, 0) >= 0 {
+				// Postgres cannot store U+0000 in text: refused here rather than
+				// failing the router's batch statement (DESIGN §2).
+				return invalid("%s contains U+0000, which cannot be stored", f.name)
 			}
 		}
 		if m.ExpiresAt != "" {

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/message"
+	"github.com/msgrouter/msgrouter/internal/pgtext"
 )
 
 func TestParseValid(t *testing.T) {
@@ -77,6 +78,11 @@ func TestParseInvalid(t *testing.T) {
 		{"serviceName number", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"serviceName":1}}`, "senderMetadata.serviceName must be a string"},
 		{"long serviceName", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"serviceName":"` + long + `"}}`, "senderMetadata.serviceName is longer than 256 bytes"},
 		{"long correlationId", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"correlationId":"` + long + `"}}`, "senderMetadata.correlationId is longer"},
+		{"NUL in correlationId", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"correlationId":"a\u0000b"}}`, "senderMetadata.correlationId contains U+0000"},
+		{"NUL in serviceName", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"serviceName":"\u0000"}}`, "senderMetadata.serviceName contains U+0000"},
+		{"NUL in senderProvidedMessageId", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"senderProvidedMessageId":"x\u0000"}}`, "senderMetadata.senderProvidedMessageId contains U+0000"},
+		{"NUL in orderingKey", `{"aiAgentAddress":"a","payload":{},"senderMetadata":{"orderingKey":"\u0000k"}}`, "senderMetadata.orderingKey contains U+0000"},
+		{"NUL in address", `{"aiAgentAddress":"a\u0000","payload":{}}`, "control character"},
 		{"not UTF-8", "{\"aiAgentAddress\":\"\xff\",\"payload\":{}}", "not valid UTF-8"},
 		{"surrogate bytes in an unknown field", "{\"aiAgentAddress\":\"a\",\"payload\":{},\"x\":\"\xed\xa0\x80\"}", "not valid UTF-8"},
 	} {
@@ -189,9 +195,12 @@ func FuzzParse(f *testing.F) {
 		if p := bytes.TrimSpace(env.Payload); len(p) == 0 || p[0] != '{' || !json.Valid(p) {
 			t.Fatalf("accepted payload %q", env.Payload)
 		}
-		for _, v := range []string{env.ServiceName(), env.CorrelationID(), env.SenderProvidedMessageID()} {
+		for _, v := range []string{a, env.ServiceName(), env.CorrelationID(), env.SenderProvidedMessageID(), env.OrderingKey()} {
 			if len(v) > message.MaxMetadataBytes {
 				t.Fatalf("accepted metadata of %d bytes", len(v))
+			}
+			if !pgtext.Valid(v) {
+				t.Fatalf("accepted %q, which Postgres cannot store", v)
 			}
 		}
 

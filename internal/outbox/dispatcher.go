@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -581,18 +582,24 @@ func (d *Dispatcher) write(batch []done) {
 			deadline = b.job.deadline
 		}
 	}
-	var final map[uuid.UUID]string
-	var err error
+	// Complete splits a batch that fails for a data reason itself (one bad row
+	// never fails the others), so what comes back here is transient. It may have
+	// committed part of the batch before failing; applying a result twice is
+	// harmless, and the statuses of each try are kept.
+	final := make(map[uuid.UUID]string, len(results))
 	for try := 0; ; try++ {
 		// Results must be written even while stopping: use a context of our own.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		final, err = d.cfg.Store.Complete(ctx, results, d.cfg.MaxAttempts)
+		got, err := d.cfg.Store.Complete(ctx, results, d.cfg.MaxAttempts)
 		cancel()
+		maps.Copy(final, got)
 		if err == nil {
 			break
 		}
 		wait := min(100*time.Millisecond<<min(try, 4), 2*time.Second)
 		if time.Now().Add(wait).After(deadline) {
+			d.log.Warn("giving up recording delivery results: their rows are claimed again once the lease expires",
+				slog.Int("results", len(results)), slog.Int("tries", try+1), slog.Any("error", err))
 			break
 		}
 		d.log.Warn("error recording delivery results, retrying", slog.Int("results", len(results)), slog.Int("try", try+1), slog.Any("error", err))

@@ -11,13 +11,18 @@ package outbox
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/msgrouter/msgrouter/internal/pgtext"
 )
 
 // Statuses of the contract.
@@ -130,6 +135,41 @@ func (s *Store) Takeover(ctx context.Context, recs []Record, token uuid.UUID, le
 		return nil, time.Time{}, fmt.Errorf("error taking messages over: %w", err)
 	}
 	return inserted, leaseUntil, nil
+}
+
+const conflictsSQL = `
+SELECT i.id FROM unnest($1::uuid[], $2::text[], $3::bytea[]) AS i(id, addr, digest)
+JOIN messages m ON m.message_id = i.id
+WHERE m.ai_agent_address <> i.addr OR m.payload IS NULL OR sha256(m.payload) <> i.digest`
+
+// Conflicts returns the ids of recs whose stored message has another address or
+// payload: a sender reusing an idempotency key for a different message (DESIGN §2:
+// the first submission wins; the later one is counted and logged). recs are
+// messages the takeover found already known; only parsed ones (Payload != nil)
+// are compared.
+func (s *Store) Conflicts(ctx context.Context, recs []Record) ([]uuid.UUID, error) {
+	var ids []uuid.UUID
+	var addrs []string
+	var digests [][]byte
+	for _, r := range recs {
+		if r.Payload == nil {
+			continue
+		}
+		d := sha256.Sum256(r.Payload)
+		ids, addrs, digests = append(ids, r.ID), append(addrs, r.Address), append(digests, d[:])
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, conflictsSQL, ids, addrs, digests)
+	if err != nil {
+		return nil, fmt.Errorf("error comparing known messages: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("error comparing known messages: %w", err)
+	}
+	return out, nil
 }
 
 // Claimed is an outbox row held by a claim.
@@ -294,7 +334,48 @@ RETURNING message_id`
 // its claim still holds the row; stale ones (the lease expired and another claim took
 // the row) are ignored, which is what makes a slow or dead dispatcher harmless.
 // It returns the final statuses of the rows it changed (PENDING for retries).
+//
+// One bad row cannot fail the batch (DESIGN §2, issue 8): error texts are made
+// storable first (truncate), and should the batch still fail for a data reason
+// (IsDataError), it is split in halves until the good results are written; a single
+// result that still fails is written once more with its error text replaced, and if
+// even that fails it is left out (absent from the returned map: its lease expires
+// and the row is claimed again). Any other error (Postgres unreachable, a timeout)
+// is returned as is, with the statuses of the parts already committed; applying a
+// result twice is harmless, so the caller may retry the whole batch.
 func (s *Store) Complete(ctx context.Context, results []Result, maxAttempts int) (map[uuid.UUID]string, error) {
+	final := make(map[uuid.UUID]string, len(results))
+	err := s.completeSplit(ctx, results, maxAttempts, final)
+	return final, err
+}
+
+// unstorableError is what a result's error text becomes when the row still fails
+// with its own text made storable.
+const unstorableError = "(the error text of this attempt could not be stored)"
+
+func (s *Store) completeSplit(ctx context.Context, results []Result, maxAttempts int, final map[uuid.UUID]string) error {
+	err := s.completeOnce(ctx, results, maxAttempts, final)
+	if err == nil || !IsDataError(err) || len(results) == 0 {
+		return err
+	}
+	if len(results) > 1 {
+		half := len(results) / 2
+		if err := s.completeSplit(ctx, results[:half], maxAttempts, final); err != nil {
+			return err
+		}
+		return s.completeSplit(ctx, results[half:], maxAttempts, final)
+	}
+	r := results[0]
+	if r.Error == unstorableError {
+		return nil // left out: see Complete
+	}
+	r.Error = unstorableError
+	return s.completeSplit(ctx, []Result{r}, maxAttempts, final)
+}
+
+// completeOnce writes results in one transaction and adds their final statuses to
+// final only once it committed.
+func (s *Store) completeOnce(ctx context.Context, results []Result, maxAttempts int, final map[uuid.UUID]string) error {
 	var (
 		dl delivered
 		fl failed
@@ -321,15 +402,15 @@ func (s *Store) Complete(ctx context.Context, results []Result, maxAttempts int)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
-	final := make(map[uuid.UUID]string, len(results))
+	got := make(map[uuid.UUID]string, len(results))
 	if len(dl.ids) > 0 {
 		b.Queue(deliveredSQL, dl.ids, dl.tokens, dl.at, dl.dur).Query(func(rows pgx.Rows) error {
-			return collect(rows, final, StatusDelivered)
+			return collect(rows, got, StatusDelivered)
 		})
 	}
 	if len(fl.ids) > 0 {
 		b.Queue(failedSQL, fl.ids, fl.tokens, fl.at, fl.dur, fl.delay, fl.reason, fl.err, maxAttempts).Query(func(rows pgx.Rows) error {
-			return collect(rows, final, "")
+			return collect(rows, got, "")
 		})
 	}
 	if len(wt.ids) > 0 {
@@ -337,19 +418,34 @@ func (s *Store) Complete(ctx context.Context, results []Result, maxAttempts int)
 	}
 	if len(rj.ids) > 0 {
 		b.Queue(rejectedSQL, rj.ids, rj.tokens, rj.reason, rj.err).Query(func(rows pgx.Rows) error {
-			return collect(rows, final, StatusRejected)
+			return collect(rows, got, StatusRejected)
 		})
 	}
 	if b.Len() == 2 {
-		return final, nil
+		return nil
 	}
 	b.Queue("COMMIT")
 	// A failed statement aborts the transaction; pgxpool discards a connection
 	// returned mid-transaction, so nothing leaks into the next use.
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, fmt.Errorf("error recording delivery results: %w", err)
+		return fmt.Errorf("error recording delivery results: %w", err)
 	}
-	return final, nil
+	maps.Copy(final, got)
+	return nil
+}
+
+// IsDataError reports whether err is Postgres refusing the data of a statement
+// rather than failing to run it: SQLSTATE class 22 (data exception: U+0000 or
+// invalid UTF-8 in text, a value out of range) or 23 (integrity constraint
+// violation). Retrying the same statement fails again; splitting the batch lets
+// the other rows through. Connection and timeout errors are not data errors.
+func IsDataError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	class := pgErr.SQLState()[:2]
+	return class == "22" || class == "23"
 }
 
 func collect(rows pgx.Rows, into map[uuid.UUID]string, status string) error {
@@ -430,14 +526,14 @@ func ms32(d time.Duration) int32 {
 	return int32(ms)
 }
 
-// truncate keeps stored error texts small.
-func truncate(s string) string {
-	const max = 1000
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
-}
+// maxErrorBytes bounds a stored error text (before the ellipsis).
+const maxErrorBytes = 1000
+
+// truncate makes an error text storable and small: outside text (an inbox's error
+// body or headers, a NATS error, a CAMS answer) may hold U+0000 or invalid UTF-8,
+// and a cut at a byte limit may split a multi-byte character, any of which would
+// fail the batched statement carrying it (DESIGN §2). Cut at a rune boundary.
+func truncate(s string) string { return pgtext.Clean(s, maxErrorBytes) }
 
 const setRouteSQL = `
 WITH held AS (

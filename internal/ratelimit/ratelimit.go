@@ -82,20 +82,37 @@ func (k *Keyed) Unlimited() bool { return k == nil || k.limit <= 0 }
 // Reserve takes one event for key. When the bucket is empty it takes nothing and
 // returns ok=false with how long until an event would be allowed (> 0).
 func (k *Keyed) Reserve(key string) (ok bool, retryAfter time.Duration) {
-	if k.Unlimited() {
+	return k.ReserveN(key, 1)
+}
+
+// ReserveN takes n events for key at once (a batch of n messages counts n, DESIGN
+// §2). When the bucket cannot pay min(n, burst) now it takes nothing and returns
+// ok=false with how long until it could. A batch larger than the burst is allowed
+// from a full bucket and leaves the rest as debt, which later events wait out, so
+// over time the key still gets no more than burst + rate×t events.
+func (k *Keyed) ReserveN(key string, n int) (ok bool, retryAfter time.Duration) {
+	if k.Unlimited() || n <= 0 {
 		return true, 0
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	now := k.now()
 	e := k.get(key, now)
-	res := e.lim.ReserveN(now, 1)
-	if !res.OK() { // cannot happen with burst >= 1; be safe
+	first := min(n, k.burst)
+	res := e.lim.ReserveN(now, first)
+	if !res.OK() { // cannot happen with first <= burst; be safe
 		return false, k.refill
 	}
 	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now) // give the token back: a refused event costs nothing
+		res.CancelAt(now) // give the tokens back: a refused batch costs nothing
 		return false, d
+	}
+	if debt := n - first; debt > 0 {
+		for rest := debt; rest > 0; rest -= min(rest, k.burst) {
+			e.lim.ReserveN(now, min(rest, k.burst)) // accepted: paid back by waiting
+		}
+		// Not forgettable before the debt is paid and the bucket full again.
+		e.last = now.Add(time.Duration(float64(debt) / float64(k.limit) * float64(time.Second)))
 	}
 	return true, 0
 }

@@ -175,3 +175,29 @@ func BenchmarkReserve(b *testing.B) {
 		})
 	})
 }
+
+// A batch of n counts n (DESIGN §2): it is refused whole when the bucket cannot pay
+// it, and one larger than the burst leaves debt that later events wait out.
+func TestReserveN(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	l := ratelimit.New(10, 20, 10, ratelimit.WithClock(c.Now)) // 10/s, burst 20
+
+	ok, _ := l.ReserveN("a", 15)
+	require.True(t, ok)
+	ok, after := l.ReserveN("a", 10)
+	require.False(t, ok, "5 tokens left, 10 asked")
+	require.Equal(t, 500*time.Millisecond, after)
+	ok, _ = l.ReserveN("a", 5)
+	require.True(t, ok, "a refused batch took nothing")
+
+	c.Advance(2 * time.Second) // full again
+	ok, _ = l.ReserveN("a", 50)
+	require.True(t, ok, "a batch over the burst passes from a full bucket")
+	ok, after = l.Reserve("a")
+	require.False(t, ok)
+	require.Equal(t, 3100*time.Millisecond, after, "30 tokens of debt plus one at 10/s")
+	c.Advance(3100 * time.Millisecond)
+	ok, _ = l.Reserve("a")
+	require.True(t, ok, "the debt is paid")
+}

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 	"github.com/msgrouter/msgrouter/internal/outbox"
+	"github.com/msgrouter/msgrouter/internal/pgtext"
 )
 
 // admin serves the message status and replay API (DESIGN §6).
@@ -50,7 +54,37 @@ func (a *admin) get(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		httpapi.WriteError(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "cannot read the message store: "+err.Error())
 	default:
+		maskView(&v)
 		httpapi.WriteJSON(w, http.StatusOK, v)
+	}
+}
+
+// maskView removes the userinfo of an HTTP inbox URL from a view: the destination
+// name, and the error texts that may quote the URL (Go's HTTP client keeps the
+// user name and replaces the password by "***"). DESIGN §6: credentials never leave
+// the router.
+func maskView(v *outbox.View) {
+	if v.Destination == nil || v.Destination.Type != cams.TypeHTTPEndpoint {
+		return
+	}
+	u, err := url.Parse(v.Destination.Name)
+	if err != nil || u.User == nil {
+		return
+	}
+	secrets := []string{u.User.String() + "@", u.User.Username() + ":***@"}
+	u.User = nil
+	v.Destination.Name = u.String()
+	scrub := func(s *string) {
+		if s == nil {
+			return
+		}
+		for _, sec := range secrets {
+			*s = strings.ReplaceAll(*s, sec, "")
+		}
+	}
+	scrub(v.LastError)
+	for i := range v.History {
+		scrub(v.History[i].Error)
 	}
 }
 
@@ -61,6 +95,9 @@ var statuses = map[string]bool{
 func (a *admin) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := outbox.Filter{Status: q.Get("status"), Address: q.Get("aiAgentAddress"), Cursor: q.Get("cursor"), Limit: 100}
+	if !storable(w, "aiAgentAddress", f.Address) || !storable(w, "cursor", f.Cursor) {
+		return
+	}
 	if f.Status != "" && !statuses[f.Status] {
 		httpapi.WriteError(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, "status must be one of PENDING, DELIVERED, REJECTED, DEAD_LETTERED")
 		return
@@ -84,6 +121,9 @@ func (a *admin) list(w http.ResponseWriter, r *http.Request) {
 	}
 	if items == nil {
 		items = []outbox.View{}
+	}
+	for i := range items {
+		maskView(&items[i])
 	}
 	var cursor *string
 	if next != "" {
@@ -111,6 +151,16 @@ func (a *admin) replay(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// storable refuses a filter value Postgres cannot compare (U+0000, invalid UTF-8:
+// the query would fail, DESIGN §2) with a 400 rather than a 503.
+func storable(w http.ResponseWriter, name, v string) bool {
+	if pgtext.Valid(v) {
+		return true
+	}
+	httpapi.WriteError(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, name+" must be valid UTF-8 without U+0000")
+	return false
+}
+
 type replayRequest struct {
 	Status         string  `json:"status"`
 	AIAgentAddress string  `json:"aiAgentAddress"`
@@ -133,6 +183,9 @@ func (a *admin) replayMatching(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := outbox.Filter{Status: req.Status, Address: req.AIAgentAddress, Reason: req.Reason}
+	if !storable(w, "aiAgentAddress", f.Address) || !storable(w, "reason", f.Reason) {
+		return
+	}
 	if req.Since != nil && *req.Since != "" {
 		t, err := time.Parse(time.RFC3339Nano, *req.Since)
 		if err != nil {

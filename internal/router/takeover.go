@@ -5,10 +5,12 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +28,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/consumer"
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/outbox"
+	"github.com/msgrouter/msgrouter/internal/pgtext"
 	"github.com/msgrouter/msgrouter/internal/routing"
 	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
@@ -91,6 +94,10 @@ type item struct {
 	routed  bool
 	secrets []string
 	skip    bool // not taken over in this batch (CAMS unavailable)
+	raw     []byte
+	// dupOf is 1 + the index of an earlier item of the batch with the same
+	// messageId (0: none). The copy is not written: it shares the first's fate.
+	dupOf int
 }
 
 // nakDelay spaces the redeliveries of a message CAMS could not route: 250ms,
@@ -116,6 +123,7 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		}
 	}()
 	addrs := map[string]*lookupResult{}
+	seen := make(map[uuid.UUID]int, len(msgs))
 	for i, msg := range msgs {
 		it := &items[i]
 		meta, err := msg.Metadata()
@@ -127,6 +135,18 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		env, perr := message.Parse(msg.Data())
 		id := message.DirectID(msg.Headers().Get("Nats-Msg-Id"), env, t.streamName(meta.Stream), meta.Sequence.Stream)
 		it.rec = outbox.Record{ID: id, AcceptedAt: meta.Timestamp}
+		it.raw = msg.Data()
+		if first, ok := seen[id]; ok {
+			// The same messageId twice in one batch (a direct producer sending
+			// the same senderProvidedMessageId twice without Nats-Msg-Id): only
+			// the first copy is written and delivered (issue 8, item 2).
+			it.dupOf, it.skip = first+1, true
+			if env != nil {
+				it.rec.Address, it.rec.Payload = env.AIAgentAddress, env.Payload
+			}
+			continue
+		}
+		seen[id] = i
 		if h := msg.Headers(); h.Get("traceparent") != "" || h.Get("Traceparent") != "" {
 			// The routing span continues the producer's trace; the delivery span
 			// will be its child, so one trace runs ingest → route → deliver.
@@ -136,7 +156,7 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		}
 		it.verdict = consumer.Action{Verdict: consumer.Ack}
 		if perr != nil {
-			it.rec.Status, it.rec.Reason, it.rec.LastError = outbox.StatusRejected, routing.ReasonInvalidMessage, perr.Error()
+			it.rec.Status, it.rec.Reason, it.rec.LastError = outbox.StatusRejected, routing.ReasonInvalidMessage, pgtext.Clean(perr.Error(), maxDetailBytes)
 			it.rec.Raw = append([]byte(nil), msg.Data()...)
 			it.rec.Address = invalidAddress(msg.Data())
 			// Recorded and terminated: a poison message is never redelivered.
@@ -155,11 +175,12 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 	// races with the breaker opening under another batch.)
 	t.lookupAll(ctx, addrs)
 	var recs []outbox.Record
+	var raws [][]byte
 	for i := range items {
 		it := &items[i]
 		if it.skip || it.rec.Status == outbox.StatusRejected {
 			if !it.skip {
-				recs = append(recs, it.rec)
+				recs, raws = append(recs, it.rec), append(raws, it.raw)
 			}
 			continue
 		}
@@ -174,39 +195,49 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			continue
 		}
 		if lr.dec.Rejected() {
-			it.rec.Status, it.rec.Reason, it.rec.LastError = outbox.StatusRejected, lr.dec.Reason, lr.dec.Detail
+			// The detail may quote the CAMS answer: made storable.
+			it.rec.Status, it.rec.Reason, it.rec.LastError = outbox.StatusRejected, lr.dec.Reason, pgtext.Clean(lr.dec.Detail, maxDetailBytes)
 		} else {
 			it.rec.Status, it.rec.DestType, it.rec.DestName = outbox.StatusPending, lr.dec.DestType, lr.dec.DestName
 			it.routed, it.secrets = true, lr.dec.SigningSecrets
 			it.rec.AgentSecrets = len(lr.dec.SigningSecrets) > 0
 		}
-		recs = append(recs, it.rec)
+		recs, raws = append(recs, it.rec), append(raws, it.raw)
 	}
 	if len(recs) == 0 {
-		return verdicts(items)
+		return t.verdicts(ctx, items)
 	}
 
 	token := uuid.New()
 	takenAt := time.Now()
-	inserted, _, err := t.store.Takeover(ctx, recs, token, t.dispatcher.Lease())
+	inserted, written, err := t.write(ctx, recs, raws, token)
 	if err != nil {
-		// Nothing committed: hand everything back, including poison messages
-		// (they are recorded once Postgres answers).
-		t.log.WarnContext(ctx, "error taking a batch over; it will be redelivered", slog.Int("messages", len(msgs)), slog.Any("error", err))
-		out := make([]consumer.Action, len(msgs))
-		for i := range out {
-			out[i] = consumer.Action{Verdict: consumer.Nak, Delay: 2 * time.Second}
-		}
-		return out
+		// Not committed: handed back. (Poison messages too: they are recorded
+		// once Postgres answers.)
+		t.log.WarnContext(ctx, "error taking messages over; they will be redelivered", slog.Int("messages", len(recs)-countTrue(written)), slog.Any("error", err))
 	}
+	var known []outbox.Record
 	var jobs []*outbox.Job
+	k := 0
 	for i := range items {
 		it := &items[i]
 		if it.skip {
 			continue
 		}
+		rec, ok := recs[k], written[k]
+		k++
+		if !ok {
+			it.verdict = consumer.Action{Verdict: consumer.Nak, Delay: 2 * time.Second}
+			continue
+		}
+		if rec.Reason != it.rec.Reason {
+			// Postgres refused a field of it: recorded as INVALID_MESSAGE instead.
+			it.routed, it.verdict = false, consumer.Action{Verdict: consumer.Term}
+		}
+		it.rec = rec
 		if !inserted[it.rec.ID] {
 			t.m.duplicates.Inc()
+			known = append(known, it.rec)
 			continue
 		}
 		t.m.takenOver.Inc()
@@ -223,13 +254,128 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		}, takenAt, it.secrets, true))
 	}
 	t.dispatcher.Handoff(jobs...)
-	return verdicts(items)
+	t.checkConflicts(ctx, known)
+	return t.verdicts(ctx, items)
 }
 
-func verdicts(items []item) []consumer.Action {
+// maxDetailBytes bounds a rejection detail stored with a message.
+const maxDetailBytes = 1000
+
+// write takes recs over in one statement. Should Postgres refuse the statement for
+// a data reason (a field it cannot store: DESIGN §2 says none gets this far, this
+// is the safety net), the batch is split in halves until the good records are
+// written, and a record refused on its own is written instead as
+// REJECTED/INVALID_MESSAGE with its raw bytes, so one bad row never holds the
+// others back and still ends visible (issue 8, item 1). written[i] reports whether
+// recs[i] is committed (new or already known; recs[i] is replaced by what was
+// written). A transient error (Postgres unreachable) stops at once and is
+// returned; the records not written go back to the stream.
+func (t *Takeover) write(ctx context.Context, recs []outbox.Record, raws [][]byte, token uuid.UUID) (map[uuid.UUID]bool, []bool, error) {
+	inserted := make(map[uuid.UUID]bool, len(recs))
+	written := make([]bool, len(recs))
+	bared := map[int]bool{}
+	var split func(lo, hi int) error
+	split = func(lo, hi int) error {
+		ins, _, err := t.store.Takeover(ctx, recs[lo:hi], token, t.dispatcher.Lease())
+		if err == nil {
+			maps.Copy(inserted, ins)
+			for i := lo; i < hi; i++ {
+				written[i] = true
+			}
+			return nil
+		}
+		if !outbox.IsDataError(err) {
+			return err
+		}
+		if hi-lo > 1 {
+			mid := (lo + hi) / 2
+			if err := split(lo, mid); err != nil {
+				return err
+			}
+			return split(mid, hi)
+		}
+		if bared[lo] {
+			// Already the bare record, and still refused: nothing more to strip.
+			t.log.ErrorContext(ctx, "Postgres refuses even the bare record of a message; it stays in the stream",
+				slog.String("message_id", recs[lo].ID.String()), slog.Any("error", err))
+			return nil
+		}
+		t.log.WarnContext(ctx, "Postgres refused a field of a message; it is recorded as INVALID_MESSAGE",
+			slog.String("message_id", recs[lo].ID.String()), slog.Any("error", err))
+		recs[lo], bared[lo] = bareRecord(recs[lo], raws[lo], err), true
+		return split(lo, hi)
+	}
+	err := split(0, len(recs))
+	return inserted, written, err
+}
+
+// bareRecord is what is kept of a message Postgres refused: its id, time, raw bytes
+// (the stream message as received, for inspection) and a storable address and
+// reason; nothing else that came from outside.
+func bareRecord(r outbox.Record, raw []byte, cause error) outbox.Record {
+	return outbox.Record{
+		ID: r.ID, AcceptedAt: r.AcceptedAt, Status: outbox.StatusRejected, Reason: routing.ReasonInvalidMessage,
+		Address:   pgtext.Clean(r.Address, message.MaxAddressBytes),
+		LastError: pgtext.Clean("a field of this message cannot be stored: "+cause.Error(), maxDetailBytes),
+		Raw:       append([]byte(nil), raw...),
+	}
+}
+
+// checkConflicts counts and logs known messages submitted again with another
+// address or payload under the same messageId (an idempotency key reused for a
+// different message; DESIGN §2). It only observes: the first submission won.
+func (t *Takeover) checkConflicts(ctx context.Context, known []outbox.Record) {
+	if len(known) == 0 {
+		return
+	}
+	ids, err := t.store.Conflicts(ctx, known)
+	if err != nil {
+		t.log.DebugContext(ctx, "could not compare known messages for idempotency conflicts", slog.Any("error", err))
+		return
+	}
+	for _, id := range ids {
+		t.conflict(ctx, id, "the stored message")
+	}
+}
+
+func (t *Takeover) conflict(ctx context.Context, id uuid.UUID, with string) {
+	t.m.conflicts.Inc()
+	t.log.WarnContext(ctx, "idempotency key reused for a different message: the first submission wins, this one is dropped",
+		slog.String("message_id", id.String()), slog.String("differs_from", with))
+}
+
+func countTrue(b []bool) int {
+	n := 0
+	for _, v := range b {
+		if v {
+			n++
+		}
+	}
+	return n
+}
+
+// verdicts returns one Action per item; a copy of an earlier item of the batch gets
+// the first's verdict (Nak'd together, acked together), and is counted as a
+// duplicate, and as an idempotency conflict when its address or payload differ.
+func (t *Takeover) verdicts(ctx context.Context, items []item) []consumer.Action {
 	out := make([]consumer.Action, len(items))
 	for i := range items {
-		out[i] = items[i].verdict
+		it := &items[i]
+		out[i] = it.verdict
+		if it.dupOf == 0 {
+			continue
+		}
+		first := &items[it.dupOf-1]
+		out[i] = first.verdict
+		if first.verdict.Verdict == consumer.Term {
+			out[i] = consumer.Action{Verdict: consumer.Ack}
+		}
+		if first.verdict.Verdict != consumer.Nak {
+			t.m.duplicates.Inc()
+			if first.rec.Payload != nil && (it.rec.Address != first.rec.Address || !bytes.Equal(it.rec.Payload, first.rec.Payload)) {
+				t.conflict(ctx, it.rec.ID, "an earlier copy in the same batch")
+			}
+		}
 	}
 	return out
 }
@@ -271,7 +417,9 @@ func invalidAddress(data []byte) string {
 	}
 	if err := json.Unmarshal(data, &probe); err == nil {
 		if s, ok := probe.AIAgentAddress.(string); ok && len(s) <= message.MaxAddressBytes {
-			return s
+			// Kept for inspection, made storable: the address may be why the
+			// message is invalid (U+0000, a control character).
+			return pgtext.Clean(s, message.MaxAddressBytes)
 		}
 	}
 	return ""
@@ -282,6 +430,7 @@ type takeoverMetrics struct {
 	duplicates prometheus.Counter
 	deferred   prometheus.Counter
 	rejected   *prometheus.CounterVec
+	conflicts  prometheus.Counter
 	lag        prometheus.Histogram
 }
 
@@ -304,6 +453,10 @@ func newTakeoverMetrics(reg prometheus.Registerer) *takeoverMetrics {
 			Name: "msgrouter_router_messages_rejected_total",
 			Help: "Messages rejected at routing, by reason.",
 		}, []string{"reason"}),
+		conflicts: f.NewCounter(prometheus.CounterOpts{
+			Name: "msgrouter_idempotency_conflicts_total",
+			Help: "Messages whose messageId (an idempotency key) was already used by a message with another aiAgentAddress or payload; the first one wins (DESIGN §2).",
+		}),
 		lag: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "msgrouter_router_takeover_lag_seconds",
 			Help:    "Time from acceptance (JetStream storage) to the takeover commit.",

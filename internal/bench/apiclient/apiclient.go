@@ -127,6 +127,36 @@ func (c *Client) SendRaw(ctx context.Context, body []byte) (string, error) {
 	return out.MessageID, nil
 }
 
+// BatchResult is one item's outcome in a batch (DESIGN §2): MessageID once it was
+// accepted, or the single-message error code and text.
+type BatchResult struct {
+	MessageID string `json:"messageId,omitempty"`
+	ErrorCode string `json:"errorCode,omitempty"`
+	Message   string `json:"message,omitempty"`
+}
+
+// SendBatch submits envs (1 to 1000) in one POST /v1/messages/batch and returns one
+// result per envelope, in order. An error means the request as a whole was refused
+// (an *Error with its status) or not answered; items fail one by one in the results.
+func (c *Client) SendBatch(ctx context.Context, envs []*Envelope) ([]BatchResult, error) {
+	body, err := json.Marshal(struct {
+		Messages []*Envelope `json:"messages"`
+	}{envs})
+	if err != nil {
+		return nil, fmt.Errorf("error encoding the batch: %w", err)
+	}
+	var out struct {
+		Results []BatchResult `json:"results"`
+	}
+	if err := c.do(ctx, http.MethodPost, c.IngestURL+"/v1/messages/batch", body, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Results) != len(envs) {
+		return nil, fmt.Errorf("the batch answer has %d results for %d messages", len(out.Results), len(envs))
+	}
+	return out.Results, nil
+}
+
 // --- router admin API ---
 
 // Destination is where a message goes.
