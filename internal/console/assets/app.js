@@ -60,7 +60,11 @@ function describe(err) {
   return 'Something went wrong in the console: ' + (err && err.message ? err.message : String(err));
 }
 
+// say shows a confirmation that outlives the navigation the action causes, and
+// is cleared by the one after.
+let noticeGen = 0;
 function say(text) {
+  noticeGen = generation;
   notice.textContent = text;
   clearTimeout(say.timer);
   say.timer = setTimeout(() => { notice.textContent = ''; }, 8000);
@@ -170,6 +174,7 @@ function go(hash) {
 
 async function render() {
   generation++;
+  if (noticeGen < generation - 1) notice.textContent = '';
   timers.forEach(clearInterval);
   timers = [];
   forgetKey.hidden = !sessionStorage.getItem(KEY_STORAGE);
