@@ -33,7 +33,7 @@ function h(tag, attrs, ...children) {
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   for (const c of children.flat(Infinity)) {
-    if (c === null || c === undefined || c === false) continue;
+    if (c === null || c === undefined || c === false || c === '') continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return el;
@@ -47,8 +47,15 @@ const fmtTime = (t) => {
 };
 const fmtCount = (n, limit) => (limit && n >= limit ? limit.toLocaleString('en') + '+' : Number(n).toLocaleString('en'));
 const plural = (n, one, many) => `${n} ${n === 1 ? one : many}`;
-const table = (head, rows) => h('div', { class: 'table-wrap' },
-  h('table', {}, h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c)))), h('tbody', {}, rows)));
+// table labels every cell with its column's heading, so narrow windows can show
+// each row as a stacked card (style.css).
+function table(head, rows) {
+  for (const tr of rows) {
+    [...tr.children].forEach((td, i) => { if (head[i]) td.dataset.label = head[i]; });
+  }
+  return h('div', { class: 'table-wrap' },
+    h('table', {}, h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c)))), h('tbody', {}, rows)));
+}
 const errorBox = (err) => h('div', { class: 'error', role: 'alert' }, describe(err));
 const msgLink = (id) => h('a', { href: '#/messages/' + encodeURIComponent(id) }, id);
 
