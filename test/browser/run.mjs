@@ -176,7 +176,11 @@ async function main() {
   const bulk = [];
   for (let i = 0; i < 3; i++) bulk.push(await send('bulk@example.com', { n: i }));
   const rejected = await send('nobody@example.com', { command: 'lost' });
+  // Enough messages for a second page of the message list (25 a page).
+  const more = await Promise.all(Array.from({ length: 24 }, (_, i) => send('demo-agent@example.com', { n: i })));
+  const total = 6 + more.length;
   await waitStatus(delivered, 'DELIVERED');
+  for (const id of more) await waitStatus(id, 'DELIVERED');
   await waitStatus(flaky, 'DEAD_LETTERED');
   for (const id of bulk) await waitStatus(id, 'DEAD_LETTERED');
   await waitStatus(rejected, 'REJECTED');
@@ -227,14 +231,43 @@ async function main() {
     await shot('overview');
   });
 
+  await step('page through all messages, newest first', async () => {
+    await page.getByRole('link', { name: 'Messages' }).click();
+    await waitFor('a full first page', async () => (await page.locator('tbody tr').count()) === 25, 10000);
+    await shot('messages');
+    const newestFirst = async () => {
+      const times = await page.locator('tbody tr td:first-child').allTextContents();
+      return times.every((t, i) => i === 0 || times[i - 1] >= t);
+    };
+    assert(await newestFirst(), 'newest first on page 1');
+    const page1 = await page.locator('tbody tr td:first-child').allTextContents();
+    const ids1 = await page.locator('tbody tr td.id').allTextContents();
+    await page.getByRole('link', { name: 'Older →' }).click();
+    await waitFor('the second page', async () => (await page.locator('tbody tr').count()) === total - 25, 10000);
+    const ids = () => page.locator('tbody tr td.id').allTextContents();
+    assert(await page.getByRole('link', { name: 'Older →' }).count() === 0, 'no third page');
+    assert(await newestFirst(), 'newest first on page 2');
+    const page2 = await page.locator('tbody tr td:first-child').allTextContents();
+    assert(page1[page1.length - 1] >= page2[0], 'page 2 is older than page 1');
+    const all = new Set([...ids1, ...(await ids())]);
+    assert(all.size === total && [delivered, flaky, rejected, ...bulk, ...more].every((id) => all.has(id)), 'the two pages hold every message once');
+    await page.getByRole('link', { name: '← Newest' }).click();
+    await waitFor('the first page again', async () => (await page.locator('tbody tr').count()) === 25, 10000);
+  });
+
   await step('find a delivered message and open it', async () => {
     await page.getByRole('link', { name: 'Messages' }).click();
+    await page.getByLabel('Agent address').fill('flaky@example.com');
+    await page.getByLabel('Status').selectOption('DEAD_LETTERED');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await waitFor('the dead-lettered message of flaky@', async () =>
+      (await page.locator('tbody tr').count()) === 1 && (await page.getByRole('link', { name: flaky }).count()) === 1, 10000);
     await page.getByLabel('Agent address').fill('demo-agent@example.com');
     await page.getByLabel('Status').selectOption('DELIVERED');
     await page.getByRole('button', { name: 'Search' }).click();
-    await waitFor('one delivered message for the demo agent', async () =>
-      (await page.locator('tbody tr').count()) === 1 && (await page.getByRole('link', { name: delivered }).count()) === 1, 10000);
-    await shot('messages');
+    await waitFor('the 25 delivered messages of the demo agent', async () =>
+      (await page.locator('tbody tr').count()) === 25 && (await page.getByRole('link', { name: delivered }).count()) === 1, 10000);
+    assert(await page.getByRole('link', { name: 'Older →' }).count() === 0, 'one page exactly');
     await page.getByRole('link', { name: delivered }).click();
     await page.locator('[data-status="DELIVERED"]').waitFor();
     await text('agents.demo.inbox');
