@@ -13,7 +13,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -82,6 +82,7 @@ function dbURL(name) { const u = new URL(baseDB); u.pathname = '/' + name; retur
 
 let urls;
 async function startSystem() {
+  if (!existsSync(path.join(root, 'bin/msgrouter'))) throw new Error('bin/msgrouter is missing: run make build (or make test-browser)');
   execFileSync('psql', [baseDB, '-q', '-c', `CREATE DATABASE ${dbName}`], { stdio: 'inherit' });
   cleanups.push(() => execFileSync('psql', [baseDB, '-q', '-c', `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`], { stdio: 'inherit' }));
   const [ingest, router, cams, natsPort, inboxPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
@@ -301,6 +302,11 @@ async function main() {
     await shot('dead-letters');
     inboxMode.set('bulk', 'ok');
     await page.getByRole('button', { name: 'Replay all 3 matching…' }).click();
+    await text('Replay these 3 messages?');
+    await page.keyboard.press('Escape'); // cancels, from the keyboard
+    await waitFor('the confirmation to close', async () => (await page.getByText('Replay these 3 messages?').count()) === 0, 5000);
+    assert(await page.evaluate(() => document.activeElement.id) === 'bulk-replay', 'focus is back on the bulk replay button');
+    await page.keyboard.press('Enter');
     await text('Replay these 3 messages?');
     await shot('bulk-replay-confirm');
     await page.getByRole('button', { name: 'Replay 3 messages' }).click();

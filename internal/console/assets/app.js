@@ -446,7 +446,10 @@ async function deadLettersPage(show, params) {
           confirmBox.replaceChildren(errorBox(err));
         }
       });
-      confirmBox.replaceChildren(h('div', { class: 'confirm', role: 'alertdialog', 'aria-labelledby': 'confirm-text' },
+      confirmBox.replaceChildren(h('div', {
+        class: 'confirm', role: 'alertdialog', 'aria-labelledby': 'confirm-text',
+        onkeydown: (e) => { if (e.key === 'Escape' && !no.disabled) no.click(); },
+      },
         h('p', { id: 'confirm-text' }, `Replay ${n === 1 ? 'this 1 message' : 'these ' + countText + ' messages'}? ` +
           'Each is routed afresh (a new CAMS lookup) and its attempts restart at 0; messages that fail after you confirm are not included.'),
         h('div', { class: 'actions' }, yes, no)));
