@@ -336,6 +336,9 @@ func TestOverviewCountsAndBreakers(t *testing.T) {
 	delivered.WithLabelValues("HTTP_ENDPOINT", "delivered").Add(3)
 	delivered.WithLabelValues("NATS_SUBJECT", "delivered").Add(4)
 	delivered.WithLabelValues("NATS_SUBJECT", "dead_lettered").Add(100)
+	lag := prometheus.NewGauge(prometheus.GaugeOpts{Name: "msgrouter_consumer_pending_messages"})
+	reg.MustRegister(lag)
+	lag.Set(42)
 	srv := server(t, console.Options{Pool: pool, Gatherer: reg, CAMSURL: "http://127.0.0.1:1"})
 
 	seed(t, pool, "PENDING", "", "a@x", 0)
@@ -345,10 +348,15 @@ func TestOverviewCountsAndBreakers(t *testing.T) {
 	seed(t, pool, "REJECTED", "AGENT_NOT_FOUND", "b@x", time.Minute)
 	seed(t, pool, "REJECTED", "AGENT_NOT_FOUND", "b@x", time.Minute)
 
-	code, _, body := do(t, http.MethodGet, srv.URL+"/v1/overview", adminKey, "")
-	require.Equal(t, http.StatusOK, code, body)
-	var o console.Overview
-	require.NoError(t, json.Unmarshal([]byte(body), &o))
+	get := func() console.Overview {
+		t.Helper()
+		code, _, body := do(t, http.MethodGet, srv.URL+"/v1/overview", adminKey, "")
+		require.Equal(t, http.StatusOK, code, body)
+		var o console.Overview
+		require.NoError(t, json.Unmarshal([]byte(body), &o))
+		return o
+	}
+	o := get()
 	require.EqualValues(t, 2, o.Pending)
 	require.EqualValues(t, 1, o.Held)
 	require.EqualValues(t, 1, o.DeadLettered)
@@ -359,6 +367,17 @@ func TestOverviewCountsAndBreakers(t *testing.T) {
 	require.Equal(t, []console.Breaker{{Name: "http", State: "OPEN"}, {Name: "nats", State: "HALF_OPEN"}}, o.Breakers)
 	require.NotEmpty(t, o.Replica)
 	require.WithinDuration(t, time.Now(), o.At, time.Minute)
+	require.NotNil(t, o.StreamPending)
+	require.EqualValues(t, 42, *o.StreamPending)
+
+	// Answers are shared for about a second, then read afresh.
+	seed(t, pool, "PENDING", "", "c@x", 0)
+	again := get()
+	if again.At.Equal(o.At) {
+		require.EqualValues(t, 2, again.Pending, "a cached answer is the same answer")
+	}
+	require.Eventually(t, func() bool { return get().Pending == 3 }, 10*time.Second, 100*time.Millisecond)
+	require.Equal(t, o.Replica, get().Replica)
 }
 
 func TestDeadLettersFilterPageAndCount(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -39,6 +40,10 @@ type Overview struct {
 	Replica   string    `json:"replica"`
 	StartedAt time.Time `json:"startedAt"`
 	Counters  Counters  `json:"counters"`
+	// StreamPending is the router consumer's lag: messages accepted into JetStream
+	// that no router has taken over yet (msgrouter_consumer_pending_messages); null
+	// when JetStream did not answer.
+	StreamPending *float64 `json:"streamPending"`
 	// Breakers lists the breaker groups (cams, http, nats) of this process that are
 	// not closed; empty when all are closed.
 	Breakers []Breaker `json:"breakers"`
@@ -64,7 +69,16 @@ type overview struct {
 	gatherer prometheus.Gatherer
 	replica  string
 	started  time.Time
+
+	// One answer serves every caller for cacheFor, so any number of open consoles
+	// cost at most one round of counts (and one metrics gather) a second.
+	mu       sync.Mutex
+	cached   Overview
+	cachedAt time.Time
 }
+
+// cacheFor is how long one overview answer is reused.
+const cacheFor = time.Second
 
 // countsSQL reads the overview's counts, each bounded by $1 rows and each served by
 // a small table (outbox holds only pending messages) or an index.
@@ -76,6 +90,20 @@ const countsSQL = `SELECT now(),
     (SELECT count(*) FROM (SELECT 1 FROM failures WHERE status = 'REJECTED' LIMIT $1) r),
     (SELECT count(*) FROM (SELECT 1 FROM messages WHERE received_at >= now() - interval '10 seconds' LIMIT $1) t)`
 
+func (o *overview) get(ctx context.Context) (Overview, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if !o.cachedAt.IsZero() && time.Since(o.cachedAt) < cacheFor {
+		return o.cached, nil
+	}
+	v, err := o.read(ctx)
+	if err != nil {
+		return v, err
+	}
+	o.cached, o.cachedAt = v, time.Now()
+	return v, nil
+}
+
 func (o *overview) read(ctx context.Context) (Overview, error) {
 	v := Overview{CountLimit: CountLimit, Replica: o.replica, StartedAt: o.started.UTC(), Breakers: []Breaker{}}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -86,13 +114,13 @@ func (o *overview) read(ctx context.Context) (Overview, error) {
 	}
 	v.At = v.At.UTC()
 	if o.gatherer != nil {
-		v.Counters, v.Breakers = readMetrics(o.gatherer)
+		v.Counters, v.StreamPending, v.Breakers = readMetrics(o.gatherer)
 	}
 	return v, nil
 }
 
 func (o *overview) serve(w http.ResponseWriter, r *http.Request) {
-	v, err := o.read(r.Context())
+	v, err := o.get(r.Context())
 	if err != nil {
 		httpapi.WriteError(w, http.StatusServiceUnavailable, httpapi.CodeUnavailable, "cannot read the message store: "+err.Error())
 		return
@@ -102,8 +130,9 @@ func (o *overview) serve(w http.ResponseWriter, r *http.Request) {
 
 // readMetrics sums the counters the overview shows and lists the breakers that are
 // not closed. A gather error leaves what could be read.
-func readMetrics(g prometheus.Gatherer) (Counters, []Breaker) {
+func readMetrics(g prometheus.Gatherer) (Counters, *float64, []Breaker) {
 	var c Counters
+	var streamPending *float64
 	breakers := []Breaker{}
 	families, _ := g.Gather()
 	for _, f := range families {
@@ -123,6 +152,9 @@ func readMetrics(g prometheus.Gatherer) (Counters, []Breaker) {
 				c.DeadLettered += m.GetCounter().GetValue()
 			case "msgrouter_delivery_attempts_total":
 				c.Attempts += m.GetCounter().GetValue()
+			case "msgrouter_consumer_pending_messages":
+				v := m.GetGauge().GetValue()
+				streamPending = &v
 			case "msgrouter_breaker_state":
 				switch m.GetGauge().GetValue() {
 				case 1:
@@ -134,5 +166,5 @@ func readMetrics(g prometheus.Gatherer) (Counters, []Breaker) {
 		}
 	}
 	sort.Slice(breakers, func(i, j int) bool { return breakers[i].Name < breakers[j].Name })
-	return c, breakers
+	return c, streamPending, breakers
 }

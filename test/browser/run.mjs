@@ -222,7 +222,7 @@ async function main() {
     await page.getByLabel('Key (one of').fill(KEY);
     await page.getByRole('button', { name: 'Use this key' }).click();
     await page.getByRole('heading', { name: 'Overview' }).waitFor();
-    await waitFor('the overview counts', async () => (await page.locator('.card .value').count()) === 6);
+    await waitFor('the overview counts', async () => (await page.locator('.card .value').count()) === 7);
     // The key is kept for the tab: a reload does not ask again.
     await page.reload();
     await page.getByRole('heading', { name: 'Overview' }).waitFor();

@@ -255,6 +255,7 @@ async function overviewPage(show, gen) {
     cards.replaceChildren(
       card('Intake (msgs/s, all routers, last 10 s)', (o.receivedLast10s / 10).toFixed(1)),
       card('Delivered (msgs/s, this router)', delivered),
+      card('Waiting in JetStream (not yet taken over)', o.streamPending === null || o.streamPending === undefined ? 'unknown' : fmtCount(o.streamPending)),
       card('Pending', fmtCount(o.pending, o.countLimit), '#/messages?status=PENDING'),
       card('Held (agent inactive)', fmtCount(o.held, o.countLimit), '#/messages?status=PENDING'),
       card('Dead-lettered', fmtCount(o.deadLettered, o.countLimit), '#/dead-letters?status=DEAD_LETTERED'),
