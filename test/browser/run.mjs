@@ -290,6 +290,10 @@ async function main() {
     await page.locator('[data-status="DELIVERED"]').waitFor({ timeout: 20000 });
     assert(received.get(flaky) === 1, 'the fake inbox received the replayed message once');
     await shot('message-replayed');
+    // The agent links to its page.
+    await page.getByRole('link', { name: 'flaky@example.com' }).click();
+    await page.getByRole('heading', { name: 'Edit agent flaky@example.com' }).waitFor();
+    assert(await page.getByLabel('Inbox (a NATS subject').inputValue() === urls.inbox + 'flaky', 'the form shows the inbox');
   });
 
   await step('bulk replay with a confirmation that says how many', async () => {

@@ -369,7 +369,7 @@ function messageDetail(m, onReplay) {
       replayable ? h('button', { type: 'button', id: 'replay', onclick: (e) => onReplay(e.currentTarget) }, 'Replay') : null,
       m.status === 'PENDING' ? h('span', { class: 'hint' }, 'Pending: refreshing every 1.5 s.') : null),
     h('dl', { class: 'attrs' },
-      row('Agent', m.aiAgentAddress), row('Destination', dest), row('Attempts since last replay', m.attempts),
+      row('Agent', m.aiAgentAddress ? h('a', { href: agentHref(m.aiAgentAddress) }, m.aiAgentAddress) : null), row('Destination', dest), row('Attempts since last replay', m.attempts),
       row('Last error', m.lastError), row('Received', fmtTime(m.receivedAt)),
       row('Published (accepted)', m.timestampPublished ? fmtTime(m.timestampPublished) : null),
       row('Delivered', m.deliveredAt ? fmtTime(m.deliveredAt) : null), row('Finished', m.finishedAt ? fmtTime(m.finishedAt) : null),
