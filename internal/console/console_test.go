@@ -460,3 +460,24 @@ func TestRoutesAreInTheRoutersOpenAPI(t *testing.T) {
 		require.NotEmpty(t, o.Responses, p)
 	}
 }
+
+// TestOpenRouterNeedsNoKey: without ADMIN_API_KEYS (make run) the console's routes
+// answer without a key, as the rest of the admin API does.
+func TestOpenRouterNeedsNoKey(t *testing.T) {
+	t.Parallel()
+	cams := &fakeCAMS{status: http.StatusOK, body: `{"items":[]}`}
+	camsSrv := httptest.NewServer(cams)
+	t.Cleanup(camsSrv.Close)
+	mux := httpapi.NewMux()
+	require.NoError(t, console.Mount(mux, console.Options{CAMSURL: camsSrv.URL}))
+	keys, err := auth.Parse("")
+	require.NoError(t, err)
+	srv := httptest.NewServer(keys.Require(mux, console.OpenPaths))
+	t.Cleanup(srv.Close)
+	code, _, body := do(t, http.MethodGet, srv.URL+"/v1/agents", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.JSONEq(t, `{"items":[],"nextCursor":null}`, body)
+	require.Empty(t, cams.last(t).auth, "no CAMS_API_KEY, no Authorization header")
+	code, _, _ = do(t, http.MethodGet, srv.URL+"/console/", "", "")
+	require.Equal(t, http.StatusOK, code)
+}
