@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/msgrouter/msgrouter/internal/config.Version=$(VERSION)
 BINARIES := ingest router cams routerctl msgrouter chaos
 ARGS ?=
 
-.PHONY: help build run test test-short lint bench chaos chaos-short fuzz clean
+.PHONY: help build run test test-short test-browser lint bench chaos chaos-short fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,11 @@ run: ## run the whole system in one process (embedded NATS unless NATS_URL is se
 
 test: ## run every test (needs Postgres; starts its own in-process NATS)
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-browser: ## operator console tests in headless Chromium (needs node/npm and /usr/bin/chromium, Postgres); screenshots into docs/console/
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/msgrouter
+	cd test/browser && npm ci --no-audit --no-fund --loglevel=error
+	node test/browser/run.mjs
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -22,6 +22,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/breaker"
 	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/config"
+	"github.com/msgrouter/msgrouter/internal/console"
 	"github.com/msgrouter/msgrouter/internal/consumer"
 	"github.com/msgrouter/msgrouter/internal/delivery"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
@@ -199,7 +200,13 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /openapi.json", serveOpenAPI)
-	srv := httpapi.NewServer(cfg.Addr, httpapi.Instrument(httpapi.Recover(adminKeys.Require(mux, auth.OpenPaths), log), mux, "router", reg), log)
+	// The operator console (DESIGN §12) and its admin routes; its static assets stay open.
+	if err := console.Mount(mux, console.Options{Pool: pool, Gatherer: reg, CAMSURL: cfg.CAMSURL,
+		CAMSAPIKey: cfg.CAMSAPIKey, CAMSTimeout: cfg.CAMSTimeout, Logger: log}); err != nil {
+		return err
+	}
+	open := func(r *http.Request) bool { return auth.OpenPaths(r) || console.OpenPaths(r) }
+	srv := httpapi.NewServer(cfg.Addr, httpapi.Instrument(httpapi.Recover(adminKeys.Require(mux, open), log), mux, "router", reg), log)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("ROUTER_ADDR: cannot listen on %s: %w", cfg.Addr, err)
