@@ -142,7 +142,7 @@ func LoadRouter(e *Env) (Router, error) {
 	c := Router{
 		Common:                 loadCommon(e),
 		NATS:                   loadNATS(e),
-		DatabaseURL:            e.String("DATABASE_URL", ""),
+		DatabaseURL:            e.DatabaseURL("DATABASE_URL"),
 		Addr:                   e.Addr("ROUTER_ADDR", ":8081"),
 		CAMSURL:                e.URL("CAMS_API_URL", "http://127.0.0.1:8001", "http", "https"),
 		CAMSAPIKey:             e.String("CAMS_API_KEY", ""),
@@ -180,7 +180,7 @@ func LoadRouter(e *Env) (Router, error) {
 func LoadCAMS(e *Env) (CAMS, error) {
 	c := CAMS{
 		Common:       loadCommon(e),
-		DatabaseURL:  e.String("DATABASE_URL", ""),
+		DatabaseURL:  e.DatabaseURL("DATABASE_URL"),
 		Addr:         e.Addr("CAMS_ADDR", ":8001"),
 		AdminAPIKeys: keys(e, "ADMIN_API_KEYS"),
 	}
