@@ -18,7 +18,7 @@ func writeFile(t *testing.T, dir, name, body string) string {
 type fakeEnv map[string]string
 
 func (f fakeEnv) lookup(k string) (string, bool) { v, ok := f[k]; return v, ok }
-func (f fakeEnv) set(k, v string) error         { f[k] = v; return nil }
+func (f fakeEnv) set(k, v string) error          { f[k] = v; return nil }
 
 // The Python service's README .env: read, and the environment wins.
 func TestLoadDotEnvEnvironmentWins(t *testing.T) {
