@@ -86,8 +86,13 @@ func NewScheduler(cfg SchedulerConfig) *Scheduler {
 // Start launches the loop (nothing when Interval is zero). Stop ends it.
 func (s *Scheduler) Start(ctx context.Context) {
 	if s.cfg.Interval <= 0 {
+		s.cfg.Logger.InfoContext(ctx, "scheduled audit off (AUDIT_INTERVAL=0)")
 		return
 	}
+	a := s.cfg.Audit.withDefaults()
+	s.cfg.Logger.InfoContext(ctx, "scheduled audit on", slog.Duration("audit_interval", s.cfg.Interval),
+		slog.Duration("audit_window", a.Since), slog.Duration("audit_grace", a.Grace),
+		slog.Duration("audit_pending_threshold", a.PendingThreshold))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done != nil {
