@@ -123,12 +123,12 @@ func (a *app) printAudit(r *audit.Report) {
 	}
 	slices.Sort(statuses)
 	for _, s := range statuses {
-		fmt.Fprintf(tw, "  recorded %s\t%d\t\n", s, r.ByStatus[s])
+		fmt.Fprintf(tw, "  recorded %s\t%d\n", s, r.ByStatus[s])
 	}
-	fmt.Fprintf(tw, "  not recorded, within grace\t%d\t\n", r.InGrace)
+	fmt.Fprintf(tw, "  not recorded, within grace\t%d\n", r.InGrace)
 	fmt.Fprintf(tw, "  MISSING\t%d\t(%d acked by the router's consumer)\n", r.Missing, r.MissingAcked)
 	fmt.Fprintf(tw, "PENDING longer than %s\t%d\t(all records, not only the window)\n", r.PendingThreshold, r.StuckPending)
-	fmt.Fprintf(tw, "held for inactive agents\t%d\t\n", r.Held)
+	fmt.Fprintf(tw, "held for inactive agents\t%d\n", r.Held)
 	_ = tw.Flush()
 
 	if len(r.MissingIDs) > 0 {
