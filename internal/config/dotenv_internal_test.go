@@ -54,6 +54,13 @@ func TestLoadDotEnvNamedFile(t *testing.T) {
 	require.Equal(t, other, d.Path)
 	require.Equal(t, "from-prod", env["A"], "ENV_FILE replaces ./.env")
 
+	// ENV_FILE=/dev/null turns the file off (the chaos harness does, for its children).
+	env = fakeEnv{"ENV_FILE": os.DevNull}
+	d, err = loadDotEnv(env.lookup, env.set)
+	require.NoError(t, err)
+	require.Equal(t, DotEnv{Path: os.DevNull}, d)
+	require.Len(t, env, 1)
+
 	env = fakeEnv{"ENV_FILE": filepath.Join(dir, "missing.env")}
 	_, err = loadDotEnv(env.lookup, env.set)
 	require.Error(t, err, "a named file that is missing is an error")
