@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/msgrouter/msgrouter/internal/audit"
 	"github.com/msgrouter/msgrouter/internal/config"
+	"github.com/msgrouter/msgrouter/internal/stream"
 )
 
 // cmdAudit reconciles the ROUTER_MESSAGES stream with the router's records
@@ -31,7 +31,7 @@ func cmdAudit(ctx context.Context, a *app, args []string) error {
 			"than the threshold. Exit status 1 when a message is missing, 0 otherwise.\n"+
 			"Needs --nats-url (NATS_URL) and --database-url (DATABASE_URL; SQLAlchemy forms\n"+
 			"such as postgresql+asyncpg:// are accepted).")
-	since := fs.Duration("since", audit.DefaultSince, "read the stream from this long ago (JetStream storage time)")
+	since := fs.Duration("since", audit.DefaultSince, "read the stream from this long ago (JetStream storage time; keep it below the router's MESSAGE_RETENTION, or purged records count as missing)")
 	grace := fs.Duration("grace", audit.DefaultGrace, "a message younger than this without a record is not yet missing")
 	threshold := fs.Duration("pending-threshold", audit.DefaultPendingThreshold, "report records PENDING for longer than this")
 	chunk := fs.Int("chunk-size", audit.DefaultChunkSize, "stream messages checked per Postgres query (bounds memory)")
@@ -62,9 +62,11 @@ func cmdAudit(ctx context.Context, a *app, args []string) error {
 		return usagef("--database-url: %v", err)
 	}
 
-	nc, err := nats.Connect(a.g.natsURL, nats.Name("routerctl-audit"))
+	// The same credentials and TLS variables as the router (DESIGN §7).
+	nc, err := stream.Connect(config.NATS{URL: a.g.natsURL, CredsFile: a.getenv("NATS_CREDS_FILE"), NKeyFile: a.getenv("NATS_NKEY_FILE"),
+		TLSCA: a.getenv("NATS_TLS_CA"), TLSCert: a.getenv("NATS_TLS_CERT"), TLSKey: a.getenv("NATS_TLS_KEY")}, "routerctl-audit")
 	if err != nil {
-		return fmt.Errorf("error connecting to NATS at %s: %w", config.Mask(a.g.natsURL), err)
+		return err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
