@@ -114,3 +114,16 @@ func TestFromOSReportsDotEnvError(t *testing.T) {
 	e.noteDotEnv(DotEnv{Path: ".env", Set: 2}, nil)
 	require.Len(t, e.notices, 1)
 }
+
+// What MIGRATING.md §3 warns about: godotenv expands $NAME and ${NAME} (from the
+// file's own variables) in unquoted and double-quoted values, where python-dotenv
+// expands ${NAME} only. Single quotes keep a value as written.
+func TestDotEnvDollarSigns(t *testing.T) {
+	vars, err := ReadDotEnv(writeFile(t, t.TempDir(), "x.env",
+		"HOST=db\nURL=postgresql://u@${HOST}/r\nRAW=pa$$W0RD\nQUOTED='pa$$W0RD'\nLOWER=pa$word\n"))
+	require.NoError(t, err)
+	require.Equal(t, "postgresql://u@db/r", vars["URL"])
+	require.Equal(t, "pa$", vars["RAW"], "unquoted: $W0RD is expanded (to nothing)")
+	require.Equal(t, "pa$$W0RD", vars["QUOTED"])
+	require.Equal(t, "pa$word", vars["LOWER"], "only upper-case names are expanded")
+}
