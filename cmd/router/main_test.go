@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +26,38 @@ import (
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
+
+var (
+	binDir   string
+	buildBin sync.Once
+	binPath  string
+	binErr   error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "router-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// build compiles this command once for all tests.
+func build(t *testing.T) string {
+	t.Helper()
+	buildBin.Do(func() {
+		binPath = filepath.Join(binDir, "router")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	require.NoError(t, binErr)
+	return binPath
+}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -58,9 +91,7 @@ func (b *syncBuffer) String() string {
 // binary unchanged, against the real Postgres and a CAMS, and a message flows.
 func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "router")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin := build(t)
 
 	// The same Postgres the tests use, written as the Python service would.
 	pc, err := pgx.ParseConfig(pgtest.NewURL(t))
@@ -179,9 +210,7 @@ func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 // A malformed .env stops the binary at start with one line naming file and line.
 func TestMalformedDotEnvStopsRouter(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "router")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin := build(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, ".env"), []byte("CAMS_API_URL=http://cams:8001\nDATABASE_URL=\"postgresql+asyncpg://u:topsecret@db/r\n"), 0o600))
 	for _, tc := range []struct{ name, envFile, line string }{
