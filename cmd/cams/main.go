@@ -20,7 +20,8 @@ import (
 )
 
 func main() {
-	cfg, err := config.LoadCAMS(config.FromOS())
+	env := config.FromOS() // also reads ENV_FILE or ./.env (issue 14)
+	cfg, err := config.LoadCAMS(env)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cams:", err)
 		os.Exit(2)
@@ -30,6 +31,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "cams:", err)
 		os.Exit(2)
 	}
+	env.LogNotices(context.Background(), log)
 	log.LogAttrs(context.Background(), slog.LevelInfo, "cams starting",
 		append(cfg.LogAttrs(), slog.String("version", config.Version))...)
 

@@ -63,6 +63,10 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	// Before anything reads the environment: NATS_URL may come from ./.env.
+	if _, err := config.LoadDotEnv(); err != nil {
+		return err
+	}
 	var ns *server.Server
 	if os.Getenv("NATS_URL") == "" {
 		var err error
@@ -84,7 +88,8 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 	if err != nil {
 		return err
 	}
-	routerCfg, err := config.LoadRouter(config.FromOS())
+	routerEnv := config.FromOS()
+	routerCfg, err := config.LoadRouter(routerEnv)
 	if err != nil {
 		return err
 	}
@@ -92,6 +97,7 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 	if err != nil {
 		return err
 	}
+	routerEnv.LogNotices(ctx, base)
 	if err := checkPostgres(ctx, routerCfg.DatabaseURL); err != nil {
 		return err
 	}

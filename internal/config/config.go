@@ -62,6 +62,7 @@ type Router struct {
 	BreakerFailures        int           // BREAKER_FAILURES. Defaults to 5.
 	BreakerOpenTimeout     time.Duration // BREAKER_OPEN_TIMEOUT. Defaults to 30s.
 	MessageRetention       time.Duration // MESSAGE_RETENTION. Defaults to 168h.
+	Audit                  Audit         // AUDIT_*: the scheduled audit (config/audit.go).
 }
 
 // CAMS is the configuration of cmd/cams.
@@ -144,7 +145,7 @@ func LoadRouter(e *Env) (Router, error) {
 	c := Router{
 		Common:                 loadCommon(e),
 		NATS:                   loadNATS(e),
-		DatabaseURL:            e.String("DATABASE_URL", ""),
+		DatabaseURL:            e.DatabaseURL("DATABASE_URL"),
 		Addr:                   e.Addr("ROUTER_ADDR", ":8081"),
 		CAMSURL:                e.URL("CAMS_API_URL", "http://127.0.0.1:8001", "http", "https"),
 		CAMSAPIKey:             e.String("CAMS_API_KEY", ""),
@@ -161,6 +162,7 @@ func LoadRouter(e *Env) (Router, error) {
 		BreakerFailures:        e.Int("BREAKER_FAILURES", 5, 1, 1_000_000),
 		BreakerOpenTimeout:     e.Duration("BREAKER_OPEN_TIMEOUT", 30*time.Second, time.Millisecond, 24*time.Hour),
 		MessageRetention:       e.Duration("MESSAGE_RETENTION", 168*time.Hour, time.Minute, 100*365*24*time.Hour),
+		Audit:                  loadAudit(e),
 	}
 	if c.DeliveryBackoffMax < c.DeliveryBackoffInitial {
 		e.fail("DELIVERY_BACKOFF_MAX", "%s is below DELIVERY_BACKOFF_INITIAL (%s)", c.DeliveryBackoffMax, c.DeliveryBackoffInitial)
@@ -182,7 +184,7 @@ func LoadRouter(e *Env) (Router, error) {
 func LoadCAMS(e *Env) (CAMS, error) {
 	c := CAMS{
 		Common:       loadCommon(e),
-		DatabaseURL:  e.String("DATABASE_URL", ""),
+		DatabaseURL:  e.DatabaseURL("DATABASE_URL"),
 		Addr:         e.Addr("CAMS_ADDR", ":8001"),
 		AdminAPIKeys: keys(e, "ADMIN_API_KEYS"),
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/msgrouter/msgrouter/internal/audit"
 	"github.com/msgrouter/msgrouter/internal/auth"
 	"github.com/msgrouter/msgrouter/internal/backoff"
 	"github.com/msgrouter/msgrouter/internal/breaker"
@@ -187,6 +188,11 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		return err
 	}
 	janitor := outbox.NewJanitor(store, cfg.MessageRetention, log, reg)
+	// The scheduled audit (internal/audit, AUDIT_*): stops with ctx, before the pool closes.
+	auditor := audit.NewScheduler(audit.SchedulerConfig{Interval: cfg.Audit.Interval, JS: js, DB: pool, Logger: log, Registerer: reg,
+		Audit: audit.Config{Since: min(cfg.Audit.Window, cfg.MessageRetention), Grace: cfg.Audit.Grace, PendingThreshold: cfg.Audit.PendingThreshold}})
+	auditor.Start(ctx)
+	defer auditor.Stop()
 
 	mux := httpapi.NewMux()
 	(&admin{store: store, dispatcher: dispatcher}).routes(mux)

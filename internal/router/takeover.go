@@ -30,6 +30,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/outbox"
 	"github.com/msgrouter/msgrouter/internal/pgtext"
 	"github.com/msgrouter/msgrouter/internal/routing"
+	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
 
@@ -61,7 +62,7 @@ type Takeover struct {
 
 // SetStream records the stream's identity (name and creation time).
 func (t *Takeover) SetStream(name string, created time.Time) {
-	id := name + "@" + created.UTC().Format(time.RFC3339Nano)
+	id := stream.Identity(name, created) // shared with internal/audit
 	t.streamIdentity.Store(&id)
 }
 
