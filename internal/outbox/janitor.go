@@ -110,13 +110,13 @@ func (j *Janitor) vacuum(ctx context.Context, all bool) {
 func (j *Janitor) Purge(ctx context.Context) {
 	cutoff := time.Now().Add(-j.retention)
 	for ctx.Err() == nil {
-		n, err := j.store.Purge(ctx, cutoff, 1000)
+		picked, n, err := j.store.purge(ctx, cutoff, 1000)
 		if err != nil {
 			j.log.WarnContext(ctx, "error purging old messages", slog.Any("error", err))
 			return
 		}
 		j.purged.Add(float64(n))
-		if n < 1000 {
+		if picked < 1000 {
 			return
 		}
 	}
