@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -69,12 +70,22 @@ func (j *Janitor) Start(ctx context.Context) {
 	}()
 }
 
-// Stop ends the loops. Idempotent.
-func (j *Janitor) Stop() {
+// Stop ends the loops and waits for them until ctx ends (DESIGN §8.4: shutdown is
+// bounded, also while Postgres is down). The loops' statements are cancelled at
+// once, so they end promptly; if ctx ends first Stop returns an error wrapping
+// ctx.Err(). Idempotent.
+func (j *Janitor) Stop(ctx context.Context) error {
 	if j.stop != nil {
 		j.stop()
 	}
-	j.wg.Wait()
+	done := make(chan struct{})
+	go func() { j.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("janitor did not stop in time: %w", ctx.Err())
+	}
 }
 
 func (j *Janitor) sample(ctx context.Context) {
