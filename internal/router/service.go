@@ -150,11 +150,6 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		TracerProvider: o.TracerProvider,
 	})
 	takeover = NewTakeover(store, camsClient, dispatcher, cfg.BreakerOpenTimeout, log, reg, o.TracerProvider)
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("error reading stream %s: %w", stream.Name, err)
-	}
-	takeover.SetStream(info.Config.Name, info.Created)
 	consCfg := ConsumerConfig()
 	if o.AckWait > 0 {
 		consCfg.AckWait = o.AckWait
@@ -169,16 +164,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		Handler:  handler,
 		Paused:   func() bool { return !camsClient.Available() },
 		Recreate: func(ctx context.Context) (jetstream.Stream, error) {
-			st, err := stream.Ensure(ctx, js)
-			if err != nil {
-				return nil, err
-			}
-			info, err := st.Info(ctx)
-			if err != nil {
-				return nil, err
-			}
-			takeover.SetStream(info.Config.Name, info.Created)
-			return st, nil
+			return stream.Ensure(ctx, js)
 		},
 		Logger:     log,
 		Registerer: reg,

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -48,25 +47,6 @@ type Takeover struct {
 	// maxNak caps the delay before a message CAMS could not route comes back.
 	maxNak time.Duration
 	tracer trace.Tracer
-	// streamIdentity names this incarnation of the stream for messageIds derived
-	// from a sequence number: the stream's name and creation time. Sequences start
-	// again at 1 when a stream is recreated (its store lost, or deleted by an
-	// operator); with the name alone, new messages would get the ids of old ones
-	// and be dropped as duplicates by Postgres.
-	streamIdentity atomic.Pointer[string]
-}
-
-// SetStream records the stream's identity (name and creation time).
-func (t *Takeover) SetStream(name string, created time.Time) {
-	id := name + "@" + created.UTC().Format(time.RFC3339Nano)
-	t.streamIdentity.Store(&id)
-}
-
-func (t *Takeover) streamName(fallback string) string {
-	if id := t.streamIdentity.Load(); id != nil {
-		return *id
-	}
-	return fallback
 }
 
 // NewTakeover returns the consumer's Handler.
@@ -125,7 +105,9 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			continue
 		}
 		env, perr := message.Parse(msg.Data())
-		id := message.DirectID(msg.Headers().Get("Nats-Msg-Id"), env, t.streamName(meta.Stream), meta.Sequence.Stream)
+		// Sequences restart when the stream is recreated or rebuilt: the id also
+		// names the message's storage time, which every replica sees (DESIGN §3).
+		id := message.DirectID(msg.Headers().Get("Nats-Msg-Id"), env, message.StoredIdentity(meta.Stream, meta.Timestamp), meta.Sequence.Stream)
 		it.rec = outbox.Record{ID: id, AcceptedAt: meta.Timestamp}
 		if h := msg.Headers(); h.Get("traceparent") != "" || h.Get("Traceparent") != "" {
 			// The routing span continues the producer's trace; the delivery span
