@@ -269,3 +269,27 @@ func TestReleaseAllRacingClaim(t *testing.T) {
 	require.Equal(t, newToken, *o.Token, "the new holder keeps the row")
 	require.Greater(t, o.DueIn, 50*time.Minute)
 }
+
+// The other order: the purge deletes a message first, a replay of it arrives while
+// the purge is uncommitted. The replay waits, then finds nothing: 404, and no
+// orphan outbox row is left behind.
+func TestReplayRacingPurge(t *testing.T) {
+	t.Parallel()
+	f := newStoreFixture(t)
+	dead := pendingRecord("agent-a@example.com")
+	f.deadLettered(dead, "DESTINATION_GONE", 1)
+	f.ageFinished(dead.ID, 10*24*time.Hour)
+
+	tx := f.held()
+	var picked, deleted int
+	require.NoError(t, tx.QueryRow(f.ctx, purgeSQL, time.Now().Add(-7*24*time.Hour), 1000).Scan(&picked, &deleted))
+	require.Equal(t, 1, deleted)
+	replayed := make(chan error, 1)
+	go func() { replayed <- f.store.Replay(f.ctx, dead.ID) }()
+	f.waitBlocked()
+	require.NoError(t, tx.Commit(f.ctx))
+	require.ErrorIs(t, <-replayed, ErrNotFound)
+	require.False(t, f.messageExists(dead.ID))
+	f.requireNoOutbox(dead.ID)
+	f.requireNoOrphans()
+}
