@@ -11,7 +11,7 @@
 //
 // Memory is bounded whatever the stream holds: messages are read in chunks
 // (Config.ChunkSize ids, 10,000 by default); each chunk's messageIds are derived
-// exactly as the router derives them (message.DirectID with stream.Identity) and
+// exactly as the router derives them (message.DirectID with message.StoredIdentity) and
 // checked against Postgres with one `WHERE message_id = ANY($1)` query; only counts
 // and at most Config.MaxListed ids per category are kept.
 package audit
@@ -112,8 +112,6 @@ type Report struct {
 	Grace            string    `json:"grace"`
 	PendingThreshold string    `json:"pendingThreshold"`
 	Stream           string    `json:"stream"`
-	// StreamIdentity is the incarnation used for sequence-derived ids.
-	StreamIdentity string `json:"streamIdentity"`
 	// FirstSequence and LastSequence bound what was read (0 when nothing was).
 	FirstSequence uint64 `json:"firstSequence"`
 	LastSequence  uint64 `json:"lastSequence"`
@@ -196,7 +194,6 @@ func scanStream(ctx context.Context, js jetstream.JetStream, db *pgxpool.Pool, c
 	if err != nil {
 		return fmt.Errorf("error reading stream %s: %w", stream.Name, err)
 	}
-	r.StreamIdentity = stream.Identity(info.Config.Name, info.Created)
 	last := info.State.LastSeq
 	if info.State.Msgs == 0 || last == 0 {
 		return nil
@@ -276,7 +273,7 @@ func scanStream(ctx context.Context, js jetstream.JetStream, db *pgxpool.Pool, c
 		}
 		r.LastSequence = seq
 		r.StreamMessages++
-		chunk = append(chunk, pending{id: messageID(msg, r.StreamIdentity, seq), seq: seq, subject: msg.Subject(), at: meta.Timestamp})
+		chunk = append(chunk, pending{id: messageID(msg, message.StoredIdentity(meta.Stream, meta.Timestamp), seq), seq: seq, subject: msg.Subject(), at: meta.Timestamp})
 		if len(chunk) == cfg.ChunkSize {
 			if err := flush(); err != nil {
 				return err
@@ -291,7 +288,8 @@ func scanStream(ctx context.Context, js jetstream.JetStream, db *pgxpool.Pool, c
 
 // messageID derives a stream message's id the way the router's takeover does
 // (internal/router/takeover.go: message.Parse, then message.DirectID with the
-// stream's Identity). The body is parsed only when the id can depend on it.
+// message's StoredIdentity, which every replica and the audit read from the
+// message's own metadata). The body is parsed only when the id can depend on it.
 func messageID(msg jetstream.Msg, identity string, seq uint64) uuid.UUID {
 	hdr := msg.Headers().Get(jetstream.MsgIDHeader)
 	var env *message.Envelope

@@ -243,18 +243,17 @@ func TestAuditLeavesTheRouterConsumerAloneAndChunks(t *testing.T) {
 	require.Equal(t, before.NumRedelivered, after.NumRedelivered)
 }
 
-// Sequence-derived ids use the stream's identity (stream.Identity), the same
-// function the router's takeover uses.
+// Sequence-derived ids name the message's storage time (message.StoredIdentity),
+// as the router's takeover derives them.
 func TestAuditUsesTheStreamIdentity(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	seq := f.publish("", `{"aiAgentAddress":"a","payload":{}}`)
-	info, err := f.st.Info(t.Context())
+	raw, err := f.st.GetMsg(t.Context(), seq)
 	require.NoError(t, err)
-	f.record(message.DirectID("", nil, stream.Identity(info.Config.Name, info.Created), seq), "DELIVERED", "", time.Second)
+	f.record(message.DirectID("", nil, message.StoredIdentity(f.st.CachedInfo().Config.Name, raw.Time), seq), "DELIVERED", "", time.Second)
 	r := f.audit(audit.Config{})
 	require.True(t, r.OK(), "%+v", r.MissingIDs)
-	require.Equal(t, stream.Identity(info.Config.Name, info.Created), r.StreamIdentity)
 }
 
 // The router's scheduled audit exports the gauges the alert rules use, and only

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,6 +39,11 @@ type harness struct {
 	natsNext  uint64 // next inbox stream sequence to read
 
 	agents []*agent
+
+	// batch is the running scenario's messages; a writer lock on gate holds the
+	// load back (a fault that must quiesce the system first).
+	batch []*tracked
+	gate  sync.RWMutex
 }
 
 // Agent addresses.

@@ -200,7 +200,19 @@ func (s *Store) List(ctx context.Context, f Filter) ([]View, string, error) {
 }
 
 // replaySQL moves failed messages back to PENDING with an outbox row that asks for a
-// fresh CAMS lookup. Selecting from failures (not messages.status) keeps it cheap.
+// fresh CAMS lookup. Candidates come from failures (not messages.status), which keeps
+// the scan cheap; but the candidates are a snapshot, so the statement that changes a
+// message re-checks every condition on the message row itself (issue 8, item 3): a
+// message replayed, delivered, re-failed or purged since the snapshot is left alone.
+// In READ COMMITTED an UPDATE that meets a row changed by a transaction that
+// committed after its snapshot re-evaluates its WHERE clause on the new version
+// (PostgreSQL docs, "Transaction Isolation", 13.2.1), so the re-check sees the
+// latest state. messages.finished_at equals failures.failed_at (both are now() of
+// the transaction that failed the message).
+//
+// Lock order is messages, then failures, then outbox: the same as Purge
+// (messages, failures), so a replay and a purge never deadlock. The failures row
+// goes only with the message that was really moved back to PENDING.
 const replaySQL = `
 WITH picked AS (
     SELECT message_id FROM failures
@@ -212,24 +224,31 @@ WITH picked AS (
       AND ($7::timestamptz IS NULL OR failed_at < $7)
     ORDER BY failed_at
     LIMIT $6
-    FOR UPDATE SKIP LOCKED
-), f AS (
-    DELETE FROM failures USING picked WHERE failures.message_id = picked.message_id RETURNING failures.message_id
 ), m AS (
     UPDATE messages SET status = 'PENDING', reason = NULL, attempts = 0, last_error = NULL,
            finished_at = NULL, delivered_at = NULL
-    FROM f WHERE messages.message_id = f.message_id AND messages.status IN ('REJECTED', 'DEAD_LETTERED')
+    FROM picked
+    WHERE messages.message_id = picked.message_id
+      AND messages.status IN ('REJECTED', 'DEAD_LETTERED')
+      AND ($2::text = '' OR messages.status = $2)
+      AND ($3::text = '' OR messages.ai_agent_address = $3)
+      AND ($4::text = '' OR messages.reason = $4)
+      AND ($5::timestamptz IS NULL OR messages.finished_at >= $5)
+      AND ($7::timestamptz IS NULL OR messages.finished_at < $7)
     RETURNING messages.message_id
+), f AS (
+    DELETE FROM failures USING m WHERE failures.message_id = m.message_id
+), ob AS (
+    INSERT INTO outbox (message_id, due_at, route)
+    SELECT message_id, now(), true FROM m
+    ON CONFLICT (message_id) DO NOTHING
 )
-INSERT INTO outbox (message_id, due_at, route)
-SELECT message_id, now(), true FROM m
-ON CONFLICT (message_id) DO NOTHING
-RETURNING message_id`
+SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM m)`
 
 // Replay routes a REJECTED or DEAD_LETTERED message afresh: PENDING, attempts reset,
 // same messageId, fresh CAMS lookup before its next delivery.
 func (s *Store) Replay(ctx context.Context, id uuid.UUID) error {
-	n, err := s.replay(ctx, &id, Filter{}, 1)
+	_, n, err := s.replay(ctx, &id, Filter{}, 1)
 	if err != nil {
 		return err
 	}
@@ -258,15 +277,18 @@ func (s *Store) ReplayMatching(ctx context.Context, f Filter) (int, error) {
 	f.Until = started
 	total := 0
 	for {
-		n, err := s.replay(ctx, nil, f, 2000)
+		// Stop when nothing was picked, not when nothing was replayed: a batch
+		// whose candidates were all replayed meanwhile by someone else replays 0.
+		picked, n, err := s.replay(ctx, nil, f, 2000)
 		total += n
-		if err != nil || n == 0 {
+		if err != nil || picked == 0 {
 			return total, err
 		}
 	}
 }
 
-func (s *Store) replay(ctx context.Context, id *uuid.UUID, f Filter, limit int) (int, error) {
+// replay runs replaySQL once: how many candidates it picked, how many it replayed.
+func (s *Store) replay(ctx context.Context, id *uuid.UUID, f Filter, limit int) (picked, replayed int, err error) {
 	var since, until *time.Time
 	if !f.Since.IsZero() {
 		since = &f.Since
@@ -274,32 +296,54 @@ func (s *Store) replay(ctx context.Context, id *uuid.UUID, f Filter, limit int) 
 	if !f.Until.IsZero() {
 		until = &f.Until
 	}
-	tag, err := s.pool.Exec(ctx, replaySQL, id, f.Status, f.Address, f.Reason, since, limit, until)
+	err = s.pool.QueryRow(ctx, replaySQL, id, f.Status, f.Address, f.Reason, since, limit, until).Scan(&picked, &replayed)
 	if err != nil {
-		return 0, fmt.Errorf("error replaying messages: %w", err)
+		return 0, 0, fmt.Errorf("error replaying messages: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return picked, replayed, nil
 }
 
-// Purge deletes up to limit finished messages (and their history) that finished
-// before cutoff. The received_at bound lets the scan use its index: a message
-// finishes after it is received.
-func (s *Store) Purge(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	tag, err := s.pool.Exec(ctx, `
+// purgeSQL deletes up to $2 messages that finished before $1, with their history
+// and failure rows. The candidates are a snapshot; the DELETE re-checks on the
+// message row itself that it is still finished, and finished before the cutoff, so
+// a message replayed (PENDING again, with an outbox row) or finished anew since the
+// snapshot is kept (issue 8, item 3: purge racing with replay left a 404 and an
+// orphan outbox row). READ COMMITTED re-evaluates the DELETE's WHERE clause on the
+// latest committed version of a row changed after the snapshot (PostgreSQL docs,
+// 13.2.1). History and failure rows go only with the messages really deleted. Lock
+// order: messages, then failures (as replaySQL). The received_at bound lets the
+// scan use its index: a message finishes after it is received.
+const purgeSQL = `
 WITH old AS (
     SELECT message_id FROM messages
     WHERE received_at < $1 AND finished_at < $1 AND status <> 'PENDING'
     ORDER BY received_at LIMIT $2
+), gone AS (
+    DELETE FROM messages m USING old
+    WHERE m.message_id = old.message_id
+      AND m.status IN ('DELIVERED', 'REJECTED', 'DEAD_LETTERED') AND m.finished_at < $1
+    RETURNING m.message_id
 ), h AS (
-    DELETE FROM delivery_attempts d USING old WHERE d.message_id = old.message_id
+    DELETE FROM delivery_attempts d USING gone WHERE d.message_id = gone.message_id
 ), f AS (
-    DELETE FROM failures f USING old WHERE f.message_id = old.message_id
+    DELETE FROM failures f USING gone WHERE f.message_id = gone.message_id
 )
-DELETE FROM messages m USING old WHERE m.message_id = old.message_id`, cutoff, limit)
-	if err != nil {
-		return 0, fmt.Errorf("error purging old messages: %w", err)
+SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM gone)`
+
+// Purge deletes up to limit finished messages (and their history) that finished
+// before cutoff, and returns how many it deleted. A message that changed state
+// since it was picked (replayed, finished again) is kept.
+func (s *Store) Purge(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	_, n, err := s.purge(ctx, cutoff, limit)
+	return n, err
+}
+
+// purge runs purgeSQL once: how many candidates it picked, how many it deleted.
+func (s *Store) purge(ctx context.Context, cutoff time.Time, limit int) (picked, deleted int, err error) {
+	if err := s.pool.QueryRow(ctx, purgeSQL, cutoff, limit).Scan(&picked, &deleted); err != nil {
+		return 0, 0, fmt.Errorf("error purging old messages: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return picked, deleted, nil
 }
 
 // Stats are the outbox gauges.

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -143,6 +144,7 @@ type Dispatcher struct {
 	resultsClosed bool
 	stopping      atomic.Bool
 	queued        atomic.Int64
+	unwritten     atomic.Int64 // results given up on when Stop's context ended, reported by Stop
 
 	ctx       context.Context // cancelled when Stop gives up waiting
 	cancel    context.CancelFunc
@@ -151,6 +153,12 @@ type Dispatcher struct {
 	completer sync.WaitGroup
 	startOnce sync.Once
 	stopOnce  sync.Once
+
+	// writeCtx bounds result writes: cancelled when Stop's context ends, so a
+	// write retrying against an unreachable Postgres gives up (DESIGN §8.4). A
+	// result not written is safe: the row comes back after its lease.
+	writeCtx    context.Context
+	writeCancel context.CancelFunc
 }
 
 type lane struct {
@@ -190,6 +198,7 @@ func (d *Dispatcher) Lease() time.Duration { return d.cfg.Lease }
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.startOnce.Do(func() {
 		d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
+		d.writeCtx, d.writeCancel = context.WithCancel(context.WithoutCancel(ctx))
 		var sweepCtx context.Context
 		sweepCtx, d.sweepStop = context.WithCancel(d.ctx)
 		d.workers.Add(2)
@@ -206,7 +215,15 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // Stop stops claiming, hands queued rows back, lets in-flight deliveries finish
 // until ctx ends (then cancels them: a cancelled delivery is handed back, not
 // counted as an attempt), writes the last results and returns. Idempotent.
+//
+// Stop returns by the time ctx ends plus the time to abandon a database call
+// (DESIGN §8.4: shutdown is bounded, also while Postgres is down): when ctx ends,
+// deliveries are cancelled and result writes give up. It then returns an error
+// wrapping ctx.Err() saying some results were not written; those rows are claimed
+// again after their lease (at-least-once, never lost). Every goroutine the
+// Dispatcher started has ended when Stop returns.
 func (d *Dispatcher) Stop(ctx context.Context) error {
+	var err error
 	d.stopOnce.Do(func() {
 		if d.cancel == nil {
 			return
@@ -219,22 +236,27 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 			delete(d.lanes, k)
 		}
 		d.mu.Unlock()
-		waited := make(chan struct{})
-		go func() { d.workers.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-ctx.Done():
+		// Once ctx ends, in-flight deliveries and result writes are cut short; both
+		// then finish at once (a cancelled delivery is a Release, a cancelled write
+		// is given up), so the waits below end promptly.
+		giveUp := context.AfterFunc(ctx, func() {
 			d.cancel()
-			<-waited
-		}
+			d.writeCancel()
+		})
+		defer giveUp()
+		d.workers.Wait()
 		d.resultsMu.Lock()
 		d.resultsClosed = true
 		close(d.results)
 		d.resultsMu.Unlock()
 		d.completer.Wait()
 		d.cancel()
+		d.writeCancel()
+		if n := d.unwritten.Load(); n > 0 {
+			err = fmt.Errorf("dispatcher stopped with %d delivery results not written (their rows come back after the lease): %w", n, context.Cause(ctx))
+		}
 	})
-	return nil
+	return err
 }
 
 // Poke makes the sweep look for due rows now (after a replay).
@@ -587,23 +609,32 @@ func (d *Dispatcher) write(batch []done) {
 	// committed part of the batch before failing; applying a result twice is
 	// harmless, and the statuses of each try are kept.
 	final := make(map[uuid.UUID]string, len(results))
+	var err error
 	for try := 0; ; try++ {
-		// Results must be written even while stopping: use a context of our own.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		got, err := d.cfg.Store.Complete(ctx, results, d.cfg.MaxAttempts)
+		// Results are written even while stopping (a context of our own), until
+		// Stop's context ends (writeCtx).
+		ctx, cancel := context.WithTimeout(d.writeCtx, 10*time.Second)
+		var got map[uuid.UUID]string
+		got, err = d.cfg.Store.Complete(ctx, results, d.cfg.MaxAttempts)
 		cancel()
 		maps.Copy(final, got)
 		if err == nil {
 			break
 		}
 		wait := min(100*time.Millisecond<<min(try, 4), 2*time.Second)
-		if time.Now().Add(wait).After(deadline) {
+		if time.Now().Add(wait).After(deadline) || d.writeCtx.Err() != nil {
 			d.log.Warn("giving up recording delivery results: their rows are claimed again once the lease expires",
 				slog.Int("results", len(results)), slog.Int("tries", try+1), slog.Any("error", err))
 			break
 		}
 		d.log.Warn("error recording delivery results, retrying", slog.Int("results", len(results)), slog.Int("try", try+1), slog.Any("error", err))
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+		case <-d.writeCtx.Done():
+		}
+	}
+	if err != nil && d.writeCtx.Err() != nil {
+		d.unwritten.Add(int64(len(results)))
 	}
 	now := time.Now()
 	for _, b := range batch {

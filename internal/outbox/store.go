@@ -198,8 +198,12 @@ WITH due AS (
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
+    -- Re-checked in the statement that changes the row (issue 8, item 3): the
+    -- row is locked by due, and a row changed since the snapshot is re-evaluated
+    -- on its latest version (READ COMMITTED), so a row completed, released or
+    -- re-scheduled meanwhile is never claimed.
     UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3
-    FROM due WHERE o.message_id = due.message_id
+    FROM due WHERE o.message_id = due.message_id AND o.due_at <= now()
     RETURNING o.message_id, o.route
 )
 SELECT m.message_id, m.ai_agent_address, coalesce(m.destination_type, ''), coalesce(m.destination_name, ''),

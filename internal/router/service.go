@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -151,11 +152,6 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		TracerProvider: o.TracerProvider,
 	})
 	takeover = NewTakeover(store, camsClient, dispatcher, cfg.BreakerOpenTimeout, log, reg, o.TracerProvider)
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("error reading stream %s: %w", stream.Name, err)
-	}
-	takeover.SetStream(info.Config.Name, info.Created)
 	consCfg := ConsumerConfig()
 	if o.AckWait > 0 {
 		consCfg.AckWait = o.AckWait
@@ -170,16 +166,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		Handler:  handler,
 		Paused:   func() bool { return !camsClient.Available() },
 		Recreate: func(ctx context.Context) (jetstream.Stream, error) {
-			st, err := stream.Ensure(ctx, js)
-			if err != nil {
-				return nil, err
-			}
-			info, err := st.Info(ctx)
-			if err != nil {
-				return nil, err
-			}
-			takeover.SetStream(info.Config.Name, info.Created)
-			return st, nil
+			return stream.Ensure(ctx, js)
 		},
 		Logger:     log,
 		Registerer: reg,
@@ -218,10 +205,14 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		return fmt.Errorf("ROUTER_ADDR: cannot listen on %s: %w", cfg.Addr, err)
 	}
 
+	// From here on every exit path stops what was started, in reverse order,
+	// within SHUTDOWN_TIMEOUT (DESIGN §8.4), before the deferred NATS and pool
+	// closes run beneath them.
 	if err := dispatcher.Start(ctx); err != nil {
 		return err
 	}
 	if err := cons.Start(ctx); err != nil {
+		shutdown(log, cfg.ShutdownTimeout, nil, dispatcher, nil, nil, nil)
 		return err
 	}
 	janitor.Start(ctx)
@@ -232,24 +223,55 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		o.Ready <- ln.Addr().String()
 	}
 
+	var failed error
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
-		return fmt.Errorf("admin server failed: %w", err)
+		failed = fmt.Errorf("admin server failed: %w", err)
+		log.Error("admin server failed, stopping", slog.Any("error", err))
 	}
-	log.Info("router stopping", slog.Duration("shutdown_timeout", cfg.ShutdownTimeout))
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	shutdown(log, cfg.ShutdownTimeout, cons, dispatcher, janitor, srv, nc)
+	return failed
+}
+
+// shutdown stops the router's parts in reverse start order within timeout: stop
+// pulling (unfinished batches are redelivered), finish or hand back deliveries and
+// write their results, stop maintenance, close the admin server, drain NATS. A part
+// that does not finish in time is logged and left behind: what it held comes back
+// (stream messages after AckWait, outbox rows after their lease), so a timed-out
+// shutdown is still a clean one and the router exits 0 (DESIGN §8.4). nil parts
+// were not started.
+func shutdown(log *slog.Logger, timeout time.Duration, cons *consumer.Consumer, dispatcher *outbox.Dispatcher,
+	janitor *outbox.Janitor, srv *http.Server, nc *nats.Conn) {
+	log.Info("router stopping", slog.Duration("shutdown_timeout", timeout))
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	var errs []error
-	errs = append(errs, cons.Stop(sctx))
-	errs = append(errs, dispatcher.Stop(sctx))
-	janitor.Stop()
-	errs = append(errs, srv.Shutdown(sctx))
-	if err := nc.Drain(); err != nil {
-		errs = append(errs, err)
+	warn := func(what string, err error) {
+		if err != nil {
+			log.Warn("shutdown: "+what+" did not finish cleanly (its work comes back to another replica or a restart)",
+				slog.Any("error", err))
+		}
 	}
-	log.Info("router stopped")
-	return errors.Join(errs...)
+	if cons != nil {
+		warn("consumer", cons.Stop(sctx))
+	}
+	if dispatcher != nil {
+		warn("dispatcher", dispatcher.Stop(sctx))
+	}
+	if janitor != nil {
+		warn("janitor", janitor.Stop(sctx))
+	}
+	if srv != nil {
+		if err := srv.Shutdown(sctx); err != nil {
+			warn("admin server", err)
+			_ = srv.Close()
+		}
+	}
+	if nc != nil {
+		warn("NATS drain", nc.Drain())
+	}
+	log.Info("router stopped", slog.Duration("took", time.Since(start)))
 }
 
 // OpenPool connects to Postgres. Every connection gets an

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,7 +29,6 @@ import (
 	"github.com/msgrouter/msgrouter/internal/outbox"
 	"github.com/msgrouter/msgrouter/internal/pgtext"
 	"github.com/msgrouter/msgrouter/internal/routing"
-	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
 
@@ -52,25 +50,6 @@ type Takeover struct {
 	// maxNak caps the delay before a message CAMS could not route comes back.
 	maxNak time.Duration
 	tracer trace.Tracer
-	// streamIdentity names this incarnation of the stream for messageIds derived
-	// from a sequence number: the stream's name and creation time. Sequences start
-	// again at 1 when a stream is recreated (its store lost, or deleted by an
-	// operator); with the name alone, new messages would get the ids of old ones
-	// and be dropped as duplicates by Postgres.
-	streamIdentity atomic.Pointer[string]
-}
-
-// SetStream records the stream's identity (name and creation time).
-func (t *Takeover) SetStream(name string, created time.Time) {
-	id := stream.Identity(name, created) // shared with internal/audit
-	t.streamIdentity.Store(&id)
-}
-
-func (t *Takeover) streamName(fallback string) string {
-	if id := t.streamIdentity.Load(); id != nil {
-		return *id
-	}
-	return fallback
 }
 
 // NewTakeover returns the consumer's Handler.
@@ -134,7 +113,9 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			continue
 		}
 		env, perr := message.Parse(msg.Data())
-		id := message.DirectID(msg.Headers().Get("Nats-Msg-Id"), env, t.streamName(meta.Stream), meta.Sequence.Stream)
+		// Sequences restart when the stream is recreated or rebuilt: the id also
+		// names the message's storage time, which every replica sees (DESIGN §3).
+		id := message.DirectID(msg.Headers().Get("Nats-Msg-Id"), env, message.StoredIdentity(meta.Stream, meta.Timestamp), meta.Sequence.Stream)
 		it.rec = outbox.Record{ID: id, AcceptedAt: meta.Timestamp}
 		it.raw = msg.Data()
 		if first, ok := seen[id]; ok {
