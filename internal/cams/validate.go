@@ -66,8 +66,10 @@ func validateText(field, v string, limit int) error {
 }
 
 // ValidateInbox checks that name is a valid inbox of destination type typ:
-// NATS_SUBJECT takes a subject without wildcards, HTTP_ENDPOINT an absolute http or
-// https URL with a host.
+// NATS_SUBJECT takes a subject without wildcards that is not the system's own
+// (ValidateSubject), HTTP_ENDPOINT an absolute http or https URL with a host. It is
+// the one rule both sides apply: the reference CAMS answers 400 on it and the router
+// rejects a mapping failing it as CONFIG_ERROR (DESIGN §4).
 func ValidateInbox(typ, name string) error {
 	if name == "" {
 		return invalidf("inboxName", "is required")
@@ -89,8 +91,11 @@ func ValidateInbox(typ, name string) error {
 
 // ValidateSubject checks a NATS subject an agent's inbox stream captures: tokens
 // separated by '.', none empty, no wildcard ('*', '>') and no whitespace or control
-// character anywhere. A wildcard is refused even inside a token: NATS treats such
-// subjects inconsistently across tools, and a publish subject never needs one.
+// character anywhere, and not a subject of the system itself (see reservedSubject).
+// A wildcard is refused even inside a token: NATS treats such subjects
+// inconsistently across tools, and a publish subject never needs one. The reference
+// server (400) and the router's routing decision (CONFIG_ERROR) both use it, so the
+// router does not depend on another CAMS implementation having checked.
 func ValidateSubject(s string) error {
 	if !utf8.ValidString(s) {
 		return invalidf("inboxName", "is not valid UTF-8")
@@ -107,6 +112,32 @@ func ValidateSubject(s string) error {
 		if tok == "" {
 			return invalidf("inboxName", "NATS subject %q has an empty token", s)
 		}
+	}
+	return reservedSubject(s)
+}
+
+// RouterSubject is the subject direct producers publish to, captured with every
+// subject under it by the router's stream ROUTER_MESSAGES (DESIGN §3; the same
+// value as stream.Subject, which a test checks).
+const RouterSubject = "router.messages"
+
+// reservedSubject refuses the subjects that belong to the system itself (DESIGN §4):
+// a delivery there would act on NATS or on the router instead of reaching an agent.
+//   - "$..." is the server's own namespace: the JetStream API ($JS.API.STREAM.PURGE.X
+//     purges a stream), key-value ($KV.) and object stores ($O.), the system
+//     account ($SYS.), $JS.ACK (acknowledging someone else's message), $G, $MQTT...
+//   - "_INBOX" (and under it) is where request-reply answers go: publishing there
+//     would answer another client's pending request, the router's own included.
+//   - "router.messages" and everything under it is captured by ROUTER_MESSAGES: a
+//     delivery would come back as a new message, a loop.
+func reservedSubject(s string) error {
+	switch first, _, _ := strings.Cut(s, "."); {
+	case strings.HasPrefix(s, "$"):
+		return invalidf("inboxName", "NATS subject %q is a system subject (subjects starting with $ are the NATS server's: JetStream API, KV, object store, system account)", s)
+	case first == "_INBOX":
+		return invalidf("inboxName", "NATS subject %q is a request-reply inbox (_INBOX.), not an agent inbox", s)
+	case s == RouterSubject || strings.HasPrefix(s, RouterSubject+"."):
+		return invalidf("inboxName", "NATS subject %q is the router's own (captured by stream ROUTER_MESSAGES): a delivery would loop back", s)
 	}
 	return nil
 }

@@ -1,0 +1,60 @@
+package router_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/cams"
+)
+
+// TestSystemSubjectInboxIsConfigError (issue 8 item 5, DESIGN §4): a mapping whose
+// NATS inbox is a system subject or the router's own is rejected as CONFIG_ERROR and
+// nothing is published there: the stream is not purged, no delivery loops back.
+func TestSystemSubjectInboxIsConfigError(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ctx := context.Background()
+	bad := map[string]string{
+		"purger":  "$JS.API.STREAM.PURGE.ROUTER_MESSAGES",
+		"deleter": "$JS.API.STREAM.DELETE.ROUTER_MESSAGES",
+		"looper":  "router.messages.loop",
+		"replier": "_INBOX.x",
+	}
+	for addr, subject := range bad {
+		e.cams.set(addr, cams.TypeNATSSubject, subject, cams.StatusActive)
+	}
+	e.cams.set("good", cams.TypeNATSSubject, "inbox.good", cams.StatusActive)
+
+	var goodIDs []string
+	for range 10 {
+		id := uuid.NewString()
+		goodIDs = append(goodIDs, id)
+		e.publish(body("good", `{}`), id)
+	}
+	badIDs := map[string]string{}
+	for addr := range bad {
+		badIDs[addr] = uuid.NewString()
+		e.publish(body(addr, `{}`), badIDs[addr])
+	}
+	for addr, id := range badIDs {
+		v := e.waitStatus(id, "REJECTED")
+		require.Equal(t, "CONFIG_ERROR", v.Reason, addr)
+		require.Zero(t, v.Attempts, addr)
+	}
+	for _, id := range goodIDs {
+		e.waitStatus(id, "DELIVERED")
+	}
+	require.Len(t, e.inboxMsgs("inbox.good"), 10)
+
+	// Nothing purged, deleted or looped back: the stream holds exactly what was
+	// published, from sequence 1.
+	st, err := e.js.Stream(ctx, "ROUTER_MESSAGES")
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 10+len(bad), info.State.Msgs)
+	require.EqualValues(t, 1, info.State.FirstSeq)
+}
