@@ -136,6 +136,12 @@ type Client struct {
 	closeCtx context.Context
 	close    context.CancelFunc
 
+	// Telling a CAMS that fails for some addresses from one that fails for all
+	// (DESIGN §4): see addressOnly.
+	partial partialFailures
+
+	addressFailures prometheus.Counter
+
 	lookups     *prometheus.CounterVec
 	lookupTime  prometheus.Histogram
 	cacheHits   prometheus.Counter
@@ -180,6 +186,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	})
 	c.cacheHits = f.NewCounter(prometheus.CounterOpts{Name: "msgrouter_cams_cache_hits_total", Help: "CAMS lookups answered from the cache."})
 	c.cacheMisses = f.NewCounter(prometheus.CounterOpts{Name: "msgrouter_cams_cache_misses_total", Help: "CAMS lookups the cache could not answer."})
+	c.addressFailures = f.NewCounter(prometheus.CounterOpts{
+		Name: "msgrouter_cams_address_failures_total",
+		Help: "CAMS lookups that failed (5xx, timeout) for one address while CAMS answered for others: not counted by the CAMS breaker.",
+	})
 	for _, o := range []string{outcomeFound, outcomeNotFound, outcomeError, outcomeBreakerOpen} {
 		c.lookups.WithLabelValues(o) // show every outcome at 0 from the start
 	}
@@ -195,7 +205,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		// Shutting down is not a CAMS failure (STYLE: cancellation is not a failure).
 		// A CAMS timeout is our own per-request deadline: it wraps ErrUnavailable, not
 		// a caller's context error, and counts.
-		IsExcluded: func(err error) bool { return errors.Is(err, errClosed) || errors.Is(err, context.Canceled) },
+		// A failure that concerns one address only (CAMS answers for others, checked
+		// by addressOnly) says nothing about CAMS as a whole: it must not pause
+		// routing for every agent (DESIGN §4).
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, errClosed) || errors.Is(err, context.Canceled) || errors.Is(err, errAddressOnly)
+		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			cfg.BreakerMetrics.OnStateChange(name, from, to)
 			// Runs under the breaker's lock: log only, never call back into it.
@@ -292,8 +307,24 @@ func (c *Client) Forget(address string) {
 }
 
 func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
+	if wait := c.partial.backingOff(address, c.cfg.Now()); wait > 0 {
+		// CAMS failed for this address a moment ago while answering for others: do
+		// not ask again yet, and do not involve the breaker.
+		c.lookups.WithLabelValues(outcomeError).Inc()
+		return nil, fmt.Errorf("%w: CAMS failed for this address while answering for others; asking again in %s: %w", ErrUnavailable, wait.Round(time.Millisecond), errAddressOnly)
+	}
 	ch := c.group.DoChan(address, func() (any, error) {
-		return c.cb.Execute(func() (*Mapping, error) { return c.fetch(ctx, address) })
+		return c.cb.Execute(func() (*Mapping, error) {
+			m, err := c.fetch(ctx, address)
+			if err != nil && errors.Is(err, ErrUnavailable) && !errors.Is(err, errClosed) && c.addressOnly(ctx, address) {
+				c.addressFailures.Inc()
+				wait := c.partial.failed(address, c.cfg.Now(), min(maxAddressBackoff, c.cfg.BreakerOpenTimeout))
+				c.log.Warn("CAMS failed for one agent while answering for others: its messages wait, others flow",
+					"ai_agent_address", address, "retry_in", wait.String(), "error", err)
+				return nil, fmt.Errorf("%w (%w)", err, errAddressOnly)
+			}
+			return m, err
+		})
 	})
 	if c.testHookJoined != nil {
 		c.testHookJoined() // DoChan has registered this caller: tests count waiters
@@ -356,8 +387,10 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 			return nil, fmt.Errorf("%w: undecodable mapping: %w", ErrUnavailable, err)
 		}
 		c.store(address, &m)
+		c.partial.answered(address)
 		return &m, nil
 	case resp.StatusCode == http.StatusNotFound:
+		c.partial.answered(address)
 		return nil, ErrNotFound
 	default:
 		// 5xx and 429 are CAMS's trouble. Other statuses (401 a wrong CAMS_API_KEY,
@@ -562,6 +595,176 @@ func (c *Client) HealthCheck(ctx context.Context, address, status, details strin
 	}
 	c.Forget(address)
 	return &out, nil
+}
+
+// errAddressOnly marks a lookup failure that concerns its address only: CAMS
+// answered for another address just before or just after. The breaker excludes it.
+var errAddressOnly = errors.New("CAMS answers for other addresses")
+
+// Per-address failure handling (DESIGN §4: a CAMS failure that concerns some
+// addresses only never delays routing for the others).
+const (
+	// minAddressBackoff doubles per consecutive address-only failure up to
+	// maxAddressBackoff (and never beyond BreakerOpenTimeout), the same 250ms → 5s
+	// as the router's Nak delays, so an address CAMS answers for again flows within
+	// seconds.
+	minAddressBackoff = 250 * time.Millisecond
+	maxAddressBackoff = 5 * time.Second
+	// canaryFresh is how long one check that CAMS answers for another address is
+	// reused, so a burst of failing addresses costs one check.
+	canaryFresh = time.Second
+	// recentAnswers is how many addresses CAMS answered for lately are kept as
+	// canaries; maxBackoffEntries bounds the per-address backoff table.
+	recentAnswers     = 4
+	maxBackoffEntries = 100_000
+)
+
+// CanaryAddress is looked up when CAMS fails for an address and no other address
+// it answered for lately answers now: any answer (404 expected, 200 fine) shows
+// CAMS answers for others. The .invalid name (RFC 2606) is never a real agent.
+const CanaryAddress = "msgrouter-cams-canary@canary.invalid"
+
+// addressOnly reports whether CAMS, which just failed for address, answers for
+// other addresses: true when one of the addresses it answered for lately (200 or
+// 404), or else CanaryAddress, gets an answer now (or did within canaryFresh).
+// False when none answers: then the failure counts as CAMS's and the breaker sees
+// it. The check is one GET, outside the breaker, shared by concurrent
+// callers.
+func (c *Client) addressOnly(ctx context.Context, address string) bool {
+	now := c.cfg.Now()
+	if ok, fresh := c.partial.canaryVerdict(now); fresh {
+		return ok
+	}
+	v, _, _ := c.group.Do("\x00canary", func() (any, error) {
+		if ok, fresh := c.partial.canaryVerdict(c.cfg.Now()); fresh {
+			return ok, nil
+		}
+		ok := false
+		for _, other := range append(c.partial.canaries(address), CanaryAddress) {
+			if other == address {
+				continue
+			}
+			_, err := c.fetch(ctx, other)
+			if err == nil || errors.Is(err, ErrNotFound) {
+				ok = true
+				break
+			}
+			c.partial.forget(other)
+			if errors.Is(err, errClosed) {
+				break
+			}
+		}
+		c.partial.setCanary(ok, c.cfg.Now())
+		return ok, nil
+	})
+	return v.(bool)
+}
+
+// partialFailures remembers the addresses CAMS answered for lately (canaries) and
+// the addresses it failed for while answering others (with their backoff).
+type partialFailures struct {
+	mu         sync.Mutex
+	recent     []string // most recent last, distinct
+	canaryAt   time.Time
+	canaryOK   bool
+	haveCanary bool
+	backoff    map[string]addressBackoff
+}
+
+type addressBackoff struct {
+	until    time.Time
+	failures int
+}
+
+func (p *partialFailures) answered(address string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.backoff, address)
+	for i, a := range p.recent {
+		if a == address {
+			p.recent = append(p.recent[:i], p.recent[i+1:]...)
+			break
+		}
+	}
+	p.recent = append(p.recent, address)
+	if len(p.recent) > recentAnswers {
+		p.recent = p.recent[1:]
+	}
+}
+
+func (p *partialFailures) forget(address string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, a := range p.recent {
+		if a == address {
+			p.recent = append(p.recent[:i], p.recent[i+1:]...)
+			return
+		}
+	}
+}
+
+// canaries returns the recent answered addresses other than failing, newest first.
+func (p *partialFailures) canaries(failing string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.recent))
+	for i := len(p.recent) - 1; i >= 0; i-- {
+		if p.recent[i] != failing {
+			out = append(out, p.recent[i])
+		}
+	}
+	return out
+}
+
+func (p *partialFailures) canaryVerdict(now time.Time) (ok, fresh bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.haveCanary || now.Sub(p.canaryAt) >= canaryFresh || now.Before(p.canaryAt) {
+		return false, false
+	}
+	return p.canaryOK, true
+}
+
+func (p *partialFailures) setCanary(ok bool, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.canaryOK, p.canaryAt, p.haveCanary = ok, now, true
+}
+
+// failed records an address-only failure and returns how long the address backs off.
+func (p *partialFailures) failed(address string, now time.Time, ceiling time.Duration) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.backoff == nil {
+		p.backoff = map[string]addressBackoff{}
+	}
+	if len(p.backoff) >= maxBackoffEntries {
+		for k, b := range p.backoff {
+			if !now.Before(b.until) {
+				delete(p.backoff, k)
+			}
+		}
+		if len(p.backoff) >= maxBackoffEntries {
+			clear(p.backoff) // still full: forgetting backoffs only costs requests
+		}
+	}
+	b := p.backoff[address]
+	b.failures++
+	wait := min(minAddressBackoff<<min(b.failures-1, 10), max(ceiling, minAddressBackoff))
+	b.until = now.Add(wait)
+	p.backoff[address] = b
+	return wait
+}
+
+// backingOff returns how long address still backs off, 0 when it does not.
+func (p *partialFailures) backingOff(address string, now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.backoff[address]
+	if !ok || !now.Before(b.until) {
+		return 0
+	}
+	return b.until.Sub(now)
 }
 
 // escapeAddress puts an address into a URL path the way the contract says
