@@ -51,7 +51,8 @@ type ClientConfig struct {
 	// Timeout bounds one HTTP request to CAMS (CAMS_TIMEOUT). A request that times
 	// out counts as a CAMS failure. Defaults to 2s.
 	Timeout time.Duration
-	// CacheTTL is how long a found mapping is reused (CAMS_CACHE_TTL). 0 = no cache.
+	// CacheTTL is how long a found ACTIVE, well-formed mapping is reused
+	// (CAMS_CACHE_TTL); others are kept at most ShortCacheTTL. 0 = no cache.
 	CacheTTL time.Duration
 	// CacheMaxEntries bounds the cache. Defaults to 100000.
 	CacheMaxEntries int
@@ -296,7 +297,41 @@ func (c *Client) store(address string, m *Mapping) {
 			delete(c.cache, k)
 		}
 	}
-	c.cache[address] = cacheEntry{m: m.clone(), expires: now.Add(c.cfg.CacheTTL)}
+	c.cache[address] = cacheEntry{m: m.clone(), expires: now.Add(c.ttlFor(m))}
+}
+
+// ShortCacheTTL is how long a mapping that is not routable (status not ACTIVE, or
+// an inbox that fails ValidateInbox) is cached, when CacheTTL is longer: an
+// operator's fix in CAMS (reactivating an agent, correcting its inbox) shows within
+// seconds, while working ACTIVE mappings keep the full CacheTTL. 404s are never
+// cached (see Client).
+const ShortCacheTTL = 2 * time.Second
+
+func (c *Client) ttlFor(m *Mapping) time.Duration {
+	if m.Status == StatusActive && ValidateInbox(m.InboxDestinationType, m.InboxName) == nil {
+		return c.cfg.CacheTTL
+	}
+	return min(c.cfg.CacheTTL, ShortCacheTTL)
+}
+
+// dropInvalidSecrets removes the signing secrets ValidateSigningSecret refuses and
+// returns how many it removed.
+func dropInvalidSecrets(m *Mapping) int {
+	if len(m.SigningSecrets) == 0 {
+		return 0
+	}
+	kept := m.SigningSecrets[:0:0]
+	for _, s := range m.SigningSecrets {
+		if ValidateSigningSecret(s) == nil {
+			kept = append(kept, s)
+		}
+	}
+	n := len(m.SigningSecrets) - len(kept)
+	if len(kept) == 0 {
+		kept = nil
+	}
+	m.SigningSecrets = kept
+	return n
 }
 
 // Forget drops address from the cache (after an admin change through this client).
@@ -385,6 +420,12 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 		var m Mapping
 		if err := json.Unmarshal(body, &m); err != nil {
 			return nil, fmt.Errorf("%w: undecodable mapping: %w", ErrUnavailable, err)
+		}
+		if ignored := dropInvalidSecrets(&m); ignored > 0 {
+			// Another CAMS may not check what the reference one does (DESIGN §4):
+			// a key outside 24..64 bytes is ignored, never used, never fatal.
+			c.log.Warn("CAMS mapping has signing secrets that are not valid Standard Webhooks secrets (whsec_ + base64 of a 24 to 64-byte key): ignored",
+				"ai_agent_address", address, "ignored", ignored, "kept", len(m.SigningSecrets))
 		}
 		c.store(address, &m)
 		c.partial.answered(address)

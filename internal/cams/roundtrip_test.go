@@ -60,13 +60,13 @@ func TestClientServerRoundTrip(t *testing.T) {
 	addr := oddAddresses[0]
 	_, err = c.Lookup(ctx, addr) // cached now
 	require.NoError(t, err)
-	upd, err := c.Update(ctx, addr, map[string]any{"status": StatusInactive, "signingSecrets": []string{"whsec_c2VjcmV0"}})
+	upd, err := c.Update(ctx, addr, map[string]any{"status": StatusInactive, "signingSecrets": []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}})
 	require.NoError(t, err)
 	require.Equal(t, StatusInactive, upd.Status)
 	m, err := c.Lookup(ctx, addr)
 	require.NoError(t, err)
 	require.Equal(t, StatusInactive, m.Status, "the client's own update drops its cache entry")
-	require.Equal(t, []string{"whsec_c2VjcmV0"}, m.SigningSecrets)
+	require.Equal(t, []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}, m.SigningSecrets)
 
 	hm, err := c.HealthCheck(ctx, oddAddresses[1], HealthUnhealthy, "timeouts")
 	require.NoError(t, err)

@@ -162,22 +162,42 @@ func ValidateEndpoint(s string) error {
 	return nil
 }
 
-// ValidateSigningSecrets checks Standard Webhooks secrets: each "whsec_" followed by
-// non-empty standard base64 (the HMAC key).
+// Bounds of a signing secret's decoded key, in bytes (Standard Webhooks: 24 to 64;
+// DESIGN §4). A shorter key makes a forgeable HMAC.
+const (
+	MinSigningKeyBytes = 24
+	MaxSigningKeyBytes = 64
+)
+
+// ValidateSigningSecrets checks Standard Webhooks secrets: at most
+// MaxSigningSecrets, each "whsec_" followed by standard base64 whose decoded key is
+// MinSigningKeyBytes to MaxSigningKeyBytes long (DESIGN §4). Errors name the
+// secret by index, never by value.
 func ValidateSigningSecrets(secrets []string) error {
 	if len(secrets) > MaxSigningSecrets {
 		return invalidf("signingSecrets", "has more than %d secrets", MaxSigningSecrets)
 	}
 	for i, s := range secrets {
-		b64, ok := strings.CutPrefix(s, "whsec_")
-		if !ok {
-			return invalidf("signingSecrets", "secret %d does not start with whsec_", i)
+		if err := ValidateSigningSecret(s); err != nil {
+			return invalidf("signingSecrets", "secret %d %s", i, err.(*ValidationError).Reason)
 		}
-		// Never echo the secret itself into an error (it ends up in logs).
-		key, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil || len(key) == 0 {
-			return invalidf("signingSecrets", "secret %d is not whsec_ followed by base64", i)
-		}
+	}
+	return nil
+}
+
+// ValidateSigningSecret checks one secret (see ValidateSigningSecrets); the
+// *ValidationError's reason never contains the secret.
+func ValidateSigningSecret(s string) error {
+	b64, ok := strings.CutPrefix(s, "whsec_")
+	if !ok {
+		return invalidf("signingSecrets", "does not start with whsec_")
+	}
+	key, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(key) == 0 {
+		return invalidf("signingSecrets", "is not whsec_ followed by base64")
+	}
+	if len(key) < MinSigningKeyBytes || len(key) > MaxSigningKeyBytes {
+		return invalidf("signingSecrets", "decodes to a %d-byte key; Standard Webhooks keys are %d to %d bytes", len(key), MinSigningKeyBytes, MaxSigningKeyBytes)
 	}
 	return nil
 }
