@@ -14,7 +14,9 @@ import (
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
-func whsec(n int) string { return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'k'}, n)) }
+func whsec(n int) string {
+	return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'k'}, n))
+}
 
 // Signing secret keys are 24 to 64 bytes (DESIGN §4, Standard Webhooks).
 func TestValidateSigningSecretKeyLength(t *testing.T) {
