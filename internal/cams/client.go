@@ -404,7 +404,9 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 	defer stop()
 
 	start := time.Now()
-	resp, err := c.do(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address), nil)
+	// includeSecrets: the router needs the agent's signing secrets and inbox
+	// credentials unmasked (DESIGN §4); other CAMS implementations ignore it.
+	resp, err := c.do(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address)+"?includeSecrets=true", nil)
 	if err != nil {
 		c.lookupTime.Observe(time.Since(start).Seconds())
 		return nil, c.transportError(ctx, err)

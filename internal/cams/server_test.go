@@ -147,7 +147,9 @@ func TestServerCRUD(t *testing.T) {
 		"signingSecrets": []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"},
 	}, "")
 	require.Equal(t, http.StatusOK, sw.status, "%s", sw.body)
-	require.Equal(t, []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}, sw.mapping(t).SigningSecrets)
+	require.Equal(t, []string{Masked}, sw.mapping(t).SigningSecrets, "masked in answers")
+	require.Equal(t, []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"},
+		b.call(t, "GET", agentPath(addr)+"?includeSecrets=true", nil, "").mapping(t).SigningSecrets)
 	cleared := b.call(t, "PUT", agentPath(addr), map[string]any{"signingSecrets": []string{}}, "").mapping(t)
 	require.Empty(t, cleared.SigningSecrets)
 

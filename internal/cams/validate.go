@@ -33,7 +33,7 @@ func invalidf(field, format string, args ...any) error {
 }
 
 // Validate checks the fields a client sets: address, destination type and name,
-// status, text lengths and signing secrets. Timestamps and health are the server's.
+// status, inactive policy, text lengths, signing secrets and inbox credentials. Timestamps and health are the server's.
 func (m *Mapping) Validate() error {
 	if err := message.ValidateAddress(m.AIAgentAddress); err != nil {
 		// message's reasons already name the field.
@@ -50,6 +50,22 @@ func (m *Mapping) Validate() error {
 	for _, f := range []struct{ name, v string }{{"description", m.Description}, {"ownerTeam", m.OwnerTeam}, {"updatedBy", m.UpdatedBy}} {
 		if err := validateText(f.name, f.v, MaxTextBytes); err != nil {
 			return err
+		}
+	}
+	switch m.InactivePolicy {
+	case InactivePolicyReject, InactivePolicyHold:
+	default:
+		return invalidf("inactivePolicy", "%q is not REJECT or HOLD", m.InactivePolicy)
+	}
+	if m.InboxAuth != nil && m.InboxDestinationType != TypeHTTPEndpoint {
+		return invalidf("inboxAuth", "applies to HTTP_ENDPOINT inboxes only")
+	}
+	if err := ValidateInboxAuth(m.InboxAuth); err != nil {
+		return err
+	}
+	for i, s := range m.SigningSecrets {
+		if s == Masked {
+			return invalidf("signingSecrets", "secret %d is %q but no secret is stored at that position to keep", i, Masked)
 		}
 	}
 	return ValidateSigningSecrets(m.SigningSecrets)
