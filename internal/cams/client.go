@@ -266,14 +266,44 @@ func (c *Client) cached(address string) *Mapping {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.cache[address]
-	if !ok {
-		return nil
-	}
-	if !c.cfg.Now().Before(e.expires) {
-		delete(c.cache, address)
+	if !ok || !c.cfg.Now().Before(e.expires) {
+		// An expired entry stays as the last known answer (lastKnown) until the
+		// cache is full or CAMS says the agent is gone.
 		return nil
 	}
 	return e.m.clone()
+}
+
+// lastKnown returns the last mapping CAMS gave for address, fresh or not; nil when
+// none is kept.
+func (c *Client) lastKnown(address string) *Mapping {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.cache[address]; ok {
+		return e.m.clone()
+	}
+	return nil
+}
+
+// InboxAuth returns the agent's inbox credentials for an HTTP delivery, looked up
+// at delivery time (DESIGN §4): through the cache, so a change in CAMS applies
+// within CacheTTL. nil when the agent has none or is no longer registered (the
+// retry's routing decides what happens to it). When CAMS cannot answer, the last
+// known credentials are used, as the last known inbox is (DESIGN §5); with none
+// known, the error wraps ErrUnavailable and the delivery waits.
+func (c *Client) InboxAuth(ctx context.Context, address string) (*InboxAuth, error) {
+	m, err := c.Lookup(ctx, address)
+	switch {
+	case err == nil:
+		return m.InboxAuth, nil
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case errors.Is(err, ErrUnavailable):
+		if m := c.lastKnown(address); m != nil {
+			return m.InboxAuth, nil
+		}
+	}
+	return nil, err
 }
 
 func (c *Client) store(address string, m *Mapping) {
@@ -434,6 +464,7 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 		return &m, nil
 	case resp.StatusCode == http.StatusNotFound:
 		c.partial.answered(address)
+		c.Forget(address) // no last known mapping for an agent that is gone
 		return nil, ErrNotFound
 	default:
 		// 5xx and 429 are CAMS's trouble. Other statuses (401 a wrong CAMS_API_KEY,

@@ -55,6 +55,17 @@ func (a *InboxAuth) Header() (name, value string, ok bool) {
 	return "", "", false
 }
 
+// Credential validates the credentials as the reference CAMS does
+// (ValidateInboxAuth: CAMS may be another implementation) and returns the header
+// to send. An error says what is wrong without the secret.
+func (a *InboxAuth) Credential() (header, value string, err error) {
+	if err := ValidateInboxAuth(a); err != nil {
+		return "", "", err
+	}
+	header, value, _ = a.Header()
+	return header, value, nil
+}
+
 // masked returns a copy with the secrets replaced by Masked.
 func (a *InboxAuth) masked() *InboxAuth {
 	if a == nil {

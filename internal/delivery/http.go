@@ -130,6 +130,17 @@ func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 		req.Header[HTTPHeaderWebhookTimestamp] = []string{strconv.FormatInt(ts, 10)}
 		req.Header[HTTPHeaderWebhookSignature] = []string{sign(keys, d.MessageID, ts, d.Payload)}
 	}
+	if a := d.Auth; a != nil {
+		if err := a.check(req.Header); err != nil {
+			// Like invalid signing secrets: nothing is sent, the attempt fails
+			// without counting against the inbox, and a fix in CAMS applies to the
+			// next attempt (credentials are looked up for each).
+			e := Retryable(fmt.Errorf("agent %s inboxAuth: %w", d.AIAgentAddress, err))
+			e.CountsForBreaker = false
+			return e
+		}
+		req.Header.Set(a.Header, a.Value)
+	}
 
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -144,7 +155,7 @@ func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
 	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
 
-	err = &StatusError{StatusCode: resp.StatusCode, Body: cleanText(snippet), Location: cleanText([]byte(truncate(resp.Header.Get("Location"), 512)))}
+	err = &StatusError{StatusCode: resp.StatusCode, Body: cleanText(snippet), Location: cleanText([]byte(truncate(resp.Header.Get("Location"), 512))), AuthSent: d.Auth != nil}
 	switch resp.StatusCode {
 	case http.StatusGone:
 		e := Permanent(ReasonDestinationGone, true, err)
@@ -180,15 +191,49 @@ func (h *HTTP) classifyTransport(ctx context.Context, err error) error {
 	return Retryable(err)
 }
 
+// Auth is the credentials an agent's HTTP inbox requires (DESIGN §4 inboxAuth), as
+// the header that carries them. Err, when set, is why the agent's credentials could
+// not be used (invalid in CAMS): the attempt then fails without sending anything.
+// The value is a secret: it is never part of an error, a log or a record.
+type Auth struct {
+	Header string
+	Value  string
+	Err    error
+}
+
+// check refuses credentials that are invalid or would replace a header the router
+// sets itself (the reference CAMS refuses those with a 400; another CAMS may not).
+func (a *Auth) check(set http.Header) error {
+	switch {
+	case a.Err != nil:
+		return a.Err
+	case a.Header == "" || a.Value == "":
+		return errors.New("empty credentials")
+	case len(set.Values(a.Header)) > 0 || strings.HasPrefix(http.CanonicalHeaderKey(a.Header), "Webhook-"):
+		return fmt.Errorf("header %q is one the router sets itself", a.Header)
+	}
+	return nil
+}
+
 // StatusError is a non-2xx answer from an inbox.
 type StatusError struct {
 	StatusCode int
 	Body       string // the start of the response body, for the attempt log
 	Location   string // a redirect's target, which is not followed
+	AuthSent   bool   // the request carried the agent's inboxAuth credentials
 }
 
 func (e *StatusError) Error() string {
 	msg := fmt.Sprintf("inbox answered %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
+		// A failed attempt like any other (retried, then dead-lettered), with a
+		// lastError that says what to fix (issue 15).
+		if e.AuthSent {
+			msg += " (the inbox refused the credentials: check the agent's inboxAuth in CAMS)"
+		} else {
+			msg += " (the inbox refused the request without credentials: set the agent's inboxAuth in CAMS)"
+		}
+	}
 	if e.StatusCode >= 300 && e.StatusCode < 400 {
 		msg += " (redirects are not followed"
 		if e.Location != "" {

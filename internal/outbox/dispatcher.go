@@ -70,6 +70,10 @@ type Config struct {
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
 	TracerProvider trace.TracerProvider
+	// InboxAuth returns an agent's inbox credentials for each HTTP attempt, looked
+	// up at delivery time (never stored in the outbox; DESIGN §4); nil = none. An
+	// error makes the row wait, like Secrets. Nil func = no credentials.
+	InboxAuth func(ctx context.Context, address string) (*cams.InboxAuth, error)
 }
 
 func (c *Config) withDefaults() {
@@ -118,7 +122,8 @@ type Job struct {
 	Claimed
 	SigningSecrets []string
 	haveSecrets    bool
-	deadline       time.Time // local: after it, the lease may have passed to another claim
+	auth           *delivery.Auth // looked up for each attempt, never stored
+	deadline       time.Time      // local: after it, the lease may have passed to another claim
 }
 
 // Dispatcher delivers outbox rows. Rows reach it two ways: handed over in-process
@@ -407,6 +412,19 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 		}
 		j.SigningSecrets, j.haveSecrets = secrets, true
 	}
+	if j.DestType == cams.TypeHTTPEndpoint && d.cfg.InboxAuth != nil {
+		a, err := d.cfg.InboxAuth(d.ctx, j.Address)
+		if err != nil {
+			d.m.waits.WithLabelValues("cams_unavailable").Inc()
+			d.finish(j, Result{Kind: Wait, Delay: d.cfg.BreakerWait})
+			return
+		}
+		j.auth = nil
+		if a != nil {
+			h, v, err := a.Credential()
+			j.auth = &delivery.Auth{Header: h, Value: v, Err: err}
+		}
+	}
 	key := breaker.Key(j.DestType, j.DestName)
 	report, err := d.cfg.Breakers.Allow(key)
 	if err != nil {
@@ -456,6 +474,7 @@ func (d *Dispatcher) deliver(j *Job, report func(breaker.Outcome)) {
 		SenderMessageID: j.SenderMessageID,
 		Traceparent:     tp,
 		SigningSecrets:  j.SigningSecrets,
+		Auth:            j.auth,
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	start := time.Now()

@@ -137,6 +137,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 			}
 			return m.SigningSecrets, nil
 		},
+		InboxAuth:      camsClient.InboxAuth,
 		Backoff:        backoff.Policy{Initial: cfg.DeliveryBackoffInitial, Max: cfg.DeliveryBackoffMax},
 		MaxAttempts:    cfg.DeliveryMaxAttempts,
 		Timeout:        cfg.DeliveryTimeout,
