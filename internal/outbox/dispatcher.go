@@ -403,6 +403,12 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 		d.route(j)
 		return
 	}
+	if err := cams.ValidateInbox(j.DestType, j.DestName); err != nil {
+		// A route stored before it was refused (an older router, DESIGN §4): never
+		// publish to a system subject or the router's own.
+		d.finish(j, Result{Kind: Rejected, Reason: routing.ReasonConfigError, Error: err.Error()})
+		return
+	}
 	if j.DestType == cams.TypeHTTPEndpoint && j.AgentSecrets && !j.haveSecrets && d.cfg.Secrets != nil {
 		secrets, err := d.cfg.Secrets(d.ctx, j.Address)
 		if err != nil {

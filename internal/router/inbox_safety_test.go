@@ -3,8 +3,10 @@ package router_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/cams"
@@ -57,4 +59,33 @@ func TestSystemSubjectInboxIsConfigError(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 10+len(bad), info.State.Msgs)
 	require.EqualValues(t, 1, info.State.FirstSeq)
+}
+
+// TestStoredSystemRouteIsNeverDelivered: a message whose stored route is a system
+// subject (recorded by a router from before the check) ends REJECTED/CONFIG_ERROR at
+// its next attempt instead of being published there.
+func TestStoredSystemRouteIsNeverDelivered(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	ctx := context.Background()
+	// No stream captures "nocapture.a": every attempt fails and is retried.
+	e.cams.set("agent", cams.TypeNATSSubject, "nocapture.a", cams.StatusActive)
+	id := uuid.NewString()
+	e.publish(body("agent", `{}`), id)
+	require.Eventually(t, func() bool {
+		_, v := e.get(id)
+		return v.Attempts >= 1
+	}, 20*time.Second, 20*time.Millisecond)
+	pool, err := pgxpool.New(ctx, e.cfg.DatabaseURL)
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = pool.Exec(ctx, `UPDATE messages SET destination_name = '$JS.API.STREAM.PURGE.ROUTER_MESSAGES' WHERE message_id = $1`, id)
+	require.NoError(t, err)
+	v := e.waitStatus(id, "REJECTED")
+	require.Equal(t, "CONFIG_ERROR", v.Reason)
+	st, err := e.js.Stream(ctx, "ROUTER_MESSAGES")
+	require.NoError(t, err)
+	info, err := st.Info(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, info.State.Msgs, "not purged")
 }
