@@ -290,7 +290,7 @@ func (c *Client) lastKnown(address string) *Mapping {
 // within CacheTTL. nil when the agent has none or is no longer registered (the
 // retry's routing decides what happens to it). When CAMS cannot answer, the last
 // known credentials are used, as the last known inbox is (DESIGN §5); with none
-// known, the error wraps ErrUnavailable and the delivery waits.
+// known, none are sent. Errors: only the caller's ctx error.
 func (c *Client) InboxAuth(ctx context.Context, address string) (*InboxAuth, error) {
 	m, err := c.Lookup(ctx, address)
 	switch {
@@ -302,14 +302,18 @@ func (c *Client) InboxAuth(ctx context.Context, address string) (*InboxAuth, err
 		if m := c.lastKnown(address); m != nil {
 			return m.InboxAuth, nil
 		}
+		// Nothing known (a router started during the outage): deliver without
+		// credentials rather than hold every HTTP delivery on CAMS; an inbox that
+		// wants some answers 401, an ordinary failed attempt retried later.
+		c.log.Debug("CAMS unavailable and no credentials known for the agent: delivering without", "ai_agent_address", address)
+		return nil, nil
 	}
 	return nil, err
 }
 
 func (c *Client) store(address string, m *Mapping) {
-	if c.cfg.CacheTTL <= 0 {
-		return
-	}
+	// Kept even without a cache (CacheTTL 0, born expired): it is the last known
+	// mapping InboxAuth falls back on while CAMS cannot answer.
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.cfg.Now()
@@ -327,7 +331,7 @@ func (c *Client) store(address string, m *Mapping) {
 			delete(c.cache, k)
 		}
 	}
-	c.cache[address] = cacheEntry{m: m.clone(), expires: now.Add(c.ttlFor(m))}
+	c.cache[address] = cacheEntry{m: m.clone(), expires: now.Add(c.ttlFor(m))} // TTL 0: born expired
 }
 
 // ShortCacheTTL is how long a mapping that is not routable (status not ACTIVE, or

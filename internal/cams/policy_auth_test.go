@@ -1,11 +1,16 @@
 package cams
 
 import (
+	"context"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
 // TestServerInactivePolicy (issue 12 item 2, DESIGN §4): REJECT by default, HOLD
@@ -142,4 +147,42 @@ func TestServerMasksSecrets(t *testing.T) {
 	require.Equal(t, http.StatusOK, u.status, "%s", u.body)
 	require.Nil(t, b.call(t, "GET", agentPath("m@x")+"?includeSecrets=true", nil, "").mapping(t).InboxAuth)
 	require.False(t, strings.Contains(string(u.body), "inboxAuth"))
+}
+
+// The router's credential lookup (issue 15): through the cache, the last known
+// credentials while CAMS cannot answer (cache or not), none for an unknown agent.
+func TestClientInboxAuthLookup(t *testing.T) {
+	t.Parallel()
+	for _, ttl := range []time.Duration{0, 30 * time.Second} {
+		b := setupClient(t, func(c *ClientConfig) { c.CacheTTL = ttl; c.BreakerFailures = 100 })
+		ctx := context.Background()
+		auth := &InboxAuth{Type: AuthBearer, Token: "t1"}
+		var asked atomic.Value
+		b.fake.set(func(w http.ResponseWriter, r *http.Request) {
+			asked.Store(r.URL.Query().Get("includeSecrets"))
+			httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: "a", InboxDestinationType: TypeHTTPEndpoint, InboxName: "https://a.example/", Status: StatusActive, InboxAuth: auth})
+		})
+		got, err := b.client.InboxAuth(ctx, "a")
+		require.NoError(t, err)
+		require.Equal(t, auth, got)
+		require.Equal(t, "true", asked.Load(), "the router asks for the secrets")
+
+		b.fake.setStatus(http.StatusInternalServerError)
+		b.clock.Advance(time.Minute)
+		got, err = b.client.InboxAuth(ctx, "a")
+		require.NoError(t, err)
+		require.Equal(t, auth, got, "ttl %s: last known while CAMS fails", ttl)
+		got, err = b.client.InboxAuth(ctx, "never-seen")
+		require.NoError(t, err)
+		require.Nil(t, got)
+
+		b.fake.setStatus(http.StatusNotFound)
+		got, err = b.client.InboxAuth(ctx, "a")
+		require.NoError(t, err)
+		require.Nil(t, got, "gone")
+		b.fake.setStatus(http.StatusInternalServerError)
+		got, err = b.client.InboxAuth(ctx, "a")
+		require.NoError(t, err)
+		require.Nil(t, got, "a 404 forgets the last known mapping")
+	}
 }
