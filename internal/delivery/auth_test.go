@@ -3,6 +3,8 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -60,4 +62,38 @@ func TestHTTPInboxAuth(t *testing.T) {
 		err = h.Deliver(ctx, d(nil))
 		require.ErrorContains(t, err, "without credentials")
 	}
+}
+
+// The system's own services (router admin API, CAMS) are never an inbox, even
+// with AllowPrivateNetworks (issue 8 item 5): DESTINATION_FORBIDDEN at dial time,
+// nothing sent.
+func TestHTTPRefusesSystemAddrs(t *testing.T) {
+	t.Parallel()
+	var hits atomic.Int64
+	system := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	t.Cleanup(system.Close)
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	t.Cleanup(agent.Close)
+	port := system.Listener.Addr().(*net.TCPAddr).Port
+	for name, addrs := range map[string][]string{
+		"as listened":  {system.Listener.Addr().String()},
+		"all addrs":    {fmt.Sprintf(":%d", port)},
+		"by its URL":   {OriginAddr(system.URL)},
+		"by hostname":  {fmt.Sprintf("localhost:%d", port)},
+		"with ignored": {"", "nonsense", ":0", OriginAddr(system.URL)},
+	} {
+		h := newHTTP(t, HTTPConfig{AllowPrivateNetworks: true, SystemAddrs: addrs})
+		for _, u := range []string{system.URL + "/v1/agent-inboxes", fmt.Sprintf("http://localhost:%d/x", port), fmt.Sprintf("http://[::ffff:127.0.0.1]:%d/", port)} {
+			err := h.Deliver(context.Background(), &Delivery{MessageID: "m", AIAgentAddress: "a", DestName: u, Payload: []byte(`{}`)})
+			var e *Error
+			require.ErrorAs(t, err, &e, "%s %s", name, u)
+			require.True(t, e.Permanent, name)
+			require.Equal(t, ReasonDestinationForbidden, e.Reason, name)
+			require.ErrorIs(t, err, ErrForbiddenAddress)
+		}
+		require.NoError(t, h.Deliver(context.Background(), &Delivery{MessageID: "m", AIAgentAddress: "a", DestName: agent.URL, Payload: []byte(`{}`)}), name)
+	}
+	require.Zero(t, hits.Load(), "nothing reached the system's service")
+	require.Equal(t, "example.com:443", OriginAddr("https://example.com/x"))
+	require.Equal(t, "10.0.0.1:8001", OriginAddr("http://10.0.0.1:8001"))
 }

@@ -89,3 +89,18 @@ func TestStoredSystemRouteIsNeverDelivered(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, info.State.Msgs, "not purged")
 }
+
+// TestInboxPointingAtCAMSIsForbidden: even with DELIVERY_ALLOW_PRIVATE_NETWORKS=true
+// (as in these tests), an HTTP inbox that points at CAMS (or the router's own admin
+// API) is refused at dial time: DEAD_LETTERED/DESTINATION_FORBIDDEN, no attempt
+// reaches it.
+func TestInboxPointingAtCAMSIsForbidden(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	e.cams.set("sneaky", cams.TypeHTTPEndpoint, e.cams.srv.URL+"/v1/agent-inboxes", cams.StatusActive)
+	id := uuid.NewString()
+	e.publish(body("sneaky", `{"aiAgentAddress":"evil","inboxDestinationType":"NATS_SUBJECT","inboxName":"x.y"}`), id)
+	v := e.waitStatus(id, "DEAD_LETTERED")
+	require.Equal(t, "DESTINATION_FORBIDDEN", v.Reason)
+	require.Contains(t, v.LastError, "system's own services")
+}

@@ -110,6 +110,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	httpDeliverer, err := delivery.NewHTTP(delivery.HTTPConfig{
 		Timeout: cfg.DeliveryTimeout, AllowPrivateNetworks: cfg.AllowPrivateNetworks,
 		SigningSecrets: cfg.SigningSecrets, MaxIdleConnsPerHost: cfg.DestinationConcurrency,
+		SystemAddrs: []string{cfg.Addr, delivery.OriginAddr(cfg.CAMSURL), cfg.PprofAddr},
 	})
 	if err != nil {
 		return fmt.Errorf("DELIVERY_SIGNING_SECRETS: %w", err)
