@@ -387,9 +387,13 @@ func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
 			m, err := c.fetch(ctx, address)
 			if err != nil && errors.Is(err, ErrUnavailable) && !errors.Is(err, errClosed) && c.addressOnly(ctx, address) {
 				c.addressFailures.Inc()
-				wait := c.partial.failed(address, c.cfg.Now(), min(maxAddressBackoff, c.cfg.BreakerOpenTimeout))
-				c.log.Warn("CAMS failed for one agent while answering for others: its messages wait, others flow",
-					"ai_agent_address", address, "retry_in", wait.String(), "error", err)
+				wait, streak := c.partial.failed(address, c.cfg.Now(), min(maxAddressBackoff, c.cfg.BreakerOpenTimeout))
+				level := slog.LevelDebug
+				if streak == 1 { // once per streak: a lasting failure does not flood the log
+					level = slog.LevelWarn
+				}
+				c.log.Log(ctx, level, "CAMS failed for one agent while answering for others: its messages wait, others flow",
+					"ai_agent_address", address, "retry_in", wait.String(), "consecutive_failures", streak, "error", err)
 				return nil, fmt.Errorf("%w (%w)", err, errAddressOnly)
 			}
 			return m, err
@@ -809,8 +813,9 @@ func (p *partialFailures) setCanary(ok bool, now time.Time) {
 	p.canaryOK, p.canaryAt, p.haveCanary = ok, now, true
 }
 
-// failed records an address-only failure and returns how long the address backs off.
-func (p *partialFailures) failed(address string, now time.Time, ceiling time.Duration) time.Duration {
+// failed records an address-only failure and returns how long the address backs
+// off and how many address-only failures in a row it has had.
+func (p *partialFailures) failed(address string, now time.Time, ceiling time.Duration) (time.Duration, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.backoff == nil {
@@ -831,7 +836,7 @@ func (p *partialFailures) failed(address string, now time.Time, ceiling time.Dur
 	wait := min(minAddressBackoff<<min(b.failures-1, 10), max(ceiling, minAddressBackoff))
 	b.until = now.Add(wait)
 	p.backoff[address] = b
-	return wait
+	return wait, b.failures
 }
 
 // backingOff returns how long address still backs off, 0 when it does not.
