@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"log/slog"
 	"strings"
 	"time"
@@ -71,6 +72,12 @@ type CAMS struct {
 	DatabaseURL  string // DATABASE_URL.
 	Addr         string // CAMS_ADDR. Defaults to :8001.
 	AdminAPIKeys string // ADMIN_API_KEYS plus the lines of ADMIN_API_KEYS_FILE.
+	// SecretsKey (CAMS_SECRETS_KEY) is base64 of 32 bytes: signingSecrets and
+	// inboxAuth are encrypted at rest with it. Empty = stored in plain text.
+	// SecretsKeyPrevious (CAMS_SECRETS_KEY_PREVIOUS) still decrypts during a key
+	// rotation (DESIGN §4, §7).
+	SecretsKey         string
+	SecretsKeyPrevious string
 }
 
 func loadCommon(e *Env) Common {
@@ -188,7 +195,30 @@ func LoadCAMS(e *Env) (CAMS, error) {
 		Addr:         e.Addr("CAMS_ADDR", ":8001"),
 		AdminAPIKeys: keys(e, "ADMIN_API_KEYS"),
 	}
+	c.SecretsKey = secretsKey(e, "CAMS_SECRETS_KEY")
+	c.SecretsKeyPrevious = secretsKey(e, "CAMS_SECRETS_KEY_PREVIOUS")
+	if c.SecretsKeyPrevious != "" && c.SecretsKey == "" {
+		e.fail("CAMS_SECRETS_KEY_PREVIOUS", "is set but CAMS_SECRETS_KEY is not (the previous key only helps a rotation to the current one)")
+	}
 	return c, e.Err()
+}
+
+// secretsKey reads a 32-byte key given as base64; the error never shows the value.
+func secretsKey(e *Env, name string) string {
+	v := e.String(name, "")
+	if v == "" {
+		return ""
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(v); err == nil {
+			if len(k) != 32 {
+				e.fail(name, "must be base64 of 32 bytes, got %d bytes (generate one with: openssl rand -base64 32)", len(k))
+			}
+			return v
+		}
+	}
+	e.fail(name, "is not base64 (generate one with: openssl rand -base64 32)")
+	return v
 }
 
 // LogAttrs returns the settings as log attributes, secrets masked.
@@ -241,7 +271,8 @@ func (c Router) LogAttrs() []slog.Attr {
 // LogAttrs returns the settings as log attributes, secrets masked.
 func (c CAMS) LogAttrs() []slog.Attr {
 	return append(c.Common.LogAttrs(), slog.String("database_url", MaskDSN(c.DatabaseURL)),
-		slog.String("cams_addr", c.Addr), slog.String("admin_api_keys", present(c.AdminAPIKeys)))
+		slog.String("cams_addr", c.Addr), slog.String("admin_api_keys", present(c.AdminAPIKeys)),
+		slog.String("cams_secrets_key", present(c.SecretsKey)), slog.String("cams_secrets_key_previous", present(c.SecretsKeyPrevious)))
 }
 
 // MaskDSN masks the password of a Postgres URL or key=value connection string.

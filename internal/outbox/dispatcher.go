@@ -72,6 +72,10 @@ type Config struct {
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
 	TracerProvider trace.TracerProvider
+	// InboxAuth returns an agent's inbox credentials for each HTTP attempt, looked
+	// up at delivery time (never stored in the outbox; DESIGN §4); nil = none. An
+	// error makes the row wait, like Secrets. Nil func = no credentials.
+	InboxAuth func(ctx context.Context, address string) (*cams.InboxAuth, error)
 }
 
 func (c *Config) withDefaults() {
@@ -120,7 +124,8 @@ type Job struct {
 	Claimed
 	SigningSecrets []string
 	haveSecrets    bool
-	deadline       time.Time // local: after it, the lease may have passed to another claim
+	auth           *delivery.Auth // looked up for each attempt, never stored
+	deadline       time.Time      // local: after it, the lease may have passed to another claim
 }
 
 // Dispatcher delivers outbox rows. Rows reach it two ways: handed over in-process
@@ -421,6 +426,12 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 		d.route(j)
 		return
 	}
+	if err := cams.ValidateInbox(j.DestType, j.DestName); err != nil {
+		// A route stored before it was refused (an older router, DESIGN §4): never
+		// publish to a system subject or the router's own.
+		d.finish(j, Result{Kind: Rejected, Reason: routing.ReasonConfigError, Error: err.Error()})
+		return
+	}
 	if j.DestType == cams.TypeHTTPEndpoint && j.AgentSecrets && !j.haveSecrets && d.cfg.Secrets != nil {
 		secrets, err := d.cfg.Secrets(d.ctx, j.Address)
 		if err != nil {
@@ -429,6 +440,19 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 			return
 		}
 		j.SigningSecrets, j.haveSecrets = secrets, true
+	}
+	if j.DestType == cams.TypeHTTPEndpoint && d.cfg.InboxAuth != nil {
+		a, err := d.cfg.InboxAuth(d.ctx, j.Address)
+		if err != nil {
+			d.m.waits.WithLabelValues("cams_unavailable").Inc()
+			d.finish(j, Result{Kind: Wait, Delay: d.cfg.BreakerWait})
+			return
+		}
+		j.auth = nil
+		if a != nil {
+			h, v, err := a.Credential()
+			j.auth = &delivery.Auth{Header: h, Value: v, Err: err}
+		}
 	}
 	key := breaker.Key(j.DestType, j.DestName)
 	report, err := d.cfg.Breakers.Allow(key)
@@ -479,6 +503,7 @@ func (d *Dispatcher) deliver(j *Job, report func(breaker.Outcome)) {
 		SenderMessageID: j.SenderMessageID,
 		Traceparent:     tp,
 		SigningSecrets:  j.SigningSecrets,
+		Auth:            j.auth,
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	start := time.Now()

@@ -135,7 +135,10 @@ func (e *env) start() {
 	e.done = make(chan error, 1)
 	go func() {
 		o := e.opts
-		o.Logger, o.Registry, o.Ready = slog.New(slog.DiscardHandler), e.reg, ready
+		o.Registry, o.Ready = e.reg, ready
+		if o.Logger == nil {
+			o.Logger = slog.New(slog.DiscardHandler)
+		}
 		e.done <- router.Run(ctx, e.cfg, o)
 	}()
 	select {

@@ -113,6 +113,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	httpDeliverer, err := delivery.NewHTTP(delivery.HTTPConfig{
 		Timeout: cfg.DeliveryTimeout, AllowPrivateNetworks: cfg.AllowPrivateNetworks,
 		SigningSecrets: cfg.SigningSecrets, MaxIdleConnsPerHost: cfg.DestinationConcurrency,
+		SystemAddrs: []string{cfg.Addr, delivery.OriginAddr(cfg.CAMSURL), cfg.PprofAddr},
 	})
 	if err != nil {
 		return fmt.Errorf("DELIVERY_SIGNING_SECRETS: %w", err)
@@ -140,6 +141,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 			}
 			return m.SigningSecrets, nil
 		},
+		InboxAuth:      camsClient.InboxAuth,
 		Backoff:        backoff.Policy{Initial: cfg.DeliveryBackoffInitial, Max: cfg.DeliveryBackoffMax},
 		MaxAttempts:    cfg.DeliveryMaxAttempts,
 		Timeout:        cfg.DeliveryTimeout,
