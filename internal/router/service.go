@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	if err != nil {
 		return fmt.Errorf("error opening JetStream: %w", err)
 	}
-	st, err := stream.Ensure(ctx, js)
+	st, err := stream.EnsureWith(ctx, js, stream.SettingsFrom(cfg.NATS.Stream), log)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		Handler:  handler,
 		Paused:   func() bool { return !camsClient.Available() },
 		Recreate: func(ctx context.Context) (jetstream.Stream, error) {
-			st, err := stream.Ensure(ctx, js)
+			st, err := stream.EnsureWith(ctx, js, stream.SettingsFrom(cfg.NATS.Stream), log)
 			if err != nil {
 				return nil, err
 			}
