@@ -122,6 +122,7 @@ type Handler struct {
 	routes   *http.ServeMux // same patterns as mux; only used to name the route of a request for metrics
 	root     http.Handler   // auth around mux
 	draining atomic.Bool
+	pubFail  *failureLog // failed publishes, aggregated (issue 9)
 }
 
 // NewHandler builds the handler.
@@ -141,8 +142,10 @@ func NewHandler(cfg Config) (*Handler, error) {
 		metrics: m,
 		mux:     httpapi.NewMux(),
 		routes:  http.NewServeMux(),
+		pubFail: newFailureLog(cfg.Logger, PublishFailureLogInterval),
 	}
 	h.handle(RouteMessages, http.HandlerFunc(h.postMessage))
+	readiness := stream.NewReadiness(cfg.NC, cfg.JS, time.Second)
 	httpapi.HealthRoutes(h.mux, cfg.Version,
 		httpapi.Check{Name: "ingest", Check: func(*http.Request) error {
 			if h.draining.Load() {
@@ -150,8 +153,9 @@ func NewHandler(cfg Config) (*Handler, error) {
 			}
 			return nil
 		}},
+		// Ready means "a message can be stored now" (issue 9), cached briefly.
 		httpapi.Check{Name: "jetstream", Check: func(r *http.Request) error {
-			return stream.Ready(r.Context(), cfg.NC, cfg.JS)
+			return readiness.Check(r.Context())
 		}},
 	)
 	h.handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -177,7 +181,7 @@ func (h *Handler) Patterns() []string { return h.mux.Patterns() }
 // Drain makes new submissions fail with 503 and readiness report not ready, so load
 // balancers move traffic away while the server shuts down. In-flight requests
 // finish normally.
-func (h *Handler) Drain() { h.draining.Store(true) }
+func (h *Handler) Drain() { h.draining.Store(true); h.pubFail.flush() }
 
 // ServeHTTP serves the API and counts every request by route, status and outcome.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -187,10 +187,12 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	}
 	janitor := outbox.NewJanitor(store, cfg.MessageRetention, log, reg)
 
+	readiness := stream.NewReadiness(nc, js, time.Second)
 	mux := httpapi.NewMux()
 	(&admin{store: store, dispatcher: dispatcher}).routes(mux)
 	httpapi.HealthRoutes(mux, config.Version,
-		httpapi.Check{Name: "nats", Check: func(r *http.Request) error { return stream.Ready(r.Context(), nc, js) }},
+		// Ready means the stream can store a message (issue 9), cached briefly.
+		httpapi.Check{Name: "nats", Check: func(r *http.Request) error { return readiness.Check(r.Context()) }},
 		httpapi.Check{Name: "postgres", Check: func(r *http.Request) error {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()

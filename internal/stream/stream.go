@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -210,15 +211,72 @@ func Connect(c config.NATS, name string, opts ...nats.Option) (*nats.Conn, error
 	return nc, nil
 }
 
-// Ready checks that JetStream answers.
-func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
-	if !nc.IsConnected() {
+// ReadyTimeout bounds one readiness look-up of the stream.
+const ReadyTimeout = 2 * time.Second
+
+// Readiness answers "can a message be stored in ROUTER_MESSAGES now?" for
+// /health/ready (issue 9: ready must not say 200 while every publish gets 503). It
+// fails when the NATS connection is down, when JetStream does not answer, when the
+// stream does not exist, and when the stream has no leader (a cluster that lost
+// quorum, an election in progress). A result is cached for TTL so frequent probes
+// cost one stream-info request per TTL, not one each; a lost connection is seen at
+// once (it costs nothing to check).
+type Readiness struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	ttl time.Duration
+
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+// NewReadiness checks the stream through nc and js, caching each answer for ttl.
+func NewReadiness(nc *nats.Conn, js jetstream.JetStream, ttl time.Duration) *Readiness {
+	return &Readiness{nc: nc, js: js, ttl: ttl}
+}
+
+// Check returns nil when the stream can store a message, else an error that says
+// which part fails. Concurrent callers share one look-up.
+func (r *Readiness) Check(ctx context.Context) error {
+	if !r.nc.IsConnected() {
 		return errors.New("not connected to NATS")
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.at.IsZero() && time.Since(r.at) < r.ttl {
+		return r.err
+	}
+	r.err = StreamReady(ctx, r.js)
+	r.at = time.Now()
+	return r.err
+}
+
+// StreamReady looks ROUTER_MESSAGES up (bounded by ReadyTimeout) and returns nil
+// when it exists and has a leader, so a publish can be stored.
+func StreamReady(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, ReadyTimeout)
 	defer cancel()
-	if _, err := js.AccountInfo(ctx); err != nil {
-		return fmt.Errorf("JetStream does not answer: %w", err)
+	st, err := js.Stream(ctx, Name)
+	switch {
+	case err == nil:
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("stream %s does not exist", Name)
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		return fmt.Errorf("JetStream is not enabled: %w", err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("stream %s did not answer within %s (no leader, or JetStream unavailable): %w", Name, ReadyTimeout, err)
+	default:
+		return fmt.Errorf("stream %s cannot be read: %w", Name, err)
+	}
+	if c := st.CachedInfo().Cluster; c != nil && c.Leader == "" {
+		return fmt.Errorf("stream %s has no leader", Name)
 	}
 	return nil
+}
+
+// Ready checks once, without caching, that the stream can store a message; see
+// Readiness.
+func Ready(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) error {
+	return NewReadiness(nc, js, 0).Check(ctx)
 }
