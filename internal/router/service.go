@@ -61,6 +61,11 @@ type Options struct {
 	WrapHandler func(consumer.Handler) consumer.Handler
 }
 
+// NATSBreakerOpenTimeout caps the open period of a NATS subject's breaker: a JetStream
+// leader election takes a few seconds (~7 s measured in issue 9), and deliveries must
+// resume within seconds of it, not after a full BREAKER_OPEN_TIMEOUT (DESIGN §5).
+const NATSBreakerOpenTimeout = 2 * time.Second
+
 // Run runs a router replica until ctx is cancelled, then shuts down gracefully
 // within cfg.ShutdownTimeout: stop pulling, finish or hand back batches and
 // deliveries, write their results, close.
@@ -125,6 +130,9 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		},
 		Breakers: breaker.NewSet(breaker.Settings{
 			Failures: uint32(cfg.BreakerFailures), OpenTimeout: cfg.BreakerOpenTimeout, Metrics: breakerMetrics,
+			// A NATS inbox fails as a whole while its stream elects a leader (a few
+			// seconds): re-probe it after at most NATSBreakerOpenTimeout (DESIGN §5).
+			NATSOpenTimeout: min(cfg.BreakerOpenTimeout, NATSBreakerOpenTimeout),
 		}),
 		LookupFresh: camsClient.LookupFresh,
 		Secrets: func(ctx context.Context, address string) ([]string, error) {
