@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/msgrouter/msgrouter/internal/config.Version=$(VERSION)
 BINARIES := ingest router cams routerctl msgrouter chaos
 ARGS ?=
 
-.PHONY: help build run test test-short lint bench chaos chaos-short fuzz clean
+.PHONY: help build run test test-short lint bench chaos chaos-short chaos-cluster nats-server fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ gobench: ## Go micro-benchmarks of the hot functions
 
 chaos: build ## fault-injection suite: real processes, kills, restarts, outages (~4 min; ARGS=--short ~2 min)
 	./bin/chaos $(ARGS)
+
+nats-server: ## build bin/nats-server from the nats-server/v2 module in go.mod (the cluster chaos run needs a current server)
+	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
+
+chaos-cluster: build nats-server ## fault injection on a 3-node NATS cluster with R3 streams (~3 min; ARGS=--short ~1 min; add --postgres-restart none on a shared Postgres)
+	./bin/chaos --cluster --nats-server bin/nats-server $(ARGS)
 
 fuzz: ## run each fuzzer for FUZZTIME (default 30s)
 	./scripts/fuzz.sh $${FUZZTIME:-30s}

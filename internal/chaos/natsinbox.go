@@ -17,11 +17,12 @@ const (
 
 // ensureInboxStream creates the stream that captures the NATS agent's inbox subject,
 // so the router's deliveries get a PubAck and the harness can read them back.
-func ensureInboxStream(ctx context.Context, js jetstream.JetStream) error {
+func ensureInboxStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:     inboxStream,
 		Subjects: []string{"chaos.inbox.>"},
 		Storage:  jetstream.FileStorage,
+		Replicas: replicas,
 		// No dedupe window: the harness wants to see every duplicate the router sends
 		// (the router sets Nats-Msg-Id, which a window would silently absorb; 100ms
 		// is the server's minimum).
