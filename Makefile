@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/msgrouter/msgrouter/internal/config.Version=$(VERSION)
 BINARIES := ingest router cams routerctl msgrouter chaos
 ARGS ?=
 
-.PHONY: help build run test test-short lint bench chaos chaos-short chaos-cluster nats-server fuzz clean
+.PHONY: help build run test test-short lint bench chaos chaos-short chaos-cluster nats-server deploy-check fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ nats-server: ## build bin/nats-server from the nats-server/v2 module in go.mod (
 
 chaos-cluster: build nats-server ## fault injection on a 3-node NATS cluster with R3 streams (~3 min; ARGS=--short ~1 min; add --postgres-restart none on a shared Postgres)
 	./bin/chaos --cluster --nats-server bin/nats-server $(ARGS)
+
+deploy-check: ## Helm chart (lint, render, strict decode into Kubernetes types) and docker-compose.yml (compose-go loader); own module in deploy/test
+	cd deploy/test && $(GO) test -count=1 ./...
 
 fuzz: ## run each fuzzer for FUZZTIME (default 30s)
 	./scripts/fuzz.sh $${FUZZTIME:-30s}
