@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -249,7 +248,10 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	return errors.Join(errs...)
 }
 
-// OpenPool connects to Postgres. Every connection gets an
+// OpenPool connects to Postgres. DATABASE_URL may list several hosts with
+// target_session_attrs=read-write (pgx tries them in order and keeps the one that
+// accepts writes, so a failover of an HA Postgres needs no configuration change), and
+// may set default_query_exec_mode. Every connection gets an
 // idle_in_transaction_session_timeout, so a transaction left open by a bug or a
 // stalled replica cannot hold locks (or block vacuum) for long.
 func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
@@ -262,7 +264,9 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	}
 	pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60000"
 	pc.ConnConfig.RuntimeParams["application_name"] = "msgrouter-router"
-	pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	// The query mode is pgx's default (cached prepared statements) unless DATABASE_URL
+	// sets default_query_exec_mode: behind PgBouncer in transaction pooling, `exec`
+	// (README, "Running in production"). Overriding it here would make that impossible.
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
