@@ -195,6 +195,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	janitor := outbox.NewJanitor(store, cfg.MessageRetention, log, reg)
 
 	readiness := stream.NewReadiness(nc, js, time.Second)
+	streamHealth := stream.NewHealth(reg)
 	mux := httpapi.NewMux()
 	(&admin{store: store, dispatcher: dispatcher}).routes(mux)
 	httpapi.HealthRoutes(mux, config.Version,
@@ -221,6 +222,14 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		return err
 	}
 	janitor.Start(ctx)
+	// ROUTER_MESSAGES' replica health, for the alerts (issue 9).
+	hctx, stopHealth := context.WithCancel(ctx)
+	healthDone := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		streamHealth.Run(hctx, js, stream.HealthInterval, log)
+	}()
+	defer func() { stopHealth(); <-healthDone }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("router ready", slog.String("addr", ln.Addr().String()))

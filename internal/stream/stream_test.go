@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/stream"
@@ -131,4 +132,44 @@ func TestEnsureOnCluster(t *testing.T) {
 		require.Equal(t, 3, c.Replicas)
 		require.NoError(t, js.DeleteStream(ctx, stream.Name))
 	})
+}
+
+func TestHealthGauges(t *testing.T) {
+	t.Parallel()
+	cl := natstest.StartCluster(t, 3)
+	_, js := cl.Connect(t)
+	_, err := stream.EnsureWith(t.Context(), js, stream.Settings{Replicas: 3, MaxAge: time.Hour, MaxBytes: -1}, nil)
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	h := stream.NewHealth(reg)
+	gauge := func(name string) float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no metric %s", name)
+		return 0
+	}
+	require.Eventually(t, func() bool {
+		return h.Observe(t.Context(), js) == nil && gauge("msgrouter_stream_replicas_current") == 3
+	}, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, float64(3), gauge("msgrouter_stream_replicas"))
+	require.Equal(t, float64(1), gauge("msgrouter_stream_has_leader"))
+
+	// One node gone: a replica is offline, the stream keeps its leader (quorum 2 of 3).
+	leader, err := js.Stream(t.Context(), stream.Name)
+	require.NoError(t, err)
+	for _, s := range cl.Servers {
+		if s.Name() != leader.CachedInfo().Cluster.Leader {
+			s.Shutdown()
+			break
+		}
+	}
+	require.Eventually(t, func() bool {
+		return h.Observe(t.Context(), js) == nil && gauge("msgrouter_stream_replicas_current") == 2
+	}, 30*time.Second, 100*time.Millisecond)
+	require.Equal(t, float64(1), gauge("msgrouter_stream_has_leader"))
 }
