@@ -37,7 +37,23 @@ func ensureInboxStream(ctx context.Context, js jetstream.JetStream, replicas int
 // readInbox reads the inbox stream from sequence from up to its current end with an
 // ordered consumer and records every message, keyed by its messageId header. It
 // returns the next sequence to read from.
+//
+// A failed read is retried from where it stopped for up to 30 s: right after a NATS
+// node restarts, JetStream requests may meet "no responders" for a moment (cluster
+// mode), and an unread message must not count as lost.
 func readInbox(ctx context.Context, js jetstream.JetStream, from uint64, into *arrivals) (uint64, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		next, err := readInboxOnce(ctx, js, from, into)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return next, err
+		}
+		from = next
+		sleep(ctx, 500*time.Millisecond)
+	}
+}
+
+func readInboxOnce(ctx context.Context, js jetstream.JetStream, from uint64, into *arrivals) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, inboxStream)
