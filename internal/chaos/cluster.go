@@ -215,10 +215,13 @@ func (h *harness) startNATS(ctx context.Context) error {
 	return c.start(ctx)
 }
 
-// streamEnv is the binaries' stream settings: R3 on the cluster (DESIGN §7).
-func (h *harness) streamEnv() []string {
+// clusterEnv is what the cluster mode adds to (and overrides in) the binaries'
+// environment: R3 streams (DESIGN §7), and the default BREAKER_OPEN_TIMEOUT (30s)
+// instead of the suite's 2s, so a NATS inbox election that held deliveries for a full
+// open timeout would show in the recovery time (DESIGN §5, issue 9).
+func (h *harness) clusterEnv() []string {
 	if h.cluster != nil {
-		return []string{"STREAM_REPLICAS=" + strconv.Itoa(ClusterSize)}
+		return []string{"STREAM_REPLICAS=" + strconv.Itoa(ClusterSize), "BREAKER_OPEN_TIMEOUT=30s"}
 	}
 	return nil
 }

@@ -108,10 +108,10 @@ func setup(ctx context.Context, o Options) (h *harness, err error) {
 	}
 	h.ingest = &Proc{
 		Name: "ingest", Path: filepath.Join(o.BinDir, "ingest"), LogPath: filepath.Join(h.dir, "ingest.log"),
-		Env: append(append(baseEnv(), h.streamEnv()...),
+		Env: append(append(baseEnv(),
 			"NATS_URL="+h.natsURL(), "INGEST_ADDR="+hostPort(ingestPort),
 			"LOG_LEVEL=warn", "LOG_FORMAT=json", "SHUTDOWN_TIMEOUT=5s",
-		),
+		), h.clusterEnv()...),
 		Ready: "http://" + hostPort(ingestPort) + "/health/ready",
 	}
 	for i := range Replicas {
@@ -122,14 +122,14 @@ func setup(ctx context.Context, o Options) (h *harness, err error) {
 		name := "router-" + strconv.Itoa(i+1)
 		h.router = append(h.router, &Proc{
 			Name: name, Path: filepath.Join(o.BinDir, "router"), LogPath: filepath.Join(h.dir, name+".log"),
-			Env: append(append(baseEnv(), h.streamEnv()...),
+			Env: append(append(baseEnv(),
 				"NATS_URL="+h.natsURL(), "DATABASE_URL="+h.db.url, "CAMS_API_URL="+h.cams.url(),
 				"ROUTER_ADDR="+hostPort(port),
 				"DELIVERY_ALLOW_PRIVATE_NETWORKS=true",
 				"DELIVERY_BACKOFF_INITIAL=100ms", "DELIVERY_BACKOFF_MAX=2s", "DELIVERY_TIMEOUT=2s",
 				"BREAKER_OPEN_TIMEOUT=2s", "CAMS_TIMEOUT=500ms", "CAMS_CACHE_TTL=2s",
 				"LOG_LEVEL=warn", "LOG_FORMAT=json", "SHUTDOWN_TIMEOUT=5s",
-			),
+			), h.clusterEnv()...),
 			Ready: "http://" + hostPort(port) + "/health/ready",
 		})
 	}
