@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/msgrouter/msgrouter/internal/config.Version=$(VERSION)
 BINARIES := ingest router cams routerctl msgrouter chaos
 ARGS ?=
 
-.PHONY: help build run test test-short lint bench chaos chaos-short chaos-cluster nats-server deploy-check fuzz clean
+.PHONY: help build run test test-short lint bench chaos chaos-short chaos-cluster nats-server deploy-check helm fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ chaos-cluster: build nats-server ## fault injection on a 3-node NATS cluster wit
 
 deploy-check: ## Helm chart (lint, render, strict decode into Kubernetes types) and docker-compose.yml (compose-go loader); own module in deploy/test
 	cd deploy/test && $(GO) test -count=1 ./...
+
+HELM ?= $(GO) run helm.sh/helm/v3/cmd/helm@v3.22.0
+helm: ## helm lint + helm template of deploy/helm/msgrouter with the helm CLI (pinned; the first go run builds it: minutes)
+	$(HELM) lint deploy/helm/msgrouter
+	$(HELM) template msgrouter deploy/helm/msgrouter > /dev/null
+	$(HELM) template msgrouter deploy/helm/msgrouter -f deploy/helm/msgrouter/values-postgres-ha.yaml --set router.autoscaling.keda.enabled=false > /dev/null
 
 fuzz: ## run each fuzzer for FUZZTIME (default 30s)
 	./scripts/fuzz.sh $${FUZZTIME:-30s}
