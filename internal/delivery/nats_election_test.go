@@ -34,7 +34,7 @@ func TestNATSErrorsTellNoStreamFromNoLeader(t *testing.T) {
 	// The stream loses its quorum (two of three nodes gone): it has no leader.
 	cl.Servers[0].Shutdown()
 	cl.Servers[1].Shutdown()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 		d.MessageID = "0192f0c4-0000-7000-9000-000000000002"

@@ -36,8 +36,8 @@ func runIngest(t *testing.T, env map[string]string) string {
 		return "http://" + a.String()
 	case err := <-done:
 		t.Fatalf("Run stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run not ready within 30s")
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run not ready within 60s")
 	}
 	return ""
 }
@@ -63,7 +63,7 @@ func getReady(t *testing.T, base string) readyAnswer {
 // each of msg (deadline 30s).
 func waitReady(t *testing.T, base string, want int, msg ...string) readyAnswer {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		a := getReady(t, base)
 		ok := a.status == want

@@ -33,8 +33,8 @@ func startStop(t *testing.T, env map[string]string) {
 	case <-ready:
 	case err := <-done:
 		t.Fatalf("Run stopped at start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run not ready within 30s")
+	case <-time.After(60 * time.Second):
+		t.Fatal("Run not ready within 60s")
 	}
 	cancel()
 	require.NoError(t, <-done)

@@ -48,8 +48,8 @@ func TestStartKeepsOperatorsStream(t *testing.T) {
 	case <-ready:
 	case err := <-done:
 		t.Fatalf("router did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("router did not start within 30s")
+	case <-time.After(60 * time.Second):
+		t.Fatal("router did not start within 60s")
 	}
 	cancel()
 	require.NoError(t, <-done)
@@ -86,8 +86,8 @@ func TestReadyFailsWhenTheStreamCannotStore(t *testing.T) {
 		base = "http://" + a
 	case err := <-done:
 		t.Fatalf("router did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("router did not start within 30s")
+	case <-time.After(60 * time.Second):
+		t.Fatal("router did not start within 60s")
 	}
 	get := func() (int, string, string) {
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + "/health/ready")
@@ -102,7 +102,7 @@ func TestReadyFailsWhenTheStreamCannotStore(t *testing.T) {
 
 	cl.Servers[0].Shutdown()
 	cl.Servers[1].Shutdown()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		code, failing, msg := get()
 		if code == http.StatusServiceUnavailable && strings.Contains(msg, stream.Name) {

@@ -155,7 +155,7 @@ func TestHealthGauges(t *testing.T) {
 	}
 	require.Eventually(t, func() bool {
 		return h.Observe(t.Context(), js) == nil && gauge("msgrouter_stream_replicas_current") == 3
-	}, 30*time.Second, 50*time.Millisecond)
+	}, 60*time.Second, 50*time.Millisecond)
 	require.Equal(t, float64(3), gauge("msgrouter_stream_replicas"))
 	require.Equal(t, float64(1), gauge("msgrouter_stream_has_leader"))
 
@@ -170,6 +170,6 @@ func TestHealthGauges(t *testing.T) {
 	}
 	require.Eventually(t, func() bool {
 		return h.Observe(t.Context(), js) == nil && gauge("msgrouter_stream_replicas_current") == 2
-	}, 30*time.Second, 100*time.Millisecond)
+	}, 60*time.Second, 100*time.Millisecond)
 	require.Equal(t, float64(1), gauge("msgrouter_stream_has_leader"))
 }

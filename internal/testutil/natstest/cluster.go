@@ -47,16 +47,26 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			Cluster:    server.ClusterOpts{Name: "test", Host: "127.0.0.1", Port: ports[i]},
 			Routes:     routes,
 		}
-		s := run(t, opts)
-		t.Cleanup(func() { s.Shutdown() })
+		ns, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatalf("natstest: %v", err)
+		}
+		ns.Start()
+		t.Cleanup(ns.Shutdown)
+		// Generous: under -race on a busy machine three servers and their routes
+		// take a while; the test waits on the condition, not on a sleep.
+		if !ns.ReadyForConnections(60 * time.Second) {
+			t.Fatal("natstest: cluster server not ready within 60s")
+		}
+		s := &Server{Server: ns, URL: ns.ClientURL(), opts: opts}
 		c.Servers = append(c.Servers, s)
 		urls = append(urls, s.URL)
 	}
 	c.URL = strings.Join(urls, ",")
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !c.ready(n) {
 		if time.Now().After(deadline) {
-			t.Fatal("natstest: the cluster elected no JetStream meta leader within 30s")
+			t.Fatal("natstest: the cluster elected no JetStream meta leader within 60s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
