@@ -50,6 +50,20 @@ func Load(t testing.TB, data []byte) *Doc {
 	return &Doc{T: doc, router: r}
 }
 
+// Fetch GETs a served document (a binary's /openapi.json) and loads it with Load.
+func Fetch(t testing.TB, url string) *Doc {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, url, nil)
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "GET %s", url)
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return Load(t, data)
+}
+
 // Operation returns the documented operation for method and path (a template as
 // written in the document, e.g. "/v1/messages/{messageId}"), or nil.
 func (d *Doc) Operation(method, path string) *openapi3.Operation {
