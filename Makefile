@@ -20,7 +20,7 @@ run: ## run the whole system in one process (embedded NATS unless NATS_URL is se
 test: ## run every test (needs Postgres; starts its own in-process NATS)
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-test-browser: ## operator console tests in headless Chromium (needs node/npm and /usr/bin/chromium, Postgres); screenshots into docs/console/
+test-browser: ## operator console tests in headless Chromium (needs node/npm and /usr/bin/chromium, Postgres); screenshots into a temp dir, into docs/console/ with UPDATE_SCREENSHOTS=1
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/msgrouter
 	cd test/browser && npm ci --no-audit --no-fund --loglevel=error
 	node test/browser/run.mjs

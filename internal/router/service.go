@@ -57,7 +57,7 @@ type Options struct {
 	// Ready receives the admin address once the router serves (tests and the
 	// all-in-one binary wait on it).
 	Ready chan<- string
-	// AckWait overrides the consumer's AckWait (tests). Zero keeps 30s.
+	// AckWait overrides the consumer's AckWait (tests). Zero keeps 10s.
 	AckWait time.Duration
 	// WrapHandler wraps the takeover handler (fault injection in tests).
 	WrapHandler func(consumer.Handler) consumer.Handler
