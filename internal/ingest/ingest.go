@@ -134,8 +134,8 @@ type Handler struct {
 	// async publishes the items of batches: asynchronous publishes on the same
 	// connection, each PubAck awaited at most PublishTimeout (so a lost ack never
 	// leaves a pending entry behind).
-	async jetstream.JetStream
-	pubFail  *failureLog // failed publishes, aggregated (issue 9)
+	async   jetstream.JetStream
+	pubFail *failureLog // failed publishes, aggregated (issue 9)
 }
 
 // NewHandler builds the handler.
