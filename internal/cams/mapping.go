@@ -11,6 +11,9 @@ const (
 	TypeHTTPEndpoint = "HTTP_ENDPOINT"
 	StatusActive     = "ACTIVE"
 	StatusInactive   = "INACTIVE"
+	// Inactive policies (DESIGN §4 inactivePolicy).
+	InactiveReject = "REJECT"
+	InactiveHold   = "HOLD"
 )
 
 // Health check statuses (POST /v1/agent-health-check).
@@ -34,6 +37,10 @@ type Mapping struct {
 	// instead of DELIVERY_SIGNING_SECRETS for this agent's HTTP deliveries. An
 	// extension of the contract's mapping; other CAMS implementations omit it.
 	SigningSecrets []string `json:"signingSecrets,omitempty"`
+	// InactivePolicy is what the router does with a message for this agent while
+	// it is INACTIVE (DESIGN §4, §5a): InactiveReject ("" means the same) or
+	// InactiveHold.
+	InactivePolicy string `json:"inactivePolicy,omitempty"`
 	// Health is the last health report, nil before the first. An extension of the
 	// contract's mapping, informational only: the router decides on Status.
 	Health *Health `json:"health,omitempty"`
@@ -70,6 +77,7 @@ type mappingJSON struct {
 	LastUpdatedTimestamp  string      `json:"lastUpdatedTimestamp,omitempty"`
 	UpdatedBy             string      `json:"updatedBy,omitempty"`
 	SigningSecrets        []string    `json:"signingSecrets,omitempty"`
+	InactivePolicy        string      `json:"inactivePolicy,omitempty"`
 	Health                *healthJSON `json:"health,omitempty"`
 }
 
@@ -102,7 +110,7 @@ func (m Mapping) MarshalJSON() ([]byte, error) {
 		InboxName: m.InboxName, Status: m.Status, Description: m.Description, OwnerTeam: m.OwnerTeam,
 		RegistrationTimestamp: formatOptional(m.RegistrationTimestamp),
 		LastUpdatedTimestamp:  formatOptional(m.LastUpdatedTimestamp),
-		UpdatedBy:             m.UpdatedBy, SigningSecrets: m.SigningSecrets,
+		UpdatedBy:             m.UpdatedBy, SigningSecrets: m.SigningSecrets, InactivePolicy: m.InactivePolicy,
 	}
 	if h := m.Health; h != nil {
 		j.Health = &healthJSON{Status: h.Status, Details: h.Details, ReportedAt: formatOptional(h.ReportedAt), InactiveByHealthCheck: h.InactiveByHealthCheck}
@@ -122,7 +130,7 @@ func (m *Mapping) UnmarshalJSON(b []byte) error {
 		InboxName: j.InboxName, Status: j.Status, Description: j.Description, OwnerTeam: j.OwnerTeam,
 		RegistrationTimestamp: parseLenient(j.RegistrationTimestamp),
 		LastUpdatedTimestamp:  parseLenient(j.LastUpdatedTimestamp),
-		UpdatedBy:             j.UpdatedBy, SigningSecrets: j.SigningSecrets,
+		UpdatedBy:             j.UpdatedBy, SigningSecrets: j.SigningSecrets, InactivePolicy: j.InactivePolicy,
 	}
 	if h := j.Health; h != nil {
 		m.Health = &Health{Status: h.Status, Details: h.Details, ReportedAt: parseLenient(h.ReportedAt), InactiveByHealthCheck: h.InactiveByHealthCheck}

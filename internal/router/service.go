@@ -127,6 +127,8 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 			Failures: uint32(cfg.BreakerFailures), OpenTimeout: cfg.BreakerOpenTimeout, Metrics: breakerMetrics,
 		}),
 		LookupFresh: camsClient.LookupFresh,
+		Lookup:      camsClient.Lookup, // retries follow CAMS (DESIGN §5)
+		HoldMaxAge:  cfg.HoldMaxAge,    // DESIGN §5a
 		Secrets: func(ctx context.Context, address string) ([]string, error) {
 			m, err := camsClient.Lookup(ctx, address)
 			if errors.Is(err, cams.ErrNotFound) {
