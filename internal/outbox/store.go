@@ -166,9 +166,9 @@ type Claimed struct {
 	SenderMessageID string
 	Traceparent     string
 	AcceptedAt      time.Time
-	Attempts        int  // attempts already made since the last replay
-	Route           bool // look the agent up afresh before delivering
-	AgentSecrets    bool // fetch the agent's own signing secrets from CAMS
+	Attempts        int       // attempts already made since the last replay
+	Route           bool      // look the agent up afresh before delivering
+	AgentSecrets    bool      // fetch the agent's own signing secrets from CAMS
 	OrderingKey     string    // "" = unkeyed (DESIGN §5a)
 	ExpiresAt       time.Time // zero = never (DESIGN §5a)
 	// Swept is true for rows claimed by the sweep (retries, replays, leftovers,
