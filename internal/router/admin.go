@@ -60,7 +60,7 @@ var statuses = map[string]bool{
 
 func (a *admin) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := outbox.Filter{Status: q.Get("status"), Address: q.Get("aiAgentAddress"), Cursor: q.Get("cursor"), Limit: 100}
+	f := outbox.Filter{Status: q.Get("status"), Address: q.Get("aiAgentAddress"), OrderingKey: q.Get("orderingKey"), Cursor: q.Get("cursor"), Limit: 100}
 	if f.Status != "" && !statuses[f.Status] {
 		httpapi.WriteError(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, "status must be one of PENDING, DELIVERED, REJECTED, DEAD_LETTERED")
 		return
