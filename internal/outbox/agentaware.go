@@ -102,7 +102,10 @@ func (d *Dispatcher) lookupAgent(ctx context.Context, address string) (*cams.Map
 		m, err := d.cfg.Lookup(ctx, address)
 		h.checked = time.Now()
 		if err != nil && !errors.Is(err, cams.ErrNotFound) {
-			return h.m, nil // CAMS cannot say: the agent stays as last seen
+			if h.m != nil {
+				return h.m, nil // CAMS cannot say: the agent stays as last seen
+			}
+			return nil, err
 		}
 		if !isHold(m, err) {
 			d.holds.mu.Lock()
@@ -132,6 +135,10 @@ func (d *Dispatcher) agentAware(l *lane, j *Job) bool {
 	now := time.Now()
 	if !j.ExpiresAt.IsZero() && !now.Before(j.ExpiresAt) {
 		d.expire(j, ReasonExpired, "expired at "+j.ExpiresAt.UTC().Format(time.RFC3339Nano)+" before it could be delivered")
+		return true
+	}
+	if j.Hold && !j.Swept {
+		d.hold(j, now) // routing found the agent INACTIVE (HOLD) a moment ago
 		return true
 	}
 	if l.route || !j.Swept || j.routeChecked || d.cfg.Lookup == nil {
@@ -182,11 +189,17 @@ func (d *Dispatcher) hold(j *Job, now time.Time) {
 		d.expire(j, ReasonAgentInactive, "the agent stayed INACTIVE for longer than HOLD_MAX_AGE ("+d.cfg.HoldMaxAge.String()+")")
 		return
 	}
-	if h := d.holds.get(j.Address); h != nil {
-		h.mu.Lock()
-		h.lastHeld = now
-		h.mu.Unlock()
+	d.holds.mu.Lock()
+	h := d.holds.agents[j.Address]
+	if h == nil {
+		// Looked up (and found held) by the takeover: the watcher checks it next.
+		h = &heldAgent{}
+		d.holds.agents[j.Address] = h
 	}
+	d.holds.mu.Unlock()
+	h.mu.Lock()
+	h.lastHeld = now
+	h.mu.Unlock()
 	delay := min(holdPoll, limit.Sub(now))
 	if !j.ExpiresAt.IsZero() {
 		delay = min(delay, j.ExpiresAt.Sub(now))

@@ -175,6 +175,9 @@ type Claimed struct {
 	// keyed rows), false for rows handed over in-process right after the takeover
 	// routed them: only swept rows look the agent up again (DESIGN §5).
 	Swept bool
+	// Hold is set by the takeover when routing found the agent INACTIVE with
+	// inactivePolicy HOLD: the job is held, not attempted (DESIGN §5a).
+	Hold bool
 }
 
 // claimSQL claims due rows; a keyed row only when it is the head of its key (no
