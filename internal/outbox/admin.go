@@ -128,11 +128,11 @@ type Filter struct {
 	// OrderingKey selects messages with that senderMetadata.orderingKey; "" = any
 	// (DESIGN §5a).
 	OrderingKey string
-	Reason  string // bulk replay only
-	Since   time.Time
-	Until   time.Time // bulk replay: failed before this (database clock)
-	Limit   int
-	Cursor  string
+	Reason      string // bulk replay only
+	Since       time.Time
+	Until       time.Time // bulk replay: failed before this (database clock)
+	Limit       int
+	Cursor      string
 }
 
 // ErrBadCursor means a cursor did not come from List.
