@@ -34,7 +34,7 @@ type agentMetrics struct {
 
 func newAgentMetrics(reg prometheus.Registerer, d *Dispatcher) *agentMetrics {
 	f := promauto.With(reg)
-	return &agentMetrics{
+	m := &agentMetrics{
 		expired: f.NewCounter(prometheus.CounterOpts{
 			Name: "msgrouter_messages_expired_total",
 			Help: "Messages dead-lettered as EXPIRED: their senderMetadata.expiresAt passed before delivery (DESIGN §5a).",
@@ -57,6 +57,10 @@ func newAgentMetrics(reg prometheus.Registerer, d *Dispatcher) *agentMetrics {
 			Help: "Retries whose fresh CAMS lookup changed their fate, by outcome (moved, rejected, held, last_known_inbox).",
 		}, []string{"outcome"}),
 	}
+	for _, o := range []string{"moved", "rejected", "held", "last_known_inbox"} {
+		m.followed.WithLabelValues(o) // exported from the start, so dashboards and alerts see 0
+	}
+	return m
 }
 
 // holds remembers the agents this replica saw INACTIVE with inactivePolicy HOLD, so
