@@ -336,6 +336,8 @@ func TestFailingKeyBlocksOnlyItself(t *testing.T) {
 func TestReplayGoesToBackOfKey(t *testing.T) {
 	t.Parallel()
 	e, fc := setupAgents(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "1"})
+	var failFirst atomic.Bool
+	failFirst.Store(true)
 	srv, log := orderedInbox(t, 0, func(k string, i int) bool { return i == 0 && k == "q" && failFirst.Swap(false) })
 	fc.set("rq", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
 	first := uuid.NewString()
@@ -360,8 +362,6 @@ func TestReplayGoesToBackOfKey(t *testing.T) {
 	}
 	require.Equal(t, []int{1, 2, 3, 0}, log.of("q"), "the replayed message went to the back of its key")
 }
-
-var failFirst = func() *atomic.Bool { b := &atomic.Bool{}; b.Store(true); return b }()
 
 // waitReason waits until the message shows reason (while PENDING or not).
 func (e *env) waitReason(id, reason string) view {
