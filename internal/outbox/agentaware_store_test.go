@@ -97,4 +97,26 @@ func TestClaimOnlyHeadsOfKeys(t *testing.T) {
 		}
 	}
 	require.Equal(t, map[string]uint64{"a|": 8, "b|": 6, "|": 5}, got, "the lowest sequence of each key, and the unkeyed row")
+
+	// The rows behind the heads were parked, so claims stop scanning them ...
+	var parked int
+	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM outbox WHERE parked AND due_at > now() + interval '10 seconds'`).Scan(&parked))
+	require.Equal(t, 3, parked)
+	again, err := f.store.Claim(f.ctx, 10, time.Minute)
+	require.NoError(t, err)
+	require.Empty(t, again)
+	// ... until the head of their key leaves the outbox: then the next one is due
+	// at once (the trigger), and it is the next in sequence.
+	var headA Claimed
+	for _, c := range claimed {
+		if c.OrderingKey == "a" {
+			headA = c
+		}
+	}
+	final := f.complete(10, Result{ID: headA.ID, Token: headA.Token, Kind: Delivered, At: time.Now()})
+	require.Equal(t, StatusDelivered, final[headA.ID])
+	next, err := f.store.Claim(f.ctx, 10, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, next, 1)
+	require.Equal(t, recs[1].ID, next[0].ID, "seq 9 follows seq 8")
 }

@@ -407,12 +407,14 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) int {
 		return 0 // lanes are busy: leave rows in the outbox, where they wait for free
 	}
 	claimedAt := time.Now()
-	rows, err := d.cfg.Store.Claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
+	rows, looked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.WarnContext(ctx, "outbox sweep failed", slog.Any("error", err))
 		}
-		return 0
+		if len(rows) == 0 {
+			return 0
+		}
 	}
 	d.m.claimed.Add(float64(len(rows)))
 	for _, c := range rows {
@@ -421,7 +423,7 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) int {
 		}
 		d.submit(d.NewJob(c, claimedAt, nil, false))
 	}
-	return len(rows)
+	return looked // rows parked behind their key's head count too: more may be due
 }
 
 func (d *Dispatcher) process(l *lane, j *Job) {

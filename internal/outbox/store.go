@@ -182,54 +182,88 @@ type Claimed struct {
 
 // claimSQL claims due rows; a keyed row only when it is the head of its key (no
 // pending row of the same address and key comes before it), so a key has at most
-// one row in flight and its messages go out in order (DESIGN §5a, ordering.go).
+// one row in flight and its messages go out in order (DESIGN §5a). Keyed rows it
+// finds behind their head are parked instead (agentaware_store.go): the trigger of
+// migration 0002 makes a key's next row due when its head leaves the outbox. The
+// last column tells parked rows from claimed ones.
 const claimSQL = `
 WITH due AS (
-    SELECT o.message_id FROM outbox o
+    SELECT o.message_id,
+           (o.ordering_key IS NOT NULL AND EXISTS (
+               SELECT 1 FROM outbox p
+               WHERE p.ai_agent_address = o.ai_agent_address AND p.ordering_key = o.ordering_key
+                 AND p.ordering_key IS NOT NULL
+                 AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id))) AS behind
+    FROM outbox o
     WHERE o.due_at <= now()
-      AND (o.ordering_key IS NULL OR NOT EXISTS (
-            SELECT 1 FROM outbox p
-            WHERE p.ai_agent_address = o.ai_agent_address AND p.ordering_key = o.ordering_key
-              AND p.ordering_key IS NOT NULL
-              AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id)))
     ORDER BY o.due_at
     LIMIT $1
     FOR UPDATE OF o SKIP LOCKED
 ), claimed AS (
-    UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3, held = false
-    FROM due WHERE o.message_id = due.message_id
+    UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3, held = false, parked = false
+    FROM due WHERE o.message_id = due.message_id AND NOT due.behind
     RETURNING o.message_id, o.route
+), parked AS (
+    UPDATE outbox o SET due_at = now() + $4::interval, parked = true
+    FROM due WHERE o.message_id = due.message_id AND due.behind
+    RETURNING o.message_id
 )
 SELECT m.message_id, m.ai_agent_address, coalesce(m.destination_type, ''), coalesce(m.destination_name, ''),
        m.payload, coalesce(m.sender_id, ''), coalesce(m.correlation_id, ''), coalesce(m.sender_message_id, ''),
        coalesce(m.traceparent, ''), m.accepted_at, m.attempts, c.route, m.agent_secrets,
-       coalesce(m.ordering_key, ''), m.expires_at
-FROM claimed c JOIN messages m ON m.message_id = c.message_id`
+       coalesce(m.ordering_key, ''), m.expires_at, false
+FROM claimed c JOIN messages m ON m.message_id = c.message_id
+UNION ALL
+SELECT p.message_id, '', '', '', NULL::bytea, '', '', '', '', now(), 0, false, false, '', NULL::timestamptz, true
+FROM parked p`
 
 // Claim leases up to limit due rows (fresh rows nobody holds, retries whose time has
-// come, rows whose lease expired) to a new token for lease, on the database clock.
-// The claim commits at once: no transaction stays open across delivery.
+// come, rows whose lease expired, heads of ordering keys) to a new token for lease,
+// on the database clock. The claim commits at once: no transaction stays open
+// across delivery.
 func (s *Store) Claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, error) {
+	out, _, err := s.claim(ctx, limit, lease)
+	return out, err
+}
+
+// claim is Claim that also reports how many rows it looked at (claimed or parked),
+// so a sweep knows whether more may be due.
+func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, int, error) {
 	token := uuid.New()
-	rows, err := s.pool.Query(ctx, claimSQL, limit, lease, token)
+	rows, err := s.pool.Query(ctx, claimSQL, limit, lease, token, parkFor)
 	if err != nil {
-		return nil, fmt.Errorf("error claiming outbox rows: %w", err)
+		return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Claimed, error) {
+	var out []Claimed
+	var parked []uuid.UUID
+	for rows.Next() {
 		c := Claimed{Token: token, Swept: true}
 		var expires pgtype.Timestamptz
-		err := row.Scan(&c.ID, &c.Address, &c.DestType, &c.DestName, &c.Payload, &c.SenderID, &c.CorrelationID,
+		var isParked bool
+		if err := rows.Scan(&c.ID, &c.Address, &c.DestType, &c.DestName, &c.Payload, &c.SenderID, &c.CorrelationID,
 			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route, &c.AgentSecrets,
-			&c.OrderingKey, &expires)
+			&c.OrderingKey, &expires, &isParked); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+		}
+		if isParked {
+			parked = append(parked, c.ID)
+			continue
+		}
 		if expires.Valid {
 			c.ExpiresAt = expires.Time
 		}
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("error claiming outbox rows: %w", err)
+		out = append(out, c)
 	}
-	return out, nil
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+	}
+	if len(parked) > 0 {
+		if err := s.unparkHeads(ctx, parked); err != nil {
+			return out, len(out) + len(parked), err
+		}
+	}
+	return out, len(out) + len(parked), nil
 }
 
 // Outcome kinds of a finished claim.

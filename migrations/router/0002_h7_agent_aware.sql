@@ -32,3 +32,27 @@ CREATE INDEX outbox_expires_idx ON outbox (expires_at) WHERE expires_at IS NOT N
 -- Releasing an agent's held rows when CAMS shows it ACTIVE again: few rows are held,
 -- so the index stays tiny and costs the hot path nothing.
 CREATE INDEX outbox_held_idx ON outbox (ai_agent_address) WHERE held;
+
+-- Rows waiting behind the head of their key are parked (due far ahead, parked = true)
+-- when a claim comes across them, so claims do not scan a key's backlog again and
+-- again; when a keyed row leaves the outbox (delivered, dead-lettered, rejected,
+-- expired, purged: every way out is a DELETE) the trigger makes the new head of its
+-- key due at once. A parked row also comes due by itself after a while (the claim
+-- parks it for 30 s), a safety net only.
+ALTER TABLE outbox ADD COLUMN parked boolean NOT NULL DEFAULT false;
+
+CREATE FUNCTION outbox_wake_next_of_key() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE outbox SET due_at = now(), parked = false
+    WHERE message_id = (
+            SELECT message_id FROM outbox
+            WHERE ai_agent_address = OLD.ai_agent_address AND ordering_key = OLD.ordering_key
+            ORDER BY order_seq, message_id
+            LIMIT 1)
+      AND parked;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER outbox_wake_next_of_key AFTER DELETE ON outbox
+    FOR EACH ROW WHEN (OLD.ordering_key IS NOT NULL) EXECUTE FUNCTION outbox_wake_next_of_key();
