@@ -43,13 +43,16 @@ ALTER TABLE outbox ADD COLUMN parked boolean NOT NULL DEFAULT false;
 
 CREATE FUNCTION outbox_wake_next_of_key() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE outbox SET due_at = now(), parked = false
+    -- The new head is updated (and so locked) even when it is not parked: a claim
+    -- that still sees the old head then skips it (SKIP LOCKED) instead of parking
+    -- it, or waits for this transaction and has its parking undone by the unpark
+    -- check that follows every parking claim.
+    UPDATE outbox SET due_at = CASE WHEN parked THEN now() ELSE due_at END, parked = false
     WHERE message_id = (
             SELECT message_id FROM outbox
             WHERE ai_agent_address = OLD.ai_agent_address AND ordering_key = OLD.ordering_key
             ORDER BY order_seq, message_id
-            LIMIT 1)
-      AND parked;
+            LIMIT 1);
     RETURN NULL;
 END
 $$;
