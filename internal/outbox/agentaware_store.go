@@ -158,10 +158,11 @@ func (s *Store) HeldCount(ctx context.Context) (int64, error) {
 var parkFor = 30 * time.Second
 
 // unparkHeadsSQL makes due again the parked rows that are heads of their key by now.
-// It runs after the parking claim committed, with a snapshot of its own: a head
-// that left the outbox after the claim's snapshot but before its row locks (its
-// trigger then found nothing parked to wake) is seen gone here, so no key is left
-// parked behind a head that is no more.
+// It runs after the parking claim committed, with a snapshot of its own, and it
+// waits (FOR KEY SHARE) for any transaction still deleting an earlier row of the key:
+// a head that left the outbox while the claim parked its successor — its trigger
+// ran before the successor was visible or parked — is seen gone here, so no key is
+// left parked behind a head that is no more.
 const unparkHeadsSQL = `
 UPDATE outbox o SET due_at = now(), parked = false
 WHERE o.message_id = ANY($1) AND o.parked
@@ -169,7 +170,8 @@ WHERE o.message_id = ANY($1) AND o.parked
       SELECT 1 FROM outbox p
       WHERE p.ai_agent_address = o.ai_agent_address AND p.ordering_key = o.ordering_key
         AND p.ordering_key IS NOT NULL
-        AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id))`
+        AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id)
+      FOR KEY SHARE OF p)`
 
 func (s *Store) unparkHeads(ctx context.Context, ids []uuid.UUID) error {
 	if _, err := s.pool.Exec(ctx, unparkHeadsSQL, ids); err != nil {
