@@ -86,6 +86,10 @@ type Router struct {
 	BreakerOpenTimeout     time.Duration // BREAKER_OPEN_TIMEOUT. Defaults to 30s.
 	MessageRetention       time.Duration // MESSAGE_RETENTION. Defaults to 168h.
 	Audit                  Audit         // AUDIT_*: the scheduled audit (config/audit.go).
+	// HoldMaxAge is HOLD_MAX_AGE: how long after acceptance a message held for an
+	// INACTIVE agent (inactivePolicy HOLD, DESIGN §5a) may wait before it is
+	// DEAD_LETTERED/AGENT_INACTIVE. Defaults to 24h.
+	HoldMaxAge time.Duration
 }
 
 // CAMS is the configuration of cmd/cams.
@@ -193,6 +197,7 @@ func LoadRouter(e *Env) (Router, error) {
 		BreakerOpenTimeout:     e.Duration("BREAKER_OPEN_TIMEOUT", 30*time.Second, time.Millisecond, 24*time.Hour),
 		MessageRetention:       e.Duration("MESSAGE_RETENTION", 168*time.Hour, time.Minute, 100*365*24*time.Hour),
 		Audit:                  loadAudit(e),
+		HoldMaxAge:             e.Duration("HOLD_MAX_AGE", 24*time.Hour, time.Second, 100*365*24*time.Hour),
 	}
 	if c.DeliveryBackoffMax < c.DeliveryBackoffInitial {
 		e.fail("DELIVERY_BACKOFF_MAX", "%s is below DELIVERY_BACKOFF_INITIAL (%s)", c.DeliveryBackoffMax, c.DeliveryBackoffInitial)
@@ -289,7 +294,7 @@ func (c Router) LogAttrs() []slog.Attr {
 		slog.Int("delivery_destination_concurrency", c.DestinationConcurrency),
 		slog.Float64("delivery_destination_rate", c.DestinationRate),
 		slog.Int("breaker_failures", c.BreakerFailures), slog.Duration("breaker_open_timeout", c.BreakerOpenTimeout),
-		slog.Duration("message_retention", c.MessageRetention))
+		slog.Duration("message_retention", c.MessageRetention), slog.Duration("hold_max_age", c.HoldMaxAge))
 }
 
 // LogAttrs returns the settings as log attributes, secrets masked.

@@ -26,6 +26,7 @@ func TestRouterDefaults(t *testing.T) {
 	require.Equal(t, 5, c.BreakerFailures)
 	require.Equal(t, 30*time.Second, c.BreakerOpenTimeout)
 	require.Equal(t, 168*time.Hour, c.MessageRetention)
+	require.Equal(t, 24*time.Hour, c.HoldMaxAge)
 	require.Equal(t, 10*time.Second, c.ShutdownTimeout)
 	require.False(t, c.AllowPrivateNetworks)
 	require.Equal(t, "info", c.LogLevel)

@@ -50,6 +50,8 @@ type View struct {
 	SenderID       *string      `json:"senderId,omitempty"`
 	CorrelationID  *string      `json:"correlationId,omitempty"`
 	SenderMsgID    *string      `json:"senderProvidedMessageId,omitempty"`
+	OrderingKey    *string      `json:"orderingKey,omitempty"` // DESIGN §5a, §6
+	ExpiresAt      *time.Time   `json:"expiresAt,omitempty"`   // DESIGN §5a, §6
 	History        []Attempt    `json:"history,omitempty"`
 	RawBase64      *string      `json:"rawMessageBase64,omitempty"`
 	receivedCursor time.Time
@@ -57,13 +59,14 @@ type View struct {
 
 const viewColumns = `m.message_id, m.ai_agent_address, m.status, m.reason, m.destination_type, m.destination_name,
     m.attempts, m.last_error, m.received_at, m.accepted_at, m.delivered_at, m.finished_at, m.sender_id,
-    m.correlation_id, m.sender_message_id`
+    m.correlation_id, m.sender_message_id, m.ordering_key, m.expires_at`
 
 func scanView(row pgx.Row, raw *[]byte) (View, error) {
 	var v View
 	var dtype, dname *string
 	dest := []any{&v.MessageID, &v.AIAgentAddress, &v.Status, &v.Reason, &dtype, &dname, &v.Attempts, &v.LastError,
-		&v.ReceivedAt, &v.AcceptedAt, &v.DeliveredAt, &v.FinishedAt, &v.SenderID, &v.CorrelationID, &v.SenderMsgID}
+		&v.ReceivedAt, &v.AcceptedAt, &v.DeliveredAt, &v.FinishedAt, &v.SenderID, &v.CorrelationID, &v.SenderMsgID,
+		&v.OrderingKey, &v.ExpiresAt}
 	if raw != nil {
 		dest = append(dest, raw)
 	}
@@ -76,7 +79,7 @@ func scanView(row pgx.Row, raw *[]byte) (View, error) {
 	v.receivedCursor = v.ReceivedAt
 	v.ReceivedAt = v.ReceivedAt.UTC()
 	v.AcceptedAt = v.AcceptedAt.UTC()
-	for _, t := range []*time.Time{v.DeliveredAt, v.FinishedAt} {
+	for _, t := range []*time.Time{v.DeliveredAt, v.FinishedAt, v.ExpiresAt} {
 		if t != nil {
 			*t = t.UTC()
 		}
@@ -122,11 +125,14 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (View, error) {
 type Filter struct {
 	Status  string // "" = any
 	Address string // "" = any
-	Reason  string // bulk replay only
-	Since   time.Time
-	Until   time.Time // bulk replay: failed before this (database clock)
-	Limit   int
-	Cursor  string
+	// OrderingKey selects messages with that senderMetadata.orderingKey; "" = any
+	// (DESIGN §5a).
+	OrderingKey string
+	Reason      string // bulk replay only
+	Since       time.Time
+	Until       time.Time // bulk replay: failed before this (database clock)
+	Limit       int
+	Cursor      string
 }
 
 // ErrBadCursor means a cursor did not come from List.
@@ -169,6 +175,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]View, string, error) {
 	}
 	if f.Address != "" {
 		where = append(where, "m.ai_agent_address = "+arg(f.Address))
+	}
+	if f.OrderingKey != "" {
+		where = append(where, "m.ordering_key = "+arg(f.OrderingKey))
 	}
 	if f.Cursor != "" {
 		t, id, err := decodeCursor(f.Cursor)
@@ -213,6 +222,10 @@ func (s *Store) List(ctx context.Context, f Filter) ([]View, string, error) {
 // Lock order is messages, then failures, then outbox: the same as Purge
 // (messages, failures), so a replay and a purge never deadlock. The failures row
 // goes only with the message that was really moved back to PENDING.
+//
+// An expired message is never replayed (DESIGN §5a). A keyed message goes to the
+// back of its key: after every pending message of the key, in its old order among
+// the messages replayed together (DESIGN §5a).
 const replaySQL = `
 WITH picked AS (
     SELECT message_id FROM failures
@@ -222,6 +235,7 @@ WITH picked AS (
       AND ($4::text = '' OR reason = $4)
       AND ($5::timestamptz IS NULL OR failed_at >= $5)
       AND ($7::timestamptz IS NULL OR failed_at < $7)
+      AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.message_id = failures.message_id AND x.expires_at <= now())
     ORDER BY failed_at
     LIMIT $6
 ), m AS (
@@ -235,12 +249,21 @@ WITH picked AS (
       AND ($4::text = '' OR messages.reason = $4)
       AND ($5::timestamptz IS NULL OR messages.finished_at >= $5)
       AND ($7::timestamptz IS NULL OR messages.finished_at < $7)
-    RETURNING messages.message_id
+      AND (messages.expires_at IS NULL OR messages.expires_at > now())
+    RETURNING messages.message_id, messages.ai_agent_address, messages.ordering_key, messages.order_seq, messages.expires_at
 ), f AS (
     DELETE FROM failures USING m WHERE failures.message_id = m.message_id
 ), ob AS (
-    INSERT INTO outbox (message_id, due_at, route)
-    SELECT message_id, now(), true FROM m
+    INSERT INTO outbox (message_id, due_at, route, ai_agent_address, ordering_key, order_seq, expires_at)
+    SELECT m.message_id, now(), true, m.ai_agent_address, m.ordering_key,
+           CASE WHEN m.ordering_key IS NOT NULL THEN
+               greatest(coalesce((SELECT max(o.order_seq) FROM outbox o
+                                  WHERE o.ai_agent_address = m.ai_agent_address AND o.ordering_key = m.ordering_key), 0),
+                        coalesce(m.order_seq, 0))
+               + row_number() OVER (PARTITION BY m.ai_agent_address, m.ordering_key ORDER BY m.order_seq, m.message_id)
+           END,
+           m.expires_at
+    FROM m
     ON CONFLICT (message_id) DO NOTHING
 )
 SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM m)`
@@ -262,6 +285,10 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID) error {
 	}
 	if err != nil {
 		return fmt.Errorf("error reading message %s: %w", id, err)
+	}
+	var expired bool
+	if err := s.pool.QueryRow(ctx, "SELECT coalesce(expires_at <= now(), false) FROM messages WHERE message_id = $1", id).Scan(&expired); err == nil && expired {
+		return fmt.Errorf("%w: it expired (senderMetadata.expiresAt has passed)", ErrNotReplayable)
 	}
 	return fmt.Errorf("%w: it is %s", ErrNotReplayable, status)
 }

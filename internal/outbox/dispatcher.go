@@ -43,6 +43,18 @@ type Config struct {
 	Breakers  Breakers
 	// LookupFresh routes replayed messages afresh (bypassing any cache).
 	LookupFresh LookupFunc
+	// Lookup looks an agent up through the CAMS cache (at most CAMS_CACHE_TTL
+	// old) before every retry, so retries follow the agent's current mapping
+	// (DESIGN §5). nil = retries go to the inbox they were routed to.
+	Lookup LookupFunc
+	// HoldMaxAge is HOLD_MAX_AGE (DESIGN §5a). Defaults to 24h.
+	HoldMaxAge time.Duration
+	// HoldCheck is how often a held agent is looked up in CAMS (once per agent).
+	// Defaults to 2s.
+	HoldCheck time.Duration
+	// ExpiryCheck is how often expired waiting messages are dead-lettered.
+	// Defaults to 1s.
+	ExpiryCheck time.Duration
 	// Secrets returns an agent's own signing secrets, for rows whose agent had
 	// some when it was routed and that were not just taken over in-process (an
 	// error makes the row wait: signing with the wrong secret is not an option).
@@ -96,6 +108,15 @@ func (c *Config) withDefaults() {
 		// enough that rows held by a replica that died come back soon.
 		c.Lease = max(10*time.Second, 3*c.Timeout)
 	}
+	if c.HoldMaxAge <= 0 {
+		c.HoldMaxAge = 24 * time.Hour
+	}
+	if c.HoldCheck <= 0 {
+		c.HoldCheck = 2 * time.Second
+	}
+	if c.ExpiryCheck <= 0 {
+		c.ExpiryCheck = time.Second
+	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 250 * time.Millisecond
 	}
@@ -125,6 +146,7 @@ type Job struct {
 	SigningSecrets []string
 	haveSecrets    bool
 	auth           *delivery.Auth // looked up for each attempt, never stored
+	routeChecked   bool           // looked up in CAMS for this claim already (agentaware.go)
 	deadline       time.Time      // local: after it, the lease may have passed to another claim
 }
 
@@ -137,6 +159,8 @@ type Dispatcher struct {
 	cfg     Config
 	log     *slog.Logger
 	m       *metrics
+	am      *agentMetrics
+	holds   holds
 	tracer  trace.Tracer
 	results chan done
 	poke    chan struct{}
@@ -185,7 +209,7 @@ const routeLane = "\x00route"
 // New returns a Dispatcher; Start runs it.
 func New(cfg Config) *Dispatcher {
 	cfg.withDefaults()
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		m:       newMetrics(cfg.Registerer),
@@ -193,7 +217,10 @@ func New(cfg Config) *Dispatcher {
 		results: make(chan done, 4096),
 		poke:    make(chan struct{}, 1),
 		lanes:   map[string]*lane{},
+		holds:   holds{agents: map[string]*heldAgent{}},
 	}
+	d.am = newAgentMetrics(cfg.Registerer, d)
+	return d
 }
 
 // Lease is how long claims made for this dispatcher last.
@@ -206,9 +233,10 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		d.writeCtx, d.writeCancel = context.WithCancel(context.WithoutCancel(ctx))
 		var sweepCtx context.Context
 		sweepCtx, d.sweepStop = context.WithCancel(d.ctx)
-		d.workers.Add(2)
+		d.workers.Add(3)
 		go d.sweep(sweepCtx)
 		go d.reapLanes(sweepCtx)
+		go d.watchAgents(sweepCtx)
 		for range 2 {
 			d.completer.Add(1)
 			go d.complete()
@@ -282,8 +310,18 @@ func (d *Dispatcher) NewJob(c Claimed, claimedAt time.Time, secrets []string, ha
 // Handoff queues jobs taken over by this process. It never blocks: a job that finds
 // its lane full waits in the outbox instead.
 func (d *Dispatcher) Handoff(jobs ...*Job) {
+	keyed := false
 	for _, j := range jobs {
+		if j.OrderingKey != "" {
+			// Not leased to us: the sweep claims each key's head once the
+			// row has settled (ordering.go, DESIGN §5a).
+			keyed = true
+			continue
+		}
 		d.submit(j)
+	}
+	if keyed {
+		time.AfterFunc(orderSettle, d.Poke)
 	}
 }
 
@@ -397,18 +435,23 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) int {
 		return 0 // lanes are busy: leave rows in the outbox, where they wait for free
 	}
 	claimedAt := time.Now()
-	rows, err := d.cfg.Store.Claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
+	rows, looked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.WarnContext(ctx, "outbox sweep failed", slog.Any("error", err))
 		}
-		return 0
+		if len(rows) == 0 {
+			return 0
+		}
 	}
 	d.m.claimed.Add(float64(len(rows)))
 	for _, c := range rows {
+		if c.OrderingKey != "" && c.Attempts == 0 {
+			d.am.orderingWait.Observe(claimedAt.Sub(c.AcceptedAt).Seconds())
+		}
 		d.submit(d.NewJob(c, claimedAt, nil, false))
 	}
-	return len(rows)
+	return looked // rows parked behind their key's head count too: more may be due
 }
 
 func (d *Dispatcher) process(l *lane, j *Job) {
@@ -420,6 +463,9 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 		// The lease may already belong to another claim: delivering now could run
 		// concurrently with it. Drop the job; the row is claimed again.
 		d.m.leaseExpired.Inc()
+		return
+	}
+	if d.agentAware(l, j) {
 		return
 	}
 	if l.route {
@@ -560,10 +606,15 @@ func (d *Dispatcher) route(j *Job) {
 		return
 	}
 	m, err := d.cfg.LookupFresh(ctx, j.Address)
+	hold := isHold(m, err)
 	dec, err := routing.Decide(m, err)
 	if err != nil {
 		d.m.waits.WithLabelValues("cams_unavailable").Inc()
 		d.finish(j, Result{Kind: Wait, Delay: d.cfg.BreakerWait})
+		return
+	}
+	if hold {
+		d.hold(j, time.Now())
 		return
 	}
 	if dec.Rejected() {
@@ -577,7 +628,7 @@ func (d *Dispatcher) route(j *Job) {
 		}
 		return
 	}
-	j.Route, j.DestType, j.DestName = false, dec.DestType, dec.DestName
+	j.Route, j.DestType, j.DestName, j.routeChecked = false, dec.DestType, dec.DestName, true
 	j.SigningSecrets, j.haveSecrets = dec.SigningSecrets, true
 	d.submit(j)
 }
@@ -612,6 +663,14 @@ func (d *Dispatcher) complete() {
 			}
 		}
 		d.write(batch)
+		for _, b := range batch {
+			if b.job.OrderingKey != "" {
+				// Its key's next message may be the head now: claim it at once
+				// rather than at the next poll (DESIGN §5a).
+				d.Poke()
+				break
+			}
+		}
 	}
 }
 

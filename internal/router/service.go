@@ -138,6 +138,8 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 			NATSOpenTimeout: min(cfg.BreakerOpenTimeout, NATSBreakerOpenTimeout),
 		}),
 		LookupFresh: camsClient.LookupFresh,
+		Lookup:      camsClient.Lookup, // retries follow CAMS (DESIGN §5)
+		HoldMaxAge:  cfg.HoldMaxAge,    // DESIGN §5a
 		Secrets: func(ctx context.Context, address string) ([]string, error) {
 			m, err := camsClient.Lookup(ctx, address)
 			if errors.Is(err, cams.ErrNotFound) {

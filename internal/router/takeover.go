@@ -143,6 +143,10 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		}
 		it.rec.Address, it.rec.Payload = env.AIAgentAddress, env.Payload
 		it.rec.SenderID, it.rec.CorrelationID, it.rec.SenderMessageID = env.ServiceName(), env.CorrelationID(), env.SenderProvidedMessageID()
+		it.rec.OrderingKey, it.rec.OrderSeq = env.OrderingKey(), meta.Sequence.Stream // DESIGN §5a
+		if exp, ok := env.ExpiresAt(); ok {
+			it.rec.ExpiresAt = exp
+		}
 		if addrs[env.AIAgentAddress] == nil {
 			addrs[env.AIAgentAddress] = &lookupResult{err: errNotLookedUp}
 		}
@@ -229,6 +233,7 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			ID: it.rec.ID, Token: token, Address: it.rec.Address, DestType: it.rec.DestType, DestName: it.rec.DestName,
 			Payload: it.rec.Payload, SenderID: it.rec.SenderID, CorrelationID: it.rec.CorrelationID,
 			SenderMessageID: it.rec.SenderMessageID, Traceparent: it.rec.Traceparent, AcceptedAt: it.rec.AcceptedAt,
+			OrderingKey: it.rec.OrderingKey, ExpiresAt: it.rec.ExpiresAt, Hold: addrs[it.rec.Address].dec.Hold,
 		}, takenAt, it.secrets, true))
 	}
 	t.dispatcher.Handoff(jobs...)

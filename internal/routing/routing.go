@@ -25,6 +25,10 @@ type Decision struct {
 	SigningSecrets []string
 	Reason         string // non-empty when rejected
 	Detail         string // human explanation of a rejection
+	// Hold is true when the agent is INACTIVE with inactivePolicy HOLD: the
+	// message is routed to its inbox but waits, unattempted, until the agent is
+	// ACTIVE again (DESIGN §5a; the outbox dispatcher holds it).
+	Hold bool
 }
 
 // Rejected reports whether the message is rejected for good.
@@ -49,7 +53,9 @@ func Decide(m *cams.Mapping, lookupErr error) (Decision, error) {
 	switch m.Status {
 	case cams.StatusActive:
 	case cams.StatusInactive:
-		return Decision{Reason: ReasonAgentInactive, Detail: "the agent is INACTIVE in CAMS"}, nil
+		if m.InactivePolicy != cams.InactivePolicyHold {
+			return Decision{Reason: ReasonAgentInactive, Detail: "the agent is INACTIVE in CAMS"}, nil
+		}
 	default:
 		return reject("unknown status %q", m.Status), nil
 	}
@@ -59,7 +65,8 @@ func Decide(m *cams.Mapping, lookupErr error) (Decision, error) {
 	if err := cams.ValidateInbox(m.InboxDestinationType, m.InboxName); err != nil {
 		return reject("%v", err), nil
 	}
-	return Decision{DestType: m.InboxDestinationType, DestName: m.InboxName, SigningSecrets: m.SigningSecrets}, nil
+	return Decision{DestType: m.InboxDestinationType, DestName: m.InboxName, SigningSecrets: m.SigningSecrets,
+		Hold: m.Status == cams.StatusInactive}, nil
 }
 
 func reject(format string, args ...any) Decision {
