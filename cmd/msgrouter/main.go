@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/logging"
@@ -234,7 +235,7 @@ func setupDemo(ctx context.Context, camsBase string) error {
 		return fmt.Errorf("creating stream %s: %w", demoStream, err)
 	}
 	body, _ := json.Marshal(map[string]string{
-		"aiAgentAddress": demoAgent, "inboxDestinationType": cams.TypeNATSSubject, "inboxName": demoSubject,
+		"aiAgentAddress": demoAgent, "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": demoSubject,
 		"description": "Demo agent registered by msgrouter", "ownerTeam": "demo",
 	})
 	deadline := time.Now().Add(20 * time.Second)

@@ -21,7 +21,15 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/msgrouter/msgrouter/internal/breaker"
+
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
+
+// ErrNotFound: CAMS answered 404, it has no agent under the address; the one
+// lookup answer that rejects a message (DESIGN §4). It is mapping.ErrNotFound (as
+// os.ErrNotExist is fs.ErrNotExist), so internal/routing branches on it without
+// importing this package's HTTP code.
+var ErrNotFound = mapping.ErrNotFound
 
 // ErrUnavailable: CAMS did not give a usable answer (timeout, connection error, 5xx,
 // 429, an undecodable body, an open breaker). Transient: the router keeps the message
@@ -127,7 +135,7 @@ type Client struct {
 	base  string // the base URL without a trailing '/'
 	log   *slog.Logger
 	group singleflight.Group
-	cb    *gobreaker.CircuitBreaker[*Mapping]
+	cb    *gobreaker.CircuitBreaker[*mapping.Mapping]
 
 	mu       sync.Mutex
 	cache    map[string]cacheEntry
@@ -152,7 +160,7 @@ type Client struct {
 }
 
 type cacheEntry struct {
-	m       *Mapping
+	m       *mapping.Mapping
 	expires time.Time
 }
 
@@ -195,7 +203,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.lookups.WithLabelValues(o) // show every outcome at 0 from the start
 	}
 
-	c.cb = gobreaker.NewCircuitBreaker[*Mapping](gobreaker.Settings{
+	c.cb = gobreaker.NewCircuitBreaker[*mapping.Mapping](gobreaker.Settings{
 		Name:    breakerName,
 		Timeout: cfg.BreakerOpenTimeout,
 		ReadyToTrip: func(n gobreaker.Counts) bool {
@@ -243,7 +251,7 @@ func (c *Client) Available() bool { return c.cb.State() != gobreaker.StateOpen }
 // ErrUnavailable when CAMS gave no usable answer (transient; with
 // gobreaker.ErrOpenState when the breaker is open); the caller's ctx error when the
 // caller gave up first. The mapping is the caller's own copy.
-func (c *Client) Lookup(ctx context.Context, address string) (*Mapping, error) {
+func (c *Client) Lookup(ctx context.Context, address string) (*mapping.Mapping, error) {
 	if c.cfg.CacheTTL > 0 {
 		if m := c.cached(address); m != nil {
 			c.cacheHits.Inc()
@@ -258,11 +266,11 @@ func (c *Client) Lookup(ctx context.Context, address string) (*Mapping, error) {
 // LookupFresh is Lookup without reading the cache (a replay must see CAMS's current
 // answer); it still shares in-flight requests, goes through the breaker, and
 // refreshes the cache when the agent is found.
-func (c *Client) LookupFresh(ctx context.Context, address string) (*Mapping, error) {
+func (c *Client) LookupFresh(ctx context.Context, address string) (*mapping.Mapping, error) {
 	return c.lookup(ctx, address)
 }
 
-func (c *Client) cached(address string) *Mapping {
+func (c *Client) cached(address string) *mapping.Mapping {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.cache[address]
@@ -271,16 +279,16 @@ func (c *Client) cached(address string) *Mapping {
 		// cache is full or CAMS says the agent is gone.
 		return nil
 	}
-	return e.m.clone()
+	return e.m.Clone()
 }
 
 // lastKnown returns the last mapping CAMS gave for address, fresh or not; nil when
 // none is kept.
-func (c *Client) lastKnown(address string) *Mapping {
+func (c *Client) lastKnown(address string) *mapping.Mapping {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.cache[address]; ok {
-		return e.m.clone()
+		return e.m.Clone()
 	}
 	return nil
 }
@@ -291,7 +299,7 @@ func (c *Client) lastKnown(address string) *Mapping {
 // retry's routing decides what happens to it). When CAMS cannot answer, the last
 // known credentials are used, as the last known inbox is (DESIGN §5); with none
 // known, none are sent. Errors: only the caller's ctx error.
-func (c *Client) InboxAuth(ctx context.Context, address string) (*InboxAuth, error) {
+func (c *Client) InboxAuth(ctx context.Context, address string) (*mapping.InboxAuth, error) {
 	m, err := c.Lookup(ctx, address)
 	switch {
 	case err == nil:
@@ -311,7 +319,7 @@ func (c *Client) InboxAuth(ctx context.Context, address string) (*InboxAuth, err
 	return nil, err
 }
 
-func (c *Client) store(address string, m *Mapping) {
+func (c *Client) store(address string, m *mapping.Mapping) {
 	// Kept even without a cache (CacheTTL 0, born expired): it is the last known
 	// mapping InboxAuth falls back on while CAMS cannot answer.
 	c.mu.Lock()
@@ -331,7 +339,7 @@ func (c *Client) store(address string, m *Mapping) {
 			delete(c.cache, k)
 		}
 	}
-	c.cache[address] = cacheEntry{m: m.clone(), expires: now.Add(c.ttlFor(m))} // TTL 0: born expired
+	c.cache[address] = cacheEntry{m: m.Clone(), expires: now.Add(c.ttlFor(m))} // TTL 0: born expired
 }
 
 // ShortCacheTTL is how long a mapping that is not routable (status not ACTIVE, or
@@ -341,8 +349,8 @@ func (c *Client) store(address string, m *Mapping) {
 // cached (see Client).
 const ShortCacheTTL = 2 * time.Second
 
-func (c *Client) ttlFor(m *Mapping) time.Duration {
-	if m.Status == StatusActive && ValidateInbox(m.InboxDestinationType, m.InboxName) == nil {
+func (c *Client) ttlFor(m *mapping.Mapping) time.Duration {
+	if m.Status == mapping.StatusActive && mapping.ValidateInbox(m.InboxDestinationType, m.InboxName) == nil {
 		return c.cfg.CacheTTL
 	}
 	return min(c.cfg.CacheTTL, ShortCacheTTL)
@@ -350,13 +358,13 @@ func (c *Client) ttlFor(m *Mapping) time.Duration {
 
 // dropInvalidSecrets removes the signing secrets ValidateSigningSecret refuses and
 // returns how many it removed.
-func dropInvalidSecrets(m *Mapping) int {
+func dropInvalidSecrets(m *mapping.Mapping) int {
 	if len(m.SigningSecrets) == 0 {
 		return 0
 	}
 	kept := m.SigningSecrets[:0:0]
 	for _, s := range m.SigningSecrets {
-		if ValidateSigningSecret(s) == nil {
+		if mapping.ValidateSigningSecret(s) == nil {
 			kept = append(kept, s)
 		}
 	}
@@ -375,7 +383,7 @@ func (c *Client) Forget(address string) {
 	c.mu.Unlock()
 }
 
-func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
+func (c *Client) lookup(ctx context.Context, address string) (*mapping.Mapping, error) {
 	if wait := c.partial.backingOff(address, c.cfg.Now()); wait > 0 {
 		// CAMS failed for this address a moment ago while answering for others: do
 		// not ask again yet, and do not involve the breaker.
@@ -383,7 +391,7 @@ func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
 		return nil, fmt.Errorf("%w: CAMS failed for this address while answering for others; asking again in %s: %w", ErrUnavailable, wait.Round(time.Millisecond), errAddressOnly)
 	}
 	ch := c.group.DoChan(address, func() (any, error) {
-		return c.cb.Execute(func() (*Mapping, error) {
+		return c.cb.Execute(func() (*mapping.Mapping, error) {
 			m, err := c.fetch(ctx, address)
 			if err != nil && errors.Is(err, ErrUnavailable) && !errors.Is(err, errClosed) && c.addressOnly(ctx, address) {
 				c.addressFailures.Inc()
@@ -410,7 +418,7 @@ func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
 		switch {
 		case err == nil:
 			c.lookups.WithLabelValues(outcomeFound).Inc()
-			return res.Val.(*Mapping).clone(), nil // each waiter gets its own copy
+			return res.Val.(*mapping.Mapping).Clone(), nil // each waiter gets its own copy
 		case errors.Is(err, ErrNotFound):
 			c.lookups.WithLabelValues(outcomeNotFound).Inc()
 			return nil, ErrNotFound
@@ -425,7 +433,7 @@ func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
 }
 
 // fetch sends one GET, detached from the caller's cancellation (see Client).
-func (c *Client) fetch(caller context.Context, address string) (*Mapping, error) {
+func (c *Client) fetch(caller context.Context, address string) (*mapping.Mapping, error) {
 	// Registering under the lock Close takes keeps Add from racing with Wait.
 	c.mu.Lock()
 	if c.closed {
@@ -444,7 +452,7 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 	start := time.Now()
 	// includeSecrets: the router needs the agent's signing secrets and inbox
 	// credentials unmasked (DESIGN §4); other CAMS implementations ignore it.
-	resp, err := c.do(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address)+"?includeSecrets=true", nil)
+	resp, err := c.do(ctx, http.MethodGet, inboxesPrefix+mapping.EscapeAddress(address)+"?includeSecrets=true", nil)
 	if err != nil {
 		c.lookupTime.Observe(time.Since(start).Seconds())
 		return nil, c.transportError(ctx, err)
@@ -457,7 +465,7 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		var m Mapping
+		var m mapping.Mapping
 		if err := json.Unmarshal(body, &m); err != nil {
 			return nil, fmt.Errorf("%w: undecodable mapping: %w", ErrUnavailable, err)
 		}
@@ -599,8 +607,8 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any, wan
 
 // Create registers m (POST /v1/agent-inboxes). An existing address gives an
 // *APIError matching ErrExists.
-func (c *Client) Create(ctx context.Context, m Mapping) (*Mapping, error) {
-	var out Mapping
+func (c *Client) Create(ctx context.Context, m mapping.Mapping) (*mapping.Mapping, error) {
+	var out mapping.Mapping
 	if err := c.call(ctx, http.MethodPost, "/v1/agent-inboxes", m, &out, http.StatusCreated); err != nil {
 		return nil, err
 	}
@@ -610,9 +618,9 @@ func (c *Client) Create(ctx context.Context, m Mapping) (*Mapping, error) {
 
 // Get reads address's mapping without cache or breaker (for tools); unknown gives
 // an *APIError matching ErrNotFound.
-func (c *Client) Get(ctx context.Context, address string) (*Mapping, error) {
-	var out Mapping
-	if err := c.call(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address), nil, &out, http.StatusOK); err != nil {
+func (c *Client) Get(ctx context.Context, address string) (*mapping.Mapping, error) {
+	var out mapping.Mapping
+	if err := c.call(ctx, http.MethodGet, inboxesPrefix+mapping.EscapeAddress(address), nil, &out, http.StatusOK); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -620,12 +628,12 @@ func (c *Client) Get(ctx context.Context, address string) (*Mapping, error) {
 
 // Update changes the given fields of address's mapping (PUT, partial update): keys
 // are the mapping's JSON names, e.g. {"status": "INACTIVE"}.
-func (c *Client) Update(ctx context.Context, address string, fields map[string]any) (*Mapping, error) {
+func (c *Client) Update(ctx context.Context, address string, fields map[string]any) (*mapping.Mapping, error) {
 	if fields == nil {
 		fields = map[string]any{}
 	}
-	var out Mapping
-	if err := c.call(ctx, http.MethodPut, inboxesPrefix+escapeAddress(address), fields, &out, http.StatusOK); err != nil {
+	var out mapping.Mapping
+	if err := c.call(ctx, http.MethodPut, inboxesPrefix+mapping.EscapeAddress(address), fields, &out, http.StatusOK); err != nil {
 		return nil, err
 	}
 	c.Forget(address)
@@ -634,7 +642,7 @@ func (c *Client) Update(ctx context.Context, address string, fields map[string]a
 
 // Delete unregisters address.
 func (c *Client) Delete(ctx context.Context, address string) error {
-	if err := c.call(ctx, http.MethodDelete, inboxesPrefix+escapeAddress(address), nil, nil, http.StatusNoContent); err != nil {
+	if err := c.call(ctx, http.MethodDelete, inboxesPrefix+mapping.EscapeAddress(address), nil, nil, http.StatusNoContent); err != nil {
 		return err
 	}
 	c.Forget(address)
@@ -643,7 +651,7 @@ func (c *Client) Delete(ctx context.Context, address string) error {
 
 // List returns one page of mappings (limit 0 = the server's default) and the cursor
 // of the next page, "" after the last.
-func (c *Client) List(ctx context.Context, limit int, cursor string) ([]Mapping, string, error) {
+func (c *Client) List(ctx context.Context, limit int, cursor string) ([]mapping.Mapping, string, error) {
 	q := url.Values{}
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
@@ -664,14 +672,14 @@ func (c *Client) List(ctx context.Context, limit int, cursor string) ([]Mapping,
 
 // HealthCheck reports address's health (HealthHealthy or HealthUnhealthy) with
 // optional details, and returns the mapping after it.
-func (c *Client) HealthCheck(ctx context.Context, address, status, details string) (*Mapping, error) {
+func (c *Client) HealthCheck(ctx context.Context, address, status, details string) (*mapping.Mapping, error) {
 	// No timestamp: CAMS stamps the report with its own clock, so a reporter whose
 	// clock lags cannot have its reports discarded as older than another's.
 	in := map[string]any{"aiAgentAddress": address, "status": status}
 	if details != "" {
 		in["details"] = details
 	}
-	var out Mapping
+	var out mapping.Mapping
 	if err := c.call(ctx, http.MethodPost, "/v1/agent-health-check", in, &out, http.StatusOK); err != nil {
 		return nil, err
 	}
@@ -848,14 +856,4 @@ func (p *partialFailures) backingOff(address string, now time.Time) time.Duratio
 		return 0
 	}
 	return b.until.Sub(now)
-}
-
-// escapeAddress puts an address into a URL path the way the contract says
-// (url.PathEscape), except that the whole-segment addresses "." and ".." have their
-// dots escaped too: left bare, HTTP stacks resolve them as dot segments.
-func escapeAddress(address string) string {
-	if address == "." || address == ".." {
-		return strings.Repeat("%2E", len(address))
-	}
-	return url.PathEscape(address)
 }

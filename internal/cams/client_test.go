@@ -2,7 +2,6 @@ package cams
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/httpapi"
+
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // fakeCAMS is an httptest CAMS whose answers a test switches at will.
@@ -60,8 +61,8 @@ func (f *fakeCAMS) setMapping() {
 		if addr == "" {
 			addr = "agent@x"
 		}
-		httpapi.WriteJSON(w, http.StatusOK, Mapping{
-			AIAgentAddress: addr, InboxDestinationType: TypeNATSSubject, InboxName: "agents.x", Status: StatusActive,
+		httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{
+			AIAgentAddress: addr, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.x", Status: mapping.StatusActive,
 			RegistrationTimestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		})
 	})
@@ -213,7 +214,7 @@ func TestClientSingleflight(t *testing.T) {
 	b.fake.set(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		<-release
-		httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: "agent@x", InboxDestinationType: TypeNATSSubject, InboxName: "agents.x", Status: StatusActive})
+		httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: "agent@x", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.x", Status: mapping.StatusActive})
 	})
 	const n = 100
 	var joined sync.WaitGroup
@@ -348,7 +349,7 @@ func TestClientCallerCancellationIsNotAFailure(t *testing.T) {
 		arrived <- struct{}{}
 		select {
 		case <-release:
-			httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: "agent@x", InboxDestinationType: TypeNATSSubject, InboxName: "agents.x", Status: StatusActive})
+			httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: "agent@x", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.x", Status: mapping.StatusActive})
 		case <-r.Context().Done():
 		}
 	})
@@ -413,22 +414,4 @@ func TestClientRequests(t *testing.T) {
 
 	_, err := NewClient(ClientConfig{BaseURL: "127.0.0.1:8001"})
 	require.Error(t, err)
-}
-
-func TestMappingJSON(t *testing.T) {
-	t.Parallel()
-	m := Mapping{
-		AIAgentAddress: "a", InboxDestinationType: TypeNATSSubject, InboxName: "s", Status: StatusActive,
-		RegistrationTimestamp: time.Date(2026, 11, 28, 16, 4, 5, 123456789, time.FixedZone("X", 3600)),
-	}
-	b, err := json.Marshal(m)
-	require.NoError(t, err)
-	require.JSONEq(t, `{"aiAgentAddress":"a","inboxDestinationType":"NATS_SUBJECT","inboxName":"s","status":"ACTIVE",
-		"registrationTimestamp":"2026-11-28T15:04:05.123Z"}`, string(b), "UTC, milliseconds, zero times omitted")
-
-	var back Mapping
-	require.NoError(t, json.Unmarshal([]byte(`{"aiAgentAddress":"a","inboxDestinationType":"NATS_SUBJECT","inboxName":"s",
-		"status":"ACTIVE","registrationTimestamp":"2026-01-01T00:00:00","lastUpdatedTimestamp":"2026-01-01T00:00:00.5+02:00","extra":1}`), &back))
-	require.True(t, back.RegistrationTimestamp.IsZero(), "an odd timestamp does not fail the mapping")
-	require.Equal(t, time.Date(2025, 12, 31, 22, 0, 0, 5e8, time.UTC), back.LastUpdatedTimestamp)
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
+
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 func TestMain(m *testing.M) {
@@ -37,18 +39,18 @@ func TestClientServerRoundTrip(t *testing.T) {
 	ctx := context.Background()
 
 	for i, addr := range oddAddresses {
-		m, err := c.Create(ctx, Mapping{AIAgentAddress: addr, InboxDestinationType: TypeHTTPEndpoint, InboxName: fmt.Sprintf("https://agents.example.com/%d", i)})
+		m, err := c.Create(ctx, mapping.Mapping{AIAgentAddress: addr, InboxDestinationType: mapping.TypeHTTPEndpoint, InboxName: fmt.Sprintf("https://agents.example.com/%d", i)})
 		require.NoError(t, err, addr)
-		require.Equal(t, StatusActive, m.Status)
+		require.Equal(t, mapping.StatusActive, m.Status)
 		require.Equal(t, "ops", m.UpdatedBy)
 	}
-	_, err = c.Create(ctx, Mapping{AIAgentAddress: oddAddresses[0], InboxDestinationType: TypeNATSSubject, InboxName: "x"})
+	_, err = c.Create(ctx, mapping.Mapping{AIAgentAddress: oddAddresses[0], InboxDestinationType: mapping.TypeNATSSubject, InboxName: "x"})
 	require.ErrorIs(t, err, ErrExists)
 	var apiErr *APIError
 	require.ErrorAs(t, err, &apiErr)
 	require.Equal(t, APIError{Status: 409, Code: "CONFLICT", Message: apiErr.Message}, *apiErr)
 
-	_, err = c.Create(ctx, Mapping{AIAgentAddress: "bad subject", InboxDestinationType: TypeNATSSubject, InboxName: "x"})
+	_, err = c.Create(ctx, mapping.Mapping{AIAgentAddress: "bad subject", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "x"})
 	require.ErrorAs(t, err, &apiErr)
 	require.Equal(t, 400, apiErr.Status)
 	require.Equal(t, "INVALID_REQUEST", apiErr.Code)
@@ -63,21 +65,21 @@ func TestClientServerRoundTrip(t *testing.T) {
 	addr := oddAddresses[0]
 	_, err = c.Lookup(ctx, addr) // cached now
 	require.NoError(t, err)
-	upd, err := c.Update(ctx, addr, map[string]any{"status": StatusInactive, "signingSecrets": []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}})
+	upd, err := c.Update(ctx, addr, map[string]any{"status": mapping.StatusInactive, "signingSecrets": []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}})
 	require.NoError(t, err)
-	require.Equal(t, StatusInactive, upd.Status)
+	require.Equal(t, mapping.StatusInactive, upd.Status)
 	m, err := c.Lookup(ctx, addr)
 	require.NoError(t, err)
-	require.Equal(t, StatusInactive, m.Status, "the client's own update drops its cache entry")
+	require.Equal(t, mapping.StatusInactive, m.Status, "the client's own update drops its cache entry")
 	require.Equal(t, []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}, m.SigningSecrets)
 
-	hm, err := c.HealthCheck(ctx, oddAddresses[1], HealthUnhealthy, "timeouts")
+	hm, err := c.HealthCheck(ctx, oddAddresses[1], mapping.HealthUnhealthy, "timeouts")
 	require.NoError(t, err)
-	require.Equal(t, StatusInactive, hm.Status)
+	require.Equal(t, mapping.StatusInactive, hm.Status)
 	require.Equal(t, "timeouts", hm.Health.Details)
-	hm, err = c.HealthCheck(ctx, oddAddresses[1], HealthHealthy, "")
+	hm, err = c.HealthCheck(ctx, oddAddresses[1], mapping.HealthHealthy, "")
 	require.NoError(t, err)
-	require.Equal(t, StatusActive, hm.Status)
+	require.Equal(t, mapping.StatusActive, hm.Status)
 
 	var all []string
 	cursor := ""
@@ -134,7 +136,7 @@ func TestServe(t *testing.T) {
 
 	c, err := NewClient(ClientConfig{BaseURL: base, APIKey: "k"})
 	require.NoError(t, err)
-	_, err = c.Create(ctx, Mapping{AIAgentAddress: "a@x", InboxDestinationType: TypeNATSSubject, InboxName: "agents.a"})
+	_, err = c.Create(ctx, mapping.Mapping{AIAgentAddress: "a@x", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.a"})
 	require.NoError(t, err)
 	m, err := c.Lookup(ctx, "a@x")
 	require.NoError(t, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/message"
 )
 
@@ -114,7 +115,7 @@ func TestFakeCAMS(t *testing.T) {
 	c, err := newFakeCAMS()
 	require.NoError(t, err)
 	t.Cleanup(c.sw.down)
-	c.register("a@x", cams.TypeNATSSubject, "agents.a")
+	c.register("a@x", mapping.TypeNATSSubject, "agents.a")
 	client, err := cams.NewClient(cams.ClientConfig{BaseURL: c.url(), Timeout: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { client.Close() })
@@ -123,7 +124,7 @@ func TestFakeCAMS(t *testing.T) {
 	m, err := client.Get(ctx, "a@x")
 	require.NoError(t, err)
 	require.Equal(t, "agents.a", m.InboxName)
-	require.Equal(t, cams.StatusActive, m.Status)
+	require.Equal(t, mapping.StatusActive, m.Status)
 	_, err = client.Get(ctx, "ghost@x")
 	require.ErrorIs(t, err, cams.ErrNotFound)
 

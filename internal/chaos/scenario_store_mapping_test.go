@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/message"
 )
 
@@ -66,8 +67,8 @@ func TestFakeCAMSPerAddress(t *testing.T) {
 	c, err := newFakeCAMS()
 	require.NoError(t, err)
 	t.Cleanup(c.sw.down)
-	c.register("a@x", cams.TypeNATSSubject, "agents.a")
-	c.register("b@x", cams.TypeNATSSubject, "agents.b")
+	c.register("a@x", mapping.TypeNATSSubject, "agents.a")
+	c.register("b@x", mapping.TypeNATSSubject, "agents.b")
 	client, err := cams.NewClient(cams.ClientConfig{BaseURL: c.url(), Timeout: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { client.Close() })
@@ -82,11 +83,11 @@ func TestFakeCAMSPerAddress(t *testing.T) {
 	_, err = client.Get(ctx, "a@x")
 	require.NoError(t, err)
 
-	c.setStatus("a@x", cams.StatusInactive)
+	c.setStatus("a@x", mapping.StatusInactive)
 	m, err := client.Get(ctx, "a@x")
 	require.NoError(t, err)
-	require.Equal(t, cams.StatusInactive, m.Status)
-	c.register("b@x", cams.TypeHTTPEndpoint, "http://127.0.0.1:1/new")
+	require.Equal(t, mapping.StatusInactive, m.Status)
+	c.register("b@x", mapping.TypeHTTPEndpoint, "http://127.0.0.1:1/new")
 	m, err = client.Get(ctx, "b@x")
 	require.NoError(t, err)
 	require.Equal(t, "http://127.0.0.1:1/new", m.InboxName)

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/router"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
@@ -118,16 +119,16 @@ func TestInboxAuth(t *testing.T) {
 		"refused":  "planted-refused-" + uuid.NewString(),
 	}
 	sig := "whsec_" + base64.StdEncoding.EncodeToString([]byte("planted-signing-key-0123456789"))
-	register := func(addr string, auth *cams.InboxAuth, secrets []string) {
+	register := func(addr string, auth *mapping.InboxAuth, secrets []string) {
 		t.Helper()
-		_, err := client.Create(ctx, cams.Mapping{AIAgentAddress: addr, InboxDestinationType: cams.TypeHTTPEndpoint,
+		_, err := client.Create(ctx, mapping.Mapping{AIAgentAddress: addr, InboxDestinationType: mapping.TypeHTTPEndpoint,
 			InboxName: inbox.srv.URL + "/" + addr, InboxAuth: auth, SigningSecrets: secrets})
 		require.NoError(t, err)
 	}
 	register("plain", nil, []string{sig})
-	register("bearer", &cams.InboxAuth{Type: cams.AuthBearer, Token: planted["bearer"]}, []string{sig})
-	register("header", &cams.InboxAuth{Type: cams.AuthHeader, Name: "X-API-Key", Value: planted["header"]}, []string{sig})
-	register("basic", &cams.InboxAuth{Type: cams.AuthBasic, Username: "agent-user", Password: planted["password"]}, []string{sig})
+	register("bearer", &mapping.InboxAuth{Type: mapping.AuthBearer, Token: planted["bearer"]}, []string{sig})
+	register("header", &mapping.InboxAuth{Type: mapping.AuthHeader, Name: "X-API-Key", Value: planted["header"]}, []string{sig})
+	register("basic", &mapping.InboxAuth{Type: mapping.AuthBasic, Username: "agent-user", Password: planted["password"]}, []string{sig})
 
 	send := func(addr string) string {
 		id := uuid.NewString()
@@ -173,7 +174,7 @@ func TestInboxAuth(t *testing.T) {
 	t.Logf("new credentials in use %s after the change (CAMS_CACHE_TTL %s)", time.Since(changed).Round(10*time.Millisecond), ttl)
 
 	// 401 with credentials, 403 without: failed attempts that say why.
-	register("refused", &cams.InboxAuth{Type: cams.AuthBearer, Token: planted["refused"]}, nil)
+	register("refused", &mapping.InboxAuth{Type: mapping.AuthBearer, Token: planted["refused"]}, nil)
 	register("forbidden", nil, nil)
 	inbox.mu.Lock()
 	inbox.status["/refused"], inbox.status["/forbidden"] = http.StatusUnauthorized, http.StatusForbidden
