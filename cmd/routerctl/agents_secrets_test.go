@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
@@ -22,8 +22,8 @@ import (
 // (table or --json, create, update, get, list) ever shows them.
 func TestAgentsCredentialFlags(t *testing.T) {
 	t.Parallel()
-	store := cams.NewStore(pgtest.New(t))
-	srv := httptest.NewServer(cams.NewHandler(cams.HandlerConfig{Store: store, Registerer: prometheus.NewRegistry()}))
+	store := camsserver.NewStore(pgtest.New(t))
+	srv := httptest.NewServer(camsserver.NewHandler(camsserver.HandlerConfig{Store: store, Registerer: prometheus.NewRegistry()}))
 	t.Cleanup(srv.Close)
 	env := map[string]string{"CAMS_API_URL": srv.URL}
 	dir := t.TempDir()

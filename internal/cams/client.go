@@ -1,7 +1,6 @@
 package cams
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -116,8 +114,9 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	return c
 }
 
-// Client looks agents up in CAMS for the router, and offers the admin calls the CLI
-// and tools use.
+// Client looks agents up in CAMS for the router. It is read-only: the admin calls
+// (register, update, delete, health reports) are the API client's
+// (internal/bench/apiclient, used by routerctl and the tests).
 //
 // Lookups go through, in order: a TTL cache of found mappings; singleflight, so
 // concurrent lookups of one address make one request; a circuit breaker, so a CAMS
@@ -376,8 +375,8 @@ func dropInvalidSecrets(m *mapping.Mapping) int {
 	return n
 }
 
-// Forget drops address from the cache (after an admin change through this client).
-func (c *Client) Forget(address string) {
+// forget drops address from the cache.
+func (c *Client) forget(address string) {
 	c.mu.Lock()
 	delete(c.cache, address)
 	c.mu.Unlock()
@@ -432,6 +431,10 @@ func (c *Client) lookup(ctx context.Context, address string) (*mapping.Mapping, 
 	}
 }
 
+// inboxesPrefix is the path of one agent's mapping, the address appended escaped
+// (mapping.EscapeAddress; DESIGN §4).
+const inboxesPrefix = "/v1/agent-inboxes/"
+
 // fetch sends one GET, detached from the caller's cancellation (see Client).
 func (c *Client) fetch(caller context.Context, address string) (*mapping.Mapping, error) {
 	// Registering under the lock Close takes keeps Add from racing with Wait.
@@ -452,7 +455,7 @@ func (c *Client) fetch(caller context.Context, address string) (*mapping.Mapping
 	start := time.Now()
 	// includeSecrets: the router needs the agent's signing secrets and inbox
 	// credentials unmasked (DESIGN §4); other CAMS implementations ignore it.
-	resp, err := c.do(ctx, http.MethodGet, inboxesPrefix+mapping.EscapeAddress(address)+"?includeSecrets=true", nil)
+	resp, err := c.get(ctx, inboxesPrefix+mapping.EscapeAddress(address)+"?includeSecrets=true")
 	if err != nil {
 		c.lookupTime.Observe(time.Since(start).Seconds())
 		return nil, c.transportError(ctx, err)
@@ -480,7 +483,7 @@ func (c *Client) fetch(caller context.Context, address string) (*mapping.Mapping
 		return &m, nil
 	case resp.StatusCode == http.StatusNotFound:
 		c.partial.answered(address)
-		c.Forget(address) // no last known mapping for an agent that is gone
+		c.forget(address) // no last known mapping for an agent that is gone
 		return nil, ErrNotFound
 	default:
 		// 5xx and 429 are CAMS's trouble. Other statuses (401 a wrong CAMS_API_KEY,
@@ -505,25 +508,14 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 	}
 }
 
-func (c *Client) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	// path is already escaped (escapeAddress): url.Parse keeps that escaping as the
-	// request's RawPath, so an address with '/' or '%' arrives as one segment.
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
+	// path is already escaped (mapping.EscapeAddress): url.Parse keeps that escaping
+	// as the request's RawPath, so an address with '/' or '%' arrives as one segment.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	if c.cfg.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
 	}
@@ -542,12 +534,6 @@ func (e *APIError) Error() string {
 		return fmt.Sprintf("CAMS answered %d: %s", e.Status, e.Message)
 	}
 	return fmt.Sprintf("CAMS answered %d %s: %s", e.Status, e.Code, e.Message)
-}
-
-// Is lets callers branch with errors.Is(err, ErrNotFound) / ErrExists.
-func (e *APIError) Is(target error) bool {
-	return (target == ErrNotFound && e.Status == http.StatusNotFound) ||
-		(target == ErrExists && e.Status == http.StatusConflict)
 }
 
 func decodeAPIError(resp *http.Response, body []byte) *APIError {
@@ -574,117 +560,6 @@ func decodeAPIError(resp *http.Response, body []byte) *APIError {
 		}
 	}
 	return e
-}
-
-// call is the admin path: one request with Timeout, no cache, no breaker (an
-// operator's command must not trip the router's view of CAMS, nor be refused by it).
-// out, when non-nil, receives the 2xx body.
-func (c *Client) call(ctx context.Context, method, path string, in, out any, want int) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	resp, err := c.do(ctx, method, path, in)
-	if err != nil {
-		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return fmt.Errorf("%w: error reading the answer: %w", ErrUnavailable, err)
-	}
-	if resp.StatusCode != want {
-		return decodeAPIError(resp, body)
-	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("%w: undecodable answer: %w", ErrUnavailable, err)
-		}
-	}
-	return nil
-}
-
-// Create registers m (POST /v1/agent-inboxes). An existing address gives an
-// *APIError matching ErrExists.
-func (c *Client) Create(ctx context.Context, m mapping.Mapping) (*mapping.Mapping, error) {
-	var out mapping.Mapping
-	if err := c.call(ctx, http.MethodPost, "/v1/agent-inboxes", m, &out, http.StatusCreated); err != nil {
-		return nil, err
-	}
-	c.Forget(m.AIAgentAddress)
-	return &out, nil
-}
-
-// Get reads address's mapping without cache or breaker (for tools); unknown gives
-// an *APIError matching ErrNotFound.
-func (c *Client) Get(ctx context.Context, address string) (*mapping.Mapping, error) {
-	var out mapping.Mapping
-	if err := c.call(ctx, http.MethodGet, inboxesPrefix+mapping.EscapeAddress(address), nil, &out, http.StatusOK); err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
-// Update changes the given fields of address's mapping (PUT, partial update): keys
-// are the mapping's JSON names, e.g. {"status": "INACTIVE"}.
-func (c *Client) Update(ctx context.Context, address string, fields map[string]any) (*mapping.Mapping, error) {
-	if fields == nil {
-		fields = map[string]any{}
-	}
-	var out mapping.Mapping
-	if err := c.call(ctx, http.MethodPut, inboxesPrefix+mapping.EscapeAddress(address), fields, &out, http.StatusOK); err != nil {
-		return nil, err
-	}
-	c.Forget(address)
-	return &out, nil
-}
-
-// Delete unregisters address.
-func (c *Client) Delete(ctx context.Context, address string) error {
-	if err := c.call(ctx, http.MethodDelete, inboxesPrefix+mapping.EscapeAddress(address), nil, nil, http.StatusNoContent); err != nil {
-		return err
-	}
-	c.Forget(address)
-	return nil
-}
-
-// List returns one page of mappings (limit 0 = the server's default) and the cursor
-// of the next page, "" after the last.
-func (c *Client) List(ctx context.Context, limit int, cursor string) ([]mapping.Mapping, string, error) {
-	q := url.Values{}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
-	path := "/v1/agent-inboxes"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var page ListPage
-	if err := c.call(ctx, http.MethodGet, path, nil, &page, http.StatusOK); err != nil {
-		return nil, "", err
-	}
-	return page.Items, page.NextCursor, nil
-}
-
-// HealthCheck reports address's health (HealthHealthy or HealthUnhealthy) with
-// optional details, and returns the mapping after it.
-func (c *Client) HealthCheck(ctx context.Context, address, status, details string) (*mapping.Mapping, error) {
-	// No timestamp: CAMS stamps the report with its own clock, so a reporter whose
-	// clock lags cannot have its reports discarded as older than another's.
-	in := map[string]any{"aiAgentAddress": address, "status": status}
-	if details != "" {
-		in["details"] = details
-	}
-	var out mapping.Mapping
-	if err := c.call(ctx, http.MethodPost, "/v1/agent-health-check", in, &out, http.StatusOK); err != nil {
-		return nil, err
-	}
-	c.Forget(address)
-	return &out, nil
 }
 
 // errAddressOnly marks a lookup failure that concerns its address only: CAMS

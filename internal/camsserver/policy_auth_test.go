@@ -1,17 +1,14 @@
-package cams
+package camsserver
 
 import (
-	"context"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/httpapi"
 
+	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
@@ -44,7 +41,7 @@ func TestServerInactivePolicy(t *testing.T) {
 	require.Equal(t, mapping.InactivePolicyHold, u.mapping(t).InactivePolicy, "a partial update keeps it")
 
 	// The client's mapping carries it (the router's holding reads it).
-	c, err := NewClient(ClientConfig{BaseURL: b.srv.URL})
+	c, err := cams.NewClient(cams.ClientConfig{BaseURL: b.srv.URL})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	m, err := c.Lookup(t.Context(), "p1")
@@ -149,42 +146,4 @@ func TestServerMasksSecrets(t *testing.T) {
 	require.Equal(t, http.StatusOK, u.status, "%s", u.body)
 	require.Nil(t, b.call(t, "GET", agentPath("m@x")+"?includeSecrets=true", nil, "").mapping(t).InboxAuth)
 	require.False(t, strings.Contains(string(u.body), "inboxAuth"))
-}
-
-// The router's credential lookup (issue 15): through the cache, the last known
-// credentials while CAMS cannot answer (cache or not), none for an unknown agent.
-func TestClientInboxAuthLookup(t *testing.T) {
-	t.Parallel()
-	for _, ttl := range []time.Duration{0, 30 * time.Second} {
-		b := setupClient(t, func(c *ClientConfig) { c.CacheTTL = ttl; c.BreakerFailures = 100 })
-		ctx := context.Background()
-		auth := &mapping.InboxAuth{Type: mapping.AuthBearer, Token: "t1"}
-		var asked atomic.Value
-		b.fake.set(func(w http.ResponseWriter, r *http.Request) {
-			asked.Store(r.URL.Query().Get("includeSecrets"))
-			httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: "a", InboxDestinationType: mapping.TypeHTTPEndpoint, InboxName: "https://a.example/", Status: mapping.StatusActive, InboxAuth: auth})
-		})
-		got, err := b.client.InboxAuth(ctx, "a")
-		require.NoError(t, err)
-		require.Equal(t, auth, got)
-		require.Equal(t, "true", asked.Load(), "the router asks for the secrets")
-
-		b.fake.setStatus(http.StatusInternalServerError)
-		b.clock.Advance(time.Minute)
-		got, err = b.client.InboxAuth(ctx, "a")
-		require.NoError(t, err)
-		require.Equal(t, auth, got, "ttl %s: last known while CAMS fails", ttl)
-		got, err = b.client.InboxAuth(ctx, "never-seen")
-		require.NoError(t, err)
-		require.Nil(t, got)
-
-		b.fake.setStatus(http.StatusNotFound)
-		got, err = b.client.InboxAuth(ctx, "a")
-		require.NoError(t, err)
-		require.Nil(t, got, "gone")
-		b.fake.setStatus(http.StatusInternalServerError)
-		got, err = b.client.InboxAuth(ctx, "a")
-		require.NoError(t, err)
-		require.Nil(t, got, "a 404 forgets the last known mapping")
-	}
 }

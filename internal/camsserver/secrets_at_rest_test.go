@@ -1,4 +1,4 @@
-package cams
+package camsserver
 
 import (
 	"bytes"
@@ -21,6 +21,11 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
+
+// whsec is a Standard Webhooks secret with an n-byte key.
+func whsec(n int) string {
+	return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'k'}, n))
+}
 
 func newKey(t *testing.T) []byte {
 	k := make([]byte, SecretsKeyBytes)

@@ -1,4 +1,4 @@
-package cams
+package camsserver
 
 import (
 	"context"
@@ -13,6 +13,9 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
+
+// ErrNotFound: no agent is registered under the address (the server answers 404).
+var ErrNotFound = errors.New("agent not found")
 
 // ErrExists: an agent is already registered under the address.
 var ErrExists = errors.New("agent already registered")
