@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sony/gobreaker/v2"
@@ -43,8 +44,8 @@ const (
 	DefaultTimeout            = 2 * time.Second
 	DefaultBreakerFailures    = 5
 	DefaultBreakerOpenTimeout = 30 * time.Second
-	// DefaultCacheMaxEntries bounds the lookup cache; expired entries are swept when
-	// it is reached.
+	// DefaultCacheMaxEntries bounds the lookup cache; beyond it the least recently
+	// used mapping is evicted.
 	DefaultCacheMaxEntries = 100_000
 	maxResponseBytes       = 1 << 20
 	breakerName            = "cams"
@@ -60,7 +61,8 @@ type ClientConfig struct {
 	// CacheTTL is how long a found ACTIVE, well-formed mapping is reused
 	// (CAMS_CACHE_TTL); others are kept at most ShortCacheTTL. 0 = no cache.
 	CacheTTL time.Duration
-	// CacheMaxEntries bounds the cache. Defaults to 100000.
+	// CacheMaxEntries bounds the cache (mappings, fresh or last known); beyond it the
+	// least recently used is evicted, in constant time. Defaults to 100000.
 	CacheMaxEntries int
 	// BreakerFailures consecutive failures open the breaker (BREAKER_FAILURES).
 	// Defaults to 5.
@@ -118,7 +120,8 @@ func (c ClientConfig) withDefaults() ClientConfig {
 // (register, update, delete, health reports) are the API client's
 // (internal/bench/apiclient, used by routerctl and the tests).
 //
-// Lookups go through, in order: a TTL cache of found mappings; singleflight, so
+// Lookups go through, in order: a TTL cache of found mappings (a bounded LRU,
+// golang-lru); singleflight, so
 // concurrent lookups of one address make one request; a circuit breaker, so a CAMS
 // outage costs one fast error per lookup instead of a timeout each. Only found
 // mappings are cached: a 404 makes the router reject the message for good, so a
@@ -136,8 +139,12 @@ type Client struct {
 	group singleflight.Group
 	cb    *gobreaker.CircuitBreaker[*mapping.Mapping]
 
+	// cache holds the last mapping CAMS gave per address with its expiry (see
+	// store): fresh entries answer Lookup, expired ones remain the last known
+	// mapping until evicted (least recently used first) or CAMS answers 404.
+	cache *lru.Cache[string, cacheEntry]
+
 	mu       sync.Mutex
-	cache    map[string]cacheEntry
 	closed   bool
 	inflight sync.WaitGroup // requests in flight, waited for by Close
 
@@ -158,6 +165,9 @@ type Client struct {
 	testHookJoined func()
 }
 
+// cacheEntry is a mapping and when it stops being fresh, by ClientConfig.Now. The
+// expiry is per entry (CacheTTL or ShortCacheTTL, see ttlFor) and the entry
+// outlives it as the last known mapping, so the LRU itself never expires anything.
 type cacheEntry struct {
 	m       *mapping.Mapping
 	expires time.Time
@@ -179,7 +189,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("CAMS base URL %q is not an absolute http(s) URL", cfg.BaseURL)
 	}
 	cfg = cfg.withDefaults()
-	c := &Client{cfg: cfg, base: base, log: cfg.Logger, cache: map[string]cacheEntry{}}
+	cache, err := lru.New[string, cacheEntry](cfg.CacheMaxEntries)
+	if err != nil {
+		return nil, fmt.Errorf("CAMS cache: %w", err) // only for a size <= 0, which withDefaults rules out
+	}
+	c := &Client{cfg: cfg, base: base, log: cfg.Logger, cache: cache}
 	c.closeCtx, c.close = context.WithCancel(context.Background())
 
 	f := promauto.With(cfg.Registerer)
@@ -270,12 +284,10 @@ func (c *Client) LookupFresh(ctx context.Context, address string) (*mapping.Mapp
 }
 
 func (c *Client) cached(address string) *mapping.Mapping {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.cache[address]
+	e, ok := c.cache.Get(address)
 	if !ok || !c.cfg.Now().Before(e.expires) {
 		// An expired entry stays as the last known answer (lastKnown) until the
-		// cache is full or CAMS says the agent is gone.
+		// least recently used entry of a full cache or CAMS says the agent is gone.
 		return nil
 	}
 	return e.m.Clone()
@@ -284,9 +296,7 @@ func (c *Client) cached(address string) *mapping.Mapping {
 // lastKnown returns the last mapping CAMS gave for address, fresh or not; nil when
 // none is kept.
 func (c *Client) lastKnown(address string) *mapping.Mapping {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.cache[address]; ok {
+	if e, ok := c.cache.Get(address); ok {
 		return e.m.Clone()
 	}
 	return nil
@@ -320,25 +330,9 @@ func (c *Client) InboxAuth(ctx context.Context, address string) (*mapping.InboxA
 
 func (c *Client) store(address string, m *mapping.Mapping) {
 	// Kept even without a cache (CacheTTL 0, born expired): it is the last known
-	// mapping InboxAuth falls back on while CAMS cannot answer.
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.cfg.Now()
-	if len(c.cache) >= c.cfg.CacheMaxEntries {
-		for k, e := range c.cache {
-			if !now.Before(e.expires) {
-				delete(c.cache, k)
-			}
-		}
-		// Still full of live entries: drop arbitrary ones (map order) rather than grow.
-		for k := range c.cache {
-			if len(c.cache) < c.cfg.CacheMaxEntries {
-				break
-			}
-			delete(c.cache, k)
-		}
-	}
-	c.cache[address] = cacheEntry{m: m.Clone(), expires: now.Add(c.ttlFor(m))} // TTL 0: born expired
+	// mapping InboxAuth falls back on while CAMS cannot answer. A full cache evicts
+	// its least recently used entry: constant time, no scan under a lock.
+	c.cache.Add(address, cacheEntry{m: m.Clone(), expires: c.cfg.Now().Add(c.ttlFor(m))})
 }
 
 // ShortCacheTTL is how long a mapping that is not routable (status not ACTIVE, or
@@ -376,11 +370,7 @@ func dropInvalidSecrets(m *mapping.Mapping) int {
 }
 
 // forget drops address from the cache.
-func (c *Client) forget(address string) {
-	c.mu.Lock()
-	delete(c.cache, address)
-	c.mu.Unlock()
-}
+func (c *Client) forget(address string) { c.cache.Remove(address) }
 
 func (c *Client) lookup(ctx context.Context, address string) (*mapping.Mapping, error) {
 	if wait := c.partial.backingOff(address, c.cfg.Now()); wait > 0 {

@@ -415,3 +415,34 @@ func TestClientRequests(t *testing.T) {
 	_, err := NewClient(ClientConfig{BaseURL: "127.0.0.1:8001"})
 	require.Error(t, err)
 }
+
+// The cache is bounded (CacheMaxEntries): a full cache evicts its least recently
+// used mapping, fresh or last known, and keeps the others.
+func TestClientCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	t.Parallel()
+	b := setupClient(t, func(c *ClientConfig) { c.CacheMaxEntries = 2 })
+	ctx := context.Background()
+	lookup := func(addr string) {
+		t.Helper()
+		_, err := b.client.Lookup(ctx, addr)
+		require.NoError(t, err)
+	}
+	lookup("a")
+	lookup("b")
+	lookup("a") // a hit: a is now more recent than b
+	require.EqualValues(t, 2, b.fake.requests.Load())
+	lookup("c") // evicts b
+	require.EqualValues(t, 3, b.fake.requests.Load())
+	lookup("a")
+	lookup("c")
+	require.EqualValues(t, 3, b.fake.requests.Load(), "a and c stayed")
+	lookup("b")
+	require.EqualValues(t, 4, b.fake.requests.Load(), "b was evicted")
+
+	// Expired entries stay the last known mapping (InboxAuth's fallback while CAMS
+	// cannot answer) until evicted like any other.
+	b.clock.Advance(time.Hour)
+	require.NotNil(t, b.client.lastKnown("b"))
+	require.NotNil(t, b.client.lastKnown("c"))
+	require.Nil(t, b.client.lastKnown("a"), "a was the least recently used when b came back")
+}
