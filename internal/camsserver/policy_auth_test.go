@@ -7,7 +7,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-
 	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
