@@ -11,9 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/httpapi"
-
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
 func whsec(n int) string {

@@ -20,7 +20,6 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/msgrouter/msgrouter/internal/breaker"
-
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 

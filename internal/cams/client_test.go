@@ -15,9 +15,8 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/httpapi"
-
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
 // fakeCAMS is an httptest CAMS whose answers a test switches at will.

@@ -11,9 +11,8 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/httpapi"
-
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
 // TestClientPartialFailureKeepsBreakerClosed (issue 8 item 6, DESIGN §4): CAMS

@@ -18,12 +18,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/msgrouter/msgrouter/internal/config"
-	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
-
 	"github.com/msgrouter/msgrouter/internal/bench/apiclient"
 	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/config"
+	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
 func TestMain(m *testing.M) {

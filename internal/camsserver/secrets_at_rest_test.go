@@ -15,11 +15,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/migrate"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
-
-	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // whsec is a Standard Webhooks secret with an n-byte key.

@@ -18,9 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
-	"github.com/msgrouter/msgrouter/internal/httpapi"
-
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
 // Limits of the server's API.

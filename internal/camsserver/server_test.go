@@ -18,9 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
-	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
-
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
 type serverBundle struct {
