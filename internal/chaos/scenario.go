@@ -350,6 +350,9 @@ type Options struct {
 	Timeout time.Duration
 	// Log receives progress. Defaults to discarding it.
 	Log *slog.Logger
+	// Cluster runs a 3-node NATS cluster with R3 streams and the cluster
+	// scenarios (ClusterScenarios) instead of the single-node ones.
+	Cluster bool
 }
 
 func (o Options) withDefaults() Options {
@@ -408,7 +411,7 @@ func Select(names []string) ([]Scenario, error) {
 // unreachable); a scenario that failed is in the Report.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o = o.withDefaults()
-	scenarios, err := Select(o.Scenarios)
+	scenarios, err := selectFor(o)
 	if err != nil {
 		return nil, err
 	}

@@ -202,7 +202,7 @@ func faultNATSEmptyStore(ctx context.Context, h *harness, d time.Duration) error
 	// it from its new first sequence.
 	for try := 0; ; try++ {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err = ensureInboxStream(cctx, h.js)
+		err = ensureInboxStream(cctx, h.js, h.inboxReplicas())
 		cancel()
 		if err == nil || try == 30 || ctx.Err() != nil {
 			break

@@ -26,6 +26,28 @@ type NATS struct {
 	TLSCA     string // NATS_TLS_CA: CA bundle to verify the server.
 	TLSCert   string // NATS_TLS_CERT / NATS_TLS_KEY: client certificate.
 	TLSKey    string
+	Stream    Stream // STREAM_*: how ROUTER_MESSAGES is created (DESIGN §7).
+}
+
+// Stream holds the settings ingest and router apply when they create the
+// ROUTER_MESSAGES stream (DESIGN §7). They never change an existing stream: an
+// operator's replicas, limits and storage win (internal/stream.Ensure).
+type Stream struct {
+	Replicas int           // STREAM_REPLICAS, 1..5. Defaults to 1 (use 3 on a NATS cluster).
+	MaxAge   time.Duration // STREAM_MAX_AGE; 0 = unlimited. Defaults to 168h.
+	MaxBytes int64         // STREAM_MAX_BYTES; -1 = unlimited. Defaults to -1.
+}
+
+func loadStream(e *Env) Stream {
+	s := Stream{
+		Replicas: e.Int("STREAM_REPLICAS", 1, 1, 5),
+		MaxAge:   e.Duration("STREAM_MAX_AGE", 168*time.Hour, 0, 100*365*24*time.Hour),
+		MaxBytes: int64(e.Int("STREAM_MAX_BYTES", -1, -1, 1<<62)),
+	}
+	if s.MaxBytes == 0 {
+		e.fail("STREAM_MAX_BYTES", "0 is not a limit: use -1 for unlimited or a size in bytes")
+	}
+	return s
 }
 
 // Ingest is the configuration of cmd/ingest.
@@ -111,6 +133,7 @@ func loadNATS(e *Env) NATS {
 		TLSCA:     e.String("NATS_TLS_CA", ""),
 		TLSCert:   e.String("NATS_TLS_CERT", ""),
 		TLSKey:    e.String("NATS_TLS_KEY", ""),
+		Stream:    loadStream(e),
 	}
 	for _, u := range strings.Split(n.URL, ",") {
 		if !strings.Contains(u, "://") {
@@ -230,7 +253,8 @@ func (c Common) LogAttrs() []slog.Attr {
 }
 
 func (n NATS) logAttrs() []slog.Attr {
-	return []slog.Attr{slog.String("nats_url", Mask(n.URL)), slog.Bool("nats_creds", n.CredsFile != "" || n.NKeyFile != ""), slog.Bool("nats_tls", n.TLSCA != "" || n.TLSCert != "")}
+	return []slog.Attr{slog.String("nats_url", Mask(n.URL)), slog.Bool("nats_creds", n.CredsFile != "" || n.NKeyFile != ""), slog.Bool("nats_tls", n.TLSCA != "" || n.TLSCert != ""),
+		slog.Int("stream_replicas", n.Stream.Replicas), slog.Duration("stream_max_age", n.Stream.MaxAge), slog.Int64("stream_max_bytes", n.Stream.MaxBytes)}
 }
 
 func present(s string) string {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,11 +58,16 @@ type Options struct {
 	// Ready receives the admin address once the router serves (tests and the
 	// all-in-one binary wait on it).
 	Ready chan<- string
-	// AckWait overrides the consumer's AckWait (tests). Zero keeps 30s.
+	// AckWait overrides the consumer's AckWait (tests). Zero keeps 10s.
 	AckWait time.Duration
 	// WrapHandler wraps the takeover handler (fault injection in tests).
 	WrapHandler func(consumer.Handler) consumer.Handler
 }
+
+// NATSBreakerOpenTimeout caps the open period of a NATS subject's breaker: a JetStream
+// leader election takes a few seconds (~7 s measured in issue 9), and deliveries must
+// resume within seconds of it, not after a full BREAKER_OPEN_TIMEOUT (DESIGN §5).
+const NATSBreakerOpenTimeout = 2 * time.Second
 
 // Run runs a router replica until ctx is cancelled, then shuts down gracefully
 // within cfg.ShutdownTimeout: stop pulling, finish or hand back batches and
@@ -96,7 +100,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	if err != nil {
 		return fmt.Errorf("error opening JetStream: %w", err)
 	}
-	st, err := stream.Ensure(ctx, js)
+	st, err := stream.EnsureWith(ctx, js, stream.SettingsFrom(cfg.NATS.Stream), log)
 	if err != nil {
 		return err
 	}
@@ -130,6 +134,9 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		},
 		Breakers: breaker.NewSet(breaker.Settings{
 			Failures: uint32(cfg.BreakerFailures), OpenTimeout: cfg.BreakerOpenTimeout, Metrics: breakerMetrics,
+			// A NATS inbox fails as a whole while its stream elects a leader (a few
+			// seconds): re-probe it after at most NATSBreakerOpenTimeout (DESIGN §5).
+			NATSOpenTimeout: min(cfg.BreakerOpenTimeout, NATSBreakerOpenTimeout),
 		}),
 		LookupFresh: camsClient.LookupFresh,
 		Secrets: func(ctx context.Context, address string) ([]string, error) {
@@ -169,7 +176,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		Handler:  handler,
 		Paused:   func() bool { return !camsClient.Available() },
 		Recreate: func(ctx context.Context) (jetstream.Stream, error) {
-			return stream.Ensure(ctx, js)
+			return stream.EnsureWith(ctx, js, stream.SettingsFrom(cfg.NATS.Stream), log)
 		},
 		Logger:     log,
 		Registerer: reg,
@@ -184,10 +191,13 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	auditor.Start(ctx)
 	defer auditor.Stop()
 
+	readiness := stream.NewReadiness(nc, js, time.Second)
+	streamHealth := stream.NewHealth(reg)
 	mux := httpapi.NewMux()
 	(&admin{store: store, dispatcher: dispatcher}).routes(mux)
 	httpapi.HealthRoutes(mux, config.Version,
-		httpapi.Check{Name: "nats", Check: func(r *http.Request) error { return stream.Ready(r.Context(), nc, js) }},
+		// Ready means the stream can store a message (issue 9), cached briefly.
+		httpapi.Check{Name: "nats", Check: func(r *http.Request) error { return readiness.Check(r.Context()) }},
 		httpapi.Check{Name: "postgres", Check: func(r *http.Request) error {
 			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
@@ -219,6 +229,14 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		return err
 	}
 	janitor.Start(ctx)
+	// ROUTER_MESSAGES' replica health, for the alerts (issue 9).
+	hctx, stopHealth := context.WithCancel(ctx)
+	healthDone := make(chan struct{})
+	go func() {
+		defer close(healthDone)
+		streamHealth.Run(hctx, js, stream.HealthInterval, log)
+	}()
+	defer func() { stopHealth(); <-healthDone }()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("router ready", slog.String("addr", ln.Addr().String()))
@@ -277,7 +295,10 @@ func shutdown(log *slog.Logger, timeout time.Duration, cons *consumer.Consumer, 
 	log.Info("router stopped", slog.Duration("took", time.Since(start)))
 }
 
-// OpenPool connects to Postgres. Every connection gets an
+// OpenPool connects to Postgres. DATABASE_URL may list several hosts with
+// target_session_attrs=read-write (pgx tries them in order and keeps the one that
+// accepts writes, so a failover of an HA Postgres needs no configuration change), and
+// may set default_query_exec_mode. Every connection gets an
 // idle_in_transaction_session_timeout, so a transaction left open by a bug or a
 // stalled replica cannot hold locks (or block vacuum) for long.
 func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
@@ -290,7 +311,9 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	}
 	pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60000"
 	pc.ConnConfig.RuntimeParams["application_name"] = "msgrouter-router"
-	pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	// The query mode is pgx's default (cached prepared statements) unless DATABASE_URL
+	// sets default_query_exec_mode: behind PgBouncer in transaction pooling, `exec`
+	// (README, "Running in production"). Overriding it here would make that impossible.
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)

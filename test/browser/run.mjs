@@ -4,12 +4,16 @@
 // ports with a fresh Postgres database, an embedded NATS server and ADMIN_API_KEYS
 // set, plus a fake HTTP agent inbox that fails until told to succeed; seeds messages
 // through the real ingest API; then drives the console in Debian's headless Chromium
-// with playwright-core, and writes screenshots to docs/console/*.png.
+// with playwright-core, and takes screenshots: into a fresh temporary directory by
+// default (its path is printed at the end), into docs/console/*.png — the README's
+// tour — only with UPDATE_SCREENSHOTS=1, so a test run leaves the work tree clean.
 //
-//   node test/browser/run.mjs            (from the repository root or anywhere)
+//   node test/browser/run.mjs                       (from the repository root or anywhere)
+//   UPDATE_SCREENSHOTS=1 node test/browser/run.mjs  (refresh docs/console/*.png)
 //
 // Environment: TEST_DATABASE_URL or DATABASE_URL (default postgres://127.0.0.1:5432/postgres)
-// names the server the test database is created on; CHROMIUM (default /usr/bin/chromium).
+// names the server the test database is created on; CHROMIUM (default /usr/bin/chromium);
+// SCREENSHOTS_DIR overrides where screenshots go (unless UPDATE_SCREENSHOTS=1).
 
 import { spawn, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -22,7 +26,10 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const shots = path.join(root, 'docs/console');
+const updateScreenshots = process.env.UPDATE_SCREENSHOTS === '1';
+const shots = updateScreenshots ? path.join(root, 'docs/console')
+  : process.env.SCREENSHOTS_DIR ? path.resolve(process.env.SCREENSHOTS_DIR)
+  : mkdtempSync(path.join(os.tmpdir(), 'console-screenshots-'));
 const KEY = 'console-test-' + randomUUID();
 const started = Date.now();
 const cleanups = [];
@@ -416,5 +423,5 @@ for (const c of cleanups.reverse()) {
   try { await c(); } catch (e) { log('cleanup: ' + e.message); }
 }
 code = failed ? 1 : 0;
-log(failed ? `${failed} step(s) failed` : 'all browser tests passed', `in ${((Date.now() - started) / 1000).toFixed(1)} s; screenshots in docs/console/`);
+log(failed ? `${failed} step(s) failed` : 'all browser tests passed', `in ${((Date.now() - started) / 1000).toFixed(1)} s; screenshots in ${shots}${updateScreenshots ? '' : ' (UPDATE_SCREENSHOTS=1 writes docs/console/)'}`);
 process.exit(code);
