@@ -1,6 +1,6 @@
 // Command cams runs the reference Central Agent Mapping Service (DESIGN §4): the
 // agent registry the router looks agents up in, backed by Postgres. Wiring only: the
-// service is internal/cams.Run.
+// service is internal/camsserver.Run.
 package main
 
 import (
@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/logging"
 )
@@ -31,7 +31,7 @@ func main() {
 		case "rotate-secrets-key":
 			// Re-encrypt every stored secret with CAMS_SECRETS_KEY, reading values
 			// sealed with CAMS_SECRETS_KEY_PREVIOUS or stored in plain text.
-			n, err := cams.RotateSecretsKey(context.Background(), cfg)
+			n, err := camsserver.RotateSecretsKey(context.Background(), cfg)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "cams rotate-secrets-key:", err)
 				os.Exit(1)
@@ -61,7 +61,7 @@ func main() {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if err := cams.Run(ctx, cfg, log, reg); err != nil {
+	if err := camsserver.Run(ctx, cfg, log, reg); err != nil {
 		fmt.Fprintln(os.Stderr, "cams:", err)
 		os.Exit(1)
 	}

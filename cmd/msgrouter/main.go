@@ -32,7 +32,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/logging"
@@ -139,7 +140,7 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 		}()
 	}
 	runService("cams", func(reg *prometheus.Registry) error {
-		return cams.Run(ctx, camsCfg, base.With("service", "cams"), reg)
+		return camsserver.Run(ctx, camsCfg, base.With("service", "cams"), reg)
 	})
 	// The router applies the migrations; CAMS applies its own. Give CAMS its
 	// moment so the demo agent can be registered as soon as the router is up.
@@ -242,7 +243,7 @@ func setupDemo(ctx context.Context, nc config.NATS, camsBase, adminKey string) e
 		return fmt.Errorf("creating stream %s: %w", demoStream, err)
 	}
 	body, err := json.Marshal(map[string]string{
-		"aiAgentAddress": demoAgent, "inboxDestinationType": cams.TypeNATSSubject, "inboxName": demoSubject,
+		"aiAgentAddress": demoAgent, "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": demoSubject,
 		"description": "Demo agent registered by msgrouter", "ownerTeam": "demo",
 	})
 	if err != nil {

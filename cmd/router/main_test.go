@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
@@ -114,8 +114,8 @@ func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(cams.Mapping{AIAgentAddress: "agent-sales@example.com",
-			InboxDestinationType: cams.TypeNATSSubject, InboxName: "agents.sales.inbox", Status: cams.StatusActive})
+		_ = json.NewEncoder(w).Encode(mapping.Mapping{AIAgentAddress: "agent-sales@example.com",
+			InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.sales.inbox", Status: mapping.StatusActive})
 	}))
 	t.Cleanup(camsSrv.Close)
 

@@ -12,7 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
@@ -21,8 +22,8 @@ import (
 // (table or --json, create, update, get, list) ever shows them.
 func TestAgentsCredentialFlags(t *testing.T) {
 	t.Parallel()
-	store := cams.NewStore(pgtest.New(t))
-	srv := httptest.NewServer(cams.NewHandler(cams.HandlerConfig{Store: store, Registerer: prometheus.NewRegistry()}))
+	store := camsserver.NewStore(pgtest.New(t))
+	srv := httptest.NewServer(camsserver.NewHandler(camsserver.HandlerConfig{Store: store, Registerer: prometheus.NewRegistry()}))
 	t.Cleanup(srv.Close)
 	env := map[string]string{"CAMS_API_URL": srv.URL}
 	dir := t.TempDir()
@@ -48,19 +49,19 @@ func TestAgentsCredentialFlags(t *testing.T) {
 		"--auth-bearer-file", "-", "--signing-secret-file", write("sigs", sig1+"\n"+sig2), "--inactive-policy", "hold")
 	m, err := store.Get(ctx, "a@x")
 	require.NoError(t, err)
-	require.Equal(t, &cams.InboxAuth{Type: cams.AuthBearer, Token: token}, m.InboxAuth)
+	require.Equal(t, &mapping.InboxAuth{Type: mapping.AuthBearer, Token: token}, m.InboxAuth)
 	require.Equal(t, []string{sig1, sig2}, m.SigningSecrets)
-	require.Equal(t, cams.InactivePolicyHold, m.InactivePolicy)
+	require.Equal(t, mapping.InactivePolicyHold, m.InactivePolicy)
 
 	run(cli{env: env}, "agents", "update", "a@x", "--auth-header-name", "X-API-Key", "--auth-header-value-file", write("key", apiKey))
 	m, _ = store.Get(ctx, "a@x")
-	require.Equal(t, &cams.InboxAuth{Type: cams.AuthHeader, Name: "X-API-Key", Value: apiKey}, m.InboxAuth)
+	require.Equal(t, &mapping.InboxAuth{Type: mapping.AuthHeader, Name: "X-API-Key", Value: apiKey}, m.InboxAuth)
 	require.Equal(t, []string{sig1, sig2}, m.SigningSecrets, "untouched")
 
 	o := run(cli{env: env, stdin: password}, "agents", "update", "a@x", "--auth-basic-user", "u1", "--auth-basic-password-file", "-")
 	require.Contains(t, o.stdout, "BASIC (user u1, password masked)")
 	m, _ = store.Get(ctx, "a@x")
-	require.Equal(t, &cams.InboxAuth{Type: cams.AuthBasic, Username: "u1", Password: password}, m.InboxAuth)
+	require.Equal(t, &mapping.InboxAuth{Type: mapping.AuthBasic, Username: "u1", Password: password}, m.InboxAuth)
 
 	run(cli{env: env}, "agents", "get", "a@x")
 	run(cli{env: env}, "--json", "agents", "get", "a@x")

@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/audit"
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/router"
@@ -93,8 +93,8 @@ func TestAuditFindsInjectedGapBehindTheRouter(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(cams.Mapping{AIAgentAddress: "agent-a@example.com",
-			InboxDestinationType: cams.TypeNATSSubject, InboxName: "inbox.a", Status: cams.StatusActive})
+		_ = json.NewEncoder(w).Encode(mapping.Mapping{AIAgentAddress: "agent-a@example.com",
+			InboxDestinationType: mapping.TypeNATSSubject, InboxName: "inbox.a", Status: mapping.StatusActive})
 	}))
 	t.Cleanup(camsSrv.Close)
 	_, err := f.js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "INBOX", Subjects: []string{"inbox.>"}})

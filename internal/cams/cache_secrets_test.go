@@ -11,24 +11,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
 func whsec(n int) string {
 	return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'k'}, n))
-}
-
-// Signing secret keys are 24 to 64 bytes (DESIGN §4, Standard Webhooks).
-func TestValidateSigningSecretKeyLength(t *testing.T) {
-	t.Parallel()
-	for _, n := range []int{1, 16, 23, 65, 128} {
-		err := ValidateSigningSecrets([]string{whsec(n)})
-		require.Error(t, err, "%d-byte key", n)
-		require.NotContains(t, err.Error(), whsec(n)[6:], "never echo the secret")
-	}
-	for _, n := range []int{24, 32, 64} {
-		require.NoError(t, ValidateSigningSecrets([]string{whsec(n)}), "%d-byte key", n)
-	}
 }
 
 // The router ignores (with a warning) signing secrets another CAMS serves that the
@@ -38,8 +26,8 @@ func TestClientIgnoresInvalidSigningSecrets(t *testing.T) {
 	var logs bytes.Buffer
 	b := setupClient(t, func(c *ClientConfig) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	b.fake.set(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: "a", InboxDestinationType: TypeHTTPEndpoint,
-			InboxName: "https://a.example/in", Status: StatusActive,
+		httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: "a", InboxDestinationType: mapping.TypeHTTPEndpoint,
+			InboxName: "https://a.example/in", Status: mapping.StatusActive,
 			SigningSecrets: []string{"whsec_eA==", whsec(32), "nonsense", whsec(100)}})
 	})
 	m, err := b.client.Lookup(context.Background(), "a")
@@ -49,8 +37,8 @@ func TestClientIgnoresInvalidSigningSecrets(t *testing.T) {
 	require.NotContains(t, logs.String(), "eA==")
 
 	b.fake.set(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: "b", InboxDestinationType: TypeHTTPEndpoint,
-			InboxName: "https://a.example/in", Status: StatusActive, SigningSecrets: []string{"whsec_eA=="}})
+		httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: "b", InboxDestinationType: mapping.TypeHTTPEndpoint,
+			InboxName: "https://a.example/in", Status: mapping.StatusActive, SigningSecrets: []string{"whsec_eA=="}})
 	})
 	m, err = b.client.Lookup(context.Background(), "b")
 	require.NoError(t, err)
@@ -61,24 +49,24 @@ func TestClientIgnoresInvalidSigningSecrets(t *testing.T) {
 // CacheTTL: a fix in CAMS shows within seconds.
 func TestClientCachesUnroutableMappingsBriefly(t *testing.T) {
 	t.Parallel()
-	cases := map[string]Mapping{
-		"inactive":       {Status: StatusInactive, InboxDestinationType: TypeNATSSubject, InboxName: "agents.a"},
-		"system subject": {Status: StatusActive, InboxDestinationType: TypeNATSSubject, InboxName: "$JS.API.INFO"},
-		"unknown type":   {Status: StatusActive, InboxDestinationType: "SQS", InboxName: "q"},
-		"unknown status": {Status: "PAUSED", InboxDestinationType: TypeNATSSubject, InboxName: "agents.a"},
+	cases := map[string]mapping.Mapping{
+		"inactive":       {Status: mapping.StatusInactive, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.a"},
+		"system subject": {Status: mapping.StatusActive, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "$JS.API.INFO"},
+		"unknown type":   {Status: mapping.StatusActive, InboxDestinationType: "SQS", InboxName: "q"},
+		"unknown status": {Status: "PAUSED", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.a"},
 	}
 	for name, bad := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			b := setupClient(t, nil) // CacheTTL 30s
-			answer := func(m Mapping) {
+			answer := func(m mapping.Mapping) {
 				b.fake.set(func(w http.ResponseWriter, r *http.Request) { httpapi.WriteJSON(w, http.StatusOK, m) })
 			}
 			answer(bad)
 			ctx := context.Background()
 			_, err := b.client.Lookup(ctx, "a")
 			require.NoError(t, err)
-			fixed := Mapping{Status: StatusActive, InboxDestinationType: TypeNATSSubject, InboxName: "agents.fixed"}
+			fixed := mapping.Mapping{Status: mapping.StatusActive, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.fixed"}
 			answer(fixed)
 			b.clock.Advance(ShortCacheTTL - time.Millisecond)
 			m, err := b.client.Lookup(ctx, "a")
@@ -89,7 +77,7 @@ func TestClientCachesUnroutableMappingsBriefly(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, "agents.fixed", m.InboxName, "the fix shows after ShortCacheTTL")
 			// ACTIVE and valid: the full TTL.
-			answer(Mapping{Status: StatusActive, InboxDestinationType: TypeNATSSubject, InboxName: "agents.later"})
+			answer(mapping.Mapping{Status: mapping.StatusActive, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.later"})
 			b.clock.Advance(29 * time.Second)
 			m, err = b.client.Lookup(ctx, "a")
 			require.NoError(t, err)

@@ -1,7 +1,6 @@
 package cams
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,18 +9,25 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/msgrouter/msgrouter/internal/breaker"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
+
+// ErrNotFound: CAMS answered 404, it has no agent under the address; the one
+// lookup answer that rejects a message (DESIGN §4). It is mapping.ErrNotFound (as
+// os.ErrNotExist is fs.ErrNotExist), so internal/routing branches on it without
+// importing this package's HTTP code.
+var ErrNotFound = mapping.ErrNotFound
 
 // ErrUnavailable: CAMS did not give a usable answer (timeout, connection error, 5xx,
 // 429, an undecodable body, an open breaker). Transient: the router keeps the message
@@ -37,8 +43,8 @@ const (
 	DefaultTimeout            = 2 * time.Second
 	DefaultBreakerFailures    = 5
 	DefaultBreakerOpenTimeout = 30 * time.Second
-	// DefaultCacheMaxEntries bounds the lookup cache; expired entries are swept when
-	// it is reached.
+	// DefaultCacheMaxEntries bounds the lookup cache; beyond it the least recently
+	// used mapping is evicted.
 	DefaultCacheMaxEntries = 100_000
 	maxResponseBytes       = 1 << 20
 	breakerName            = "cams"
@@ -54,7 +60,8 @@ type ClientConfig struct {
 	// CacheTTL is how long a found ACTIVE, well-formed mapping is reused
 	// (CAMS_CACHE_TTL); others are kept at most ShortCacheTTL. 0 = no cache.
 	CacheTTL time.Duration
-	// CacheMaxEntries bounds the cache. Defaults to 100000.
+	// CacheMaxEntries bounds the cache (mappings, fresh or last known); beyond it the
+	// least recently used is evicted, in constant time. Defaults to 100000.
 	CacheMaxEntries int
 	// BreakerFailures consecutive failures open the breaker (BREAKER_FAILURES).
 	// Defaults to 5.
@@ -108,10 +115,12 @@ func (c ClientConfig) withDefaults() ClientConfig {
 	return c
 }
 
-// Client looks agents up in CAMS for the router, and offers the admin calls the CLI
-// and tools use.
+// Client looks agents up in CAMS for the router. It is read-only: the admin calls
+// (register, update, delete, health reports) are the API client's
+// (internal/bench/apiclient, used by routerctl and the tests).
 //
-// Lookups go through, in order: a TTL cache of found mappings; singleflight, so
+// Lookups go through, in order: a TTL cache of found mappings (a bounded LRU,
+// golang-lru); singleflight, so
 // concurrent lookups of one address make one request; a circuit breaker, so a CAMS
 // outage costs one fast error per lookup instead of a timeout each. Only found
 // mappings are cached: a 404 makes the router reject the message for good, so a
@@ -127,10 +136,14 @@ type Client struct {
 	base  string // the base URL without a trailing '/'
 	log   *slog.Logger
 	group singleflight.Group
-	cb    *gobreaker.CircuitBreaker[*Mapping]
+	cb    *gobreaker.CircuitBreaker[*mapping.Mapping]
+
+	// cache holds the last mapping CAMS gave per address with its expiry (see
+	// store): fresh entries answer Lookup, expired ones remain the last known
+	// mapping until evicted (least recently used first) or CAMS answers 404.
+	cache *lru.Cache[string, cacheEntry]
 
 	mu       sync.Mutex
-	cache    map[string]cacheEntry
 	closed   bool
 	inflight sync.WaitGroup // requests in flight, waited for by Close
 
@@ -151,8 +164,11 @@ type Client struct {
 	testHookJoined func()
 }
 
+// cacheEntry is a mapping and when it stops being fresh, by ClientConfig.Now. The
+// expiry is per entry (CacheTTL or ShortCacheTTL, see ttlFor) and the entry
+// outlives it as the last known mapping, so the LRU itself never expires anything.
 type cacheEntry struct {
-	m       *Mapping
+	m       *mapping.Mapping
 	expires time.Time
 }
 
@@ -172,7 +188,11 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("CAMS base URL %q is not an absolute http(s) URL", cfg.BaseURL)
 	}
 	cfg = cfg.withDefaults()
-	c := &Client{cfg: cfg, base: base, log: cfg.Logger, cache: map[string]cacheEntry{}}
+	cache, err := lru.New[string, cacheEntry](cfg.CacheMaxEntries)
+	if err != nil {
+		return nil, fmt.Errorf("CAMS cache: %w", err) // only for a size <= 0, which withDefaults rules out
+	}
+	c := &Client{cfg: cfg, base: base, log: cfg.Logger, cache: cache}
 	c.closeCtx, c.close = context.WithCancel(context.Background())
 
 	f := promauto.With(cfg.Registerer)
@@ -195,7 +215,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.lookups.WithLabelValues(o) // show every outcome at 0 from the start
 	}
 
-	c.cb = gobreaker.NewCircuitBreaker[*Mapping](gobreaker.Settings{
+	c.cb = gobreaker.NewCircuitBreaker[*mapping.Mapping](gobreaker.Settings{
 		Name:    breakerName,
 		Timeout: cfg.BreakerOpenTimeout,
 		ReadyToTrip: func(n gobreaker.Counts) bool {
@@ -243,7 +263,7 @@ func (c *Client) Available() bool { return c.cb.State() != gobreaker.StateOpen }
 // ErrUnavailable when CAMS gave no usable answer (transient; with
 // gobreaker.ErrOpenState when the breaker is open); the caller's ctx error when the
 // caller gave up first. The mapping is the caller's own copy.
-func (c *Client) Lookup(ctx context.Context, address string) (*Mapping, error) {
+func (c *Client) Lookup(ctx context.Context, address string) (*mapping.Mapping, error) {
 	if c.cfg.CacheTTL > 0 {
 		if m := c.cached(address); m != nil {
 			c.cacheHits.Inc()
@@ -258,29 +278,25 @@ func (c *Client) Lookup(ctx context.Context, address string) (*Mapping, error) {
 // LookupFresh is Lookup without reading the cache (a replay must see CAMS's current
 // answer); it still shares in-flight requests, goes through the breaker, and
 // refreshes the cache when the agent is found.
-func (c *Client) LookupFresh(ctx context.Context, address string) (*Mapping, error) {
+func (c *Client) LookupFresh(ctx context.Context, address string) (*mapping.Mapping, error) {
 	return c.lookup(ctx, address)
 }
 
-func (c *Client) cached(address string) *Mapping {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.cache[address]
+func (c *Client) cached(address string) *mapping.Mapping {
+	e, ok := c.cache.Get(address)
 	if !ok || !c.cfg.Now().Before(e.expires) {
 		// An expired entry stays as the last known answer (lastKnown) until the
-		// cache is full or CAMS says the agent is gone.
+		// least recently used entry of a full cache or CAMS says the agent is gone.
 		return nil
 	}
-	return e.m.clone()
+	return e.m.Clone()
 }
 
 // lastKnown returns the last mapping CAMS gave for address, fresh or not; nil when
 // none is kept.
-func (c *Client) lastKnown(address string) *Mapping {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.cache[address]; ok {
-		return e.m.clone()
+func (c *Client) lastKnown(address string) *mapping.Mapping {
+	if e, ok := c.cache.Get(address); ok {
+		return e.m.Clone()
 	}
 	return nil
 }
@@ -291,7 +307,7 @@ func (c *Client) lastKnown(address string) *Mapping {
 // retry's routing decides what happens to it). When CAMS cannot answer, the last
 // known credentials are used, as the last known inbox is (DESIGN §5); with none
 // known, none are sent. Errors: only the caller's ctx error.
-func (c *Client) InboxAuth(ctx context.Context, address string) (*InboxAuth, error) {
+func (c *Client) InboxAuth(ctx context.Context, address string) (*mapping.InboxAuth, error) {
 	m, err := c.Lookup(ctx, address)
 	switch {
 	case err == nil:
@@ -311,27 +327,11 @@ func (c *Client) InboxAuth(ctx context.Context, address string) (*InboxAuth, err
 	return nil, err
 }
 
-func (c *Client) store(address string, m *Mapping) {
+func (c *Client) store(address string, m *mapping.Mapping) {
 	// Kept even without a cache (CacheTTL 0, born expired): it is the last known
-	// mapping InboxAuth falls back on while CAMS cannot answer.
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.cfg.Now()
-	if len(c.cache) >= c.cfg.CacheMaxEntries {
-		for k, e := range c.cache {
-			if !now.Before(e.expires) {
-				delete(c.cache, k)
-			}
-		}
-		// Still full of live entries: drop arbitrary ones (map order) rather than grow.
-		for k := range c.cache {
-			if len(c.cache) < c.cfg.CacheMaxEntries {
-				break
-			}
-			delete(c.cache, k)
-		}
-	}
-	c.cache[address] = cacheEntry{m: m.clone(), expires: now.Add(c.ttlFor(m))} // TTL 0: born expired
+	// mapping InboxAuth falls back on while CAMS cannot answer. A full cache evicts
+	// its least recently used entry: constant time, no scan under a lock.
+	c.cache.Add(address, cacheEntry{m: m.Clone(), expires: c.cfg.Now().Add(c.ttlFor(m))})
 }
 
 // ShortCacheTTL is how long a mapping that is not routable (status not ACTIVE, or
@@ -341,8 +341,8 @@ func (c *Client) store(address string, m *Mapping) {
 // cached (see Client).
 const ShortCacheTTL = 2 * time.Second
 
-func (c *Client) ttlFor(m *Mapping) time.Duration {
-	if m.Status == StatusActive && ValidateInbox(m.InboxDestinationType, m.InboxName) == nil {
+func (c *Client) ttlFor(m *mapping.Mapping) time.Duration {
+	if m.Status == mapping.StatusActive && mapping.ValidateInbox(m.InboxDestinationType, m.InboxName) == nil {
 		return c.cfg.CacheTTL
 	}
 	return min(c.cfg.CacheTTL, ShortCacheTTL)
@@ -350,13 +350,13 @@ func (c *Client) ttlFor(m *Mapping) time.Duration {
 
 // dropInvalidSecrets removes the signing secrets ValidateSigningSecret refuses and
 // returns how many it removed.
-func dropInvalidSecrets(m *Mapping) int {
+func dropInvalidSecrets(m *mapping.Mapping) int {
 	if len(m.SigningSecrets) == 0 {
 		return 0
 	}
 	kept := m.SigningSecrets[:0:0]
 	for _, s := range m.SigningSecrets {
-		if ValidateSigningSecret(s) == nil {
+		if mapping.ValidateSigningSecret(s) == nil {
 			kept = append(kept, s)
 		}
 	}
@@ -368,14 +368,10 @@ func dropInvalidSecrets(m *Mapping) int {
 	return n
 }
 
-// Forget drops address from the cache (after an admin change through this client).
-func (c *Client) Forget(address string) {
-	c.mu.Lock()
-	delete(c.cache, address)
-	c.mu.Unlock()
-}
+// forget drops address from the cache.
+func (c *Client) forget(address string) { c.cache.Remove(address) }
 
-func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
+func (c *Client) lookup(ctx context.Context, address string) (*mapping.Mapping, error) {
 	if wait := c.partial.backingOff(address, c.cfg.Now()); wait > 0 {
 		// CAMS failed for this address a moment ago while answering for others: do
 		// not ask again yet, and do not involve the breaker.
@@ -383,7 +379,7 @@ func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
 		return nil, fmt.Errorf("%w: CAMS failed for this address while answering for others; asking again in %s: %w", ErrUnavailable, wait.Round(time.Millisecond), errAddressOnly)
 	}
 	ch := c.group.DoChan(address, func() (any, error) {
-		return c.cb.Execute(func() (*Mapping, error) {
+		return c.cb.Execute(func() (*mapping.Mapping, error) {
 			m, err := c.fetch(ctx, address)
 			if err != nil && errors.Is(err, ErrUnavailable) && !errors.Is(err, errClosed) && c.addressOnly(ctx, address) {
 				c.addressFailures.Inc()
@@ -410,7 +406,7 @@ func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
 		switch {
 		case err == nil:
 			c.lookups.WithLabelValues(outcomeFound).Inc()
-			return res.Val.(*Mapping).clone(), nil // each waiter gets its own copy
+			return res.Val.(*mapping.Mapping).Clone(), nil // each waiter gets its own copy
 		case errors.Is(err, ErrNotFound):
 			c.lookups.WithLabelValues(outcomeNotFound).Inc()
 			return nil, ErrNotFound
@@ -424,8 +420,12 @@ func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
 	}
 }
 
+// inboxesPrefix is the path of one agent's mapping, the address appended escaped
+// (mapping.EscapeAddress; DESIGN §4).
+const inboxesPrefix = "/v1/agent-inboxes/"
+
 // fetch sends one GET, detached from the caller's cancellation (see Client).
-func (c *Client) fetch(caller context.Context, address string) (*Mapping, error) {
+func (c *Client) fetch(caller context.Context, address string) (*mapping.Mapping, error) {
 	// Registering under the lock Close takes keeps Add from racing with Wait.
 	c.mu.Lock()
 	if c.closed {
@@ -444,7 +444,7 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 	start := time.Now()
 	// includeSecrets: the router needs the agent's signing secrets and inbox
 	// credentials unmasked (DESIGN §4); other CAMS implementations ignore it.
-	resp, err := c.do(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address)+"?includeSecrets=true", nil)
+	resp, err := c.get(ctx, inboxesPrefix+mapping.EscapeAddress(address)+"?includeSecrets=true")
 	if err != nil {
 		c.lookupTime.Observe(time.Since(start).Seconds())
 		return nil, c.transportError(ctx, err)
@@ -457,7 +457,7 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		var m Mapping
+		var m mapping.Mapping
 		if err := json.Unmarshal(body, &m); err != nil {
 			return nil, fmt.Errorf("%w: undecodable mapping: %w", ErrUnavailable, err)
 		}
@@ -472,7 +472,7 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 		return &m, nil
 	case resp.StatusCode == http.StatusNotFound:
 		c.partial.answered(address)
-		c.Forget(address) // no last known mapping for an agent that is gone
+		c.forget(address) // no last known mapping for an agent that is gone
 		return nil, ErrNotFound
 	default:
 		// 5xx and 429 are CAMS's trouble. Other statuses (401 a wrong CAMS_API_KEY,
@@ -497,25 +497,14 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 	}
 }
 
-func (c *Client) do(ctx context.Context, method, path string, body any) (*http.Response, error) {
-	// path is already escaped (escapeAddress): url.Parse keeps that escaping as the
-	// request's RawPath, so an address with '/' or '%' arrives as one segment.
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+func (c *Client) get(ctx context.Context, path string) (*http.Response, error) {
+	// path is already escaped (mapping.EscapeAddress): url.Parse keeps that escaping
+	// as the request's RawPath, so an address with '/' or '%' arrives as one segment.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	if c.cfg.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.cfg.APIKey)
 	}
@@ -534,12 +523,6 @@ func (e *APIError) Error() string {
 		return fmt.Sprintf("CAMS answered %d: %s", e.Status, e.Message)
 	}
 	return fmt.Sprintf("CAMS answered %d %s: %s", e.Status, e.Code, e.Message)
-}
-
-// Is lets callers branch with errors.Is(err, ErrNotFound) / ErrExists.
-func (e *APIError) Is(target error) bool {
-	return (target == ErrNotFound && e.Status == http.StatusNotFound) ||
-		(target == ErrExists && e.Status == http.StatusConflict)
 }
 
 func decodeAPIError(resp *http.Response, body []byte) *APIError {
@@ -566,117 +549,6 @@ func decodeAPIError(resp *http.Response, body []byte) *APIError {
 		}
 	}
 	return e
-}
-
-// call is the admin path: one request with Timeout, no cache, no breaker (an
-// operator's command must not trip the router's view of CAMS, nor be refused by it).
-// out, when non-nil, receives the 2xx body.
-func (c *Client) call(ctx context.Context, method, path string, in, out any, want int) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	resp, err := c.do(ctx, method, path, in)
-	if err != nil {
-		if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return fmt.Errorf("%w: error reading the answer: %w", ErrUnavailable, err)
-	}
-	if resp.StatusCode != want {
-		return decodeAPIError(resp, body)
-	}
-	if out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			return fmt.Errorf("%w: undecodable answer: %w", ErrUnavailable, err)
-		}
-	}
-	return nil
-}
-
-// Create registers m (POST /v1/agent-inboxes). An existing address gives an
-// *APIError matching ErrExists.
-func (c *Client) Create(ctx context.Context, m Mapping) (*Mapping, error) {
-	var out Mapping
-	if err := c.call(ctx, http.MethodPost, "/v1/agent-inboxes", m, &out, http.StatusCreated); err != nil {
-		return nil, err
-	}
-	c.Forget(m.AIAgentAddress)
-	return &out, nil
-}
-
-// Get reads address's mapping without cache or breaker (for tools); unknown gives
-// an *APIError matching ErrNotFound.
-func (c *Client) Get(ctx context.Context, address string) (*Mapping, error) {
-	var out Mapping
-	if err := c.call(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address), nil, &out, http.StatusOK); err != nil {
-		return nil, err
-	}
-	return &out, nil
-}
-
-// Update changes the given fields of address's mapping (PUT, partial update): keys
-// are the mapping's JSON names, e.g. {"status": "INACTIVE"}.
-func (c *Client) Update(ctx context.Context, address string, fields map[string]any) (*Mapping, error) {
-	if fields == nil {
-		fields = map[string]any{}
-	}
-	var out Mapping
-	if err := c.call(ctx, http.MethodPut, inboxesPrefix+escapeAddress(address), fields, &out, http.StatusOK); err != nil {
-		return nil, err
-	}
-	c.Forget(address)
-	return &out, nil
-}
-
-// Delete unregisters address.
-func (c *Client) Delete(ctx context.Context, address string) error {
-	if err := c.call(ctx, http.MethodDelete, inboxesPrefix+escapeAddress(address), nil, nil, http.StatusNoContent); err != nil {
-		return err
-	}
-	c.Forget(address)
-	return nil
-}
-
-// List returns one page of mappings (limit 0 = the server's default) and the cursor
-// of the next page, "" after the last.
-func (c *Client) List(ctx context.Context, limit int, cursor string) ([]Mapping, string, error) {
-	q := url.Values{}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
-	path := "/v1/agent-inboxes"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	var page ListPage
-	if err := c.call(ctx, http.MethodGet, path, nil, &page, http.StatusOK); err != nil {
-		return nil, "", err
-	}
-	return page.Items, page.NextCursor, nil
-}
-
-// HealthCheck reports address's health (HealthHealthy or HealthUnhealthy) with
-// optional details, and returns the mapping after it.
-func (c *Client) HealthCheck(ctx context.Context, address, status, details string) (*Mapping, error) {
-	// No timestamp: CAMS stamps the report with its own clock, so a reporter whose
-	// clock lags cannot have its reports discarded as older than another's.
-	in := map[string]any{"aiAgentAddress": address, "status": status}
-	if details != "" {
-		in["details"] = details
-	}
-	var out Mapping
-	if err := c.call(ctx, http.MethodPost, "/v1/agent-health-check", in, &out, http.StatusOK); err != nil {
-		return nil, err
-	}
-	c.Forget(address)
-	return &out, nil
 }
 
 // errAddressOnly marks a lookup failure that concerns its address only: CAMS
@@ -848,14 +720,4 @@ func (p *partialFailures) backingOff(address string, now time.Time) time.Duratio
 		return 0
 	}
 	return b.until.Sub(now)
-}
-
-// escapeAddress puts an address into a URL path the way the contract says
-// (url.PathEscape), except that the whole-segment addresses "." and ".." have their
-// dots escaped too: left bare, HTTP stacks resolve them as dot segments.
-func escapeAddress(address string) string {
-	if address == "." || address == ".." {
-		return strings.Repeat("%2E", len(address))
-	}
-	return url.PathEscape(address)
 }

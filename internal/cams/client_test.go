@@ -2,7 +2,6 @@ package cams
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +15,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
@@ -60,8 +60,8 @@ func (f *fakeCAMS) setMapping() {
 		if addr == "" {
 			addr = "agent@x"
 		}
-		httpapi.WriteJSON(w, http.StatusOK, Mapping{
-			AIAgentAddress: addr, InboxDestinationType: TypeNATSSubject, InboxName: "agents.x", Status: StatusActive,
+		httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{
+			AIAgentAddress: addr, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.x", Status: mapping.StatusActive,
 			RegistrationTimestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
 		})
 	})
@@ -213,7 +213,7 @@ func TestClientSingleflight(t *testing.T) {
 	b.fake.set(func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		<-release
-		httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: "agent@x", InboxDestinationType: TypeNATSSubject, InboxName: "agents.x", Status: StatusActive})
+		httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: "agent@x", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.x", Status: mapping.StatusActive})
 	})
 	const n = 100
 	var joined sync.WaitGroup
@@ -348,7 +348,7 @@ func TestClientCallerCancellationIsNotAFailure(t *testing.T) {
 		arrived <- struct{}{}
 		select {
 		case <-release:
-			httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: "agent@x", InboxDestinationType: TypeNATSSubject, InboxName: "agents.x", Status: StatusActive})
+			httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: "agent@x", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.x", Status: mapping.StatusActive})
 		case <-r.Context().Done():
 		}
 	})
@@ -415,20 +415,33 @@ func TestClientRequests(t *testing.T) {
 	require.Error(t, err)
 }
 
-func TestMappingJSON(t *testing.T) {
+// The cache is bounded (CacheMaxEntries): a full cache evicts its least recently
+// used mapping, fresh or last known, and keeps the others.
+func TestClientCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	t.Parallel()
-	m := Mapping{
-		AIAgentAddress: "a", InboxDestinationType: TypeNATSSubject, InboxName: "s", Status: StatusActive,
-		RegistrationTimestamp: time.Date(2026, 11, 28, 16, 4, 5, 123456789, time.FixedZone("X", 3600)),
+	b := setupClient(t, func(c *ClientConfig) { c.CacheMaxEntries = 2 })
+	ctx := context.Background()
+	lookup := func(addr string) {
+		t.Helper()
+		_, err := b.client.Lookup(ctx, addr)
+		require.NoError(t, err)
 	}
-	b, err := json.Marshal(m)
-	require.NoError(t, err)
-	require.JSONEq(t, `{"aiAgentAddress":"a","inboxDestinationType":"NATS_SUBJECT","inboxName":"s","status":"ACTIVE",
-		"registrationTimestamp":"2026-11-28T15:04:05.123Z"}`, string(b), "UTC, milliseconds, zero times omitted")
+	lookup("a")
+	lookup("b")
+	lookup("a") // a hit: a is now more recent than b
+	require.EqualValues(t, 2, b.fake.requests.Load())
+	lookup("c") // evicts b
+	require.EqualValues(t, 3, b.fake.requests.Load())
+	lookup("a")
+	lookup("c")
+	require.EqualValues(t, 3, b.fake.requests.Load(), "a and c stayed")
+	lookup("b")
+	require.EqualValues(t, 4, b.fake.requests.Load(), "b was evicted")
 
-	var back Mapping
-	require.NoError(t, json.Unmarshal([]byte(`{"aiAgentAddress":"a","inboxDestinationType":"NATS_SUBJECT","inboxName":"s",
-		"status":"ACTIVE","registrationTimestamp":"2026-01-01T00:00:00","lastUpdatedTimestamp":"2026-01-01T00:00:00.5+02:00","extra":1}`), &back))
-	require.True(t, back.RegistrationTimestamp.IsZero(), "an odd timestamp does not fail the mapping")
-	require.Equal(t, time.Date(2025, 12, 31, 22, 0, 0, 5e8, time.UTC), back.LastUpdatedTimestamp)
+	// Expired entries stay the last known mapping (InboxAuth's fallback while CAMS
+	// cannot answer) until evicted like any other.
+	b.clock.Advance(time.Hour)
+	require.NotNil(t, b.client.lastKnown("b"))
+	require.NotNil(t, b.client.lastKnown("c"))
+	require.Nil(t, b.client.lastKnown("a"), "a was the least recently used when b came back")
 }

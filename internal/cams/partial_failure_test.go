@@ -11,6 +11,7 @@ import (
 	"github.com/sony/gobreaker/v2"
 	"github.com/stretchr/testify/require"
 
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
@@ -29,7 +30,7 @@ func TestClientPartialFailureKeepsBreakerClosed(t *testing.T) {
 			httpapi.WriteError(w, http.StatusInternalServerError, "INTERNAL", "fake failure")
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: addr, InboxDestinationType: TypeNATSSubject, InboxName: "agents.x", Status: StatusActive})
+		httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: addr, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.x", Status: mapping.StatusActive})
 	})
 
 	_, err := b.client.Lookup(ctx, "good-1")
@@ -59,7 +60,7 @@ func TestClientPartialFailureKeepsBreakerClosed(t *testing.T) {
 	b.clock.Advance(6 * time.Second)
 	b.fake.set(func(w http.ResponseWriter, r *http.Request) {
 		addr := strings.TrimPrefix(r.URL.Path, "/v1/agent-inboxes/")
-		httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: addr, InboxDestinationType: TypeNATSSubject, InboxName: "agents.x", Status: StatusActive})
+		httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: addr, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.x", Status: mapping.StatusActive})
 	})
 	_, err = b.client.Lookup(ctx, "bad-1")
 	require.NoError(t, err)

@@ -13,7 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/bench/apiclient"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/message"
 )
 
@@ -114,27 +115,26 @@ func TestFakeCAMS(t *testing.T) {
 	c, err := newFakeCAMS()
 	require.NoError(t, err)
 	t.Cleanup(c.sw.down)
-	c.register("a@x", cams.TypeNATSSubject, "agents.a")
-	client, err := cams.NewClient(cams.ClientConfig{BaseURL: c.url(), Timeout: time.Second})
-	require.NoError(t, err)
-	t.Cleanup(func() { client.Close() })
+	c.register("a@x", mapping.TypeNATSSubject, "agents.a")
+	client := apiclient.New(time.Second, 2)
+	client.CAMSURL = c.url()
 	ctx := context.Background()
 
-	m, err := client.Get(ctx, "a@x")
+	m, err := client.GetAgent(ctx, "a@x")
 	require.NoError(t, err)
 	require.Equal(t, "agents.a", m.InboxName)
-	require.Equal(t, cams.StatusActive, m.Status)
-	_, err = client.Get(ctx, "ghost@x")
-	require.ErrorIs(t, err, cams.ErrNotFound)
+	require.Equal(t, mapping.StatusActive, m.Status)
+	_, err = client.GetAgent(ctx, "ghost@x")
+	require.True(t, apiclient.IsNotFound(err), "%v", err)
 
 	require.NoError(t, c.setMode(CAMSUnavailable))
-	_, err = client.Get(ctx, "a@x")
-	require.ErrorContains(t, err, "503")
+	_, err = client.GetAgent(ctx, "a@x")
+	requireStatus(t, err, 503)
 	require.NoError(t, c.setMode(CAMSRefused))
-	_, err = client.Get(ctx, "a@x")
+	_, err = client.GetAgent(ctx, "a@x")
 	require.ErrorIs(t, err, syscall.ECONNREFUSED)
 	require.NoError(t, c.setMode(CAMSUp))
-	_, err = client.Get(ctx, "a@x")
+	_, err = client.GetAgent(ctx, "a@x")
 	require.NoError(t, err)
 }
 
@@ -217,4 +217,12 @@ func TestSelect(t *testing.T) {
 	require.True(t, some[1].Duplicates)
 	_, err = Select([]string{"nope"})
 	require.ErrorContains(t, err, "unknown scenario")
+}
+
+// requireStatus checks err is the API's answer with the given HTTP status.
+func requireStatus(t *testing.T, err error, status int) {
+	t.Helper()
+	var apiErr *apiclient.Error
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, status, apiErr.Status, "%v", err)
 }

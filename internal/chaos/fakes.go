@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // switchable is an HTTP server on a fixed loopback port that can be taken down (the
@@ -99,12 +99,12 @@ type fakeCAMS struct {
 	mode     atomic.Int32
 	lookups  atomic.Int64
 	mu       sync.Mutex
-	mappings map[string]cams.Mapping
+	mappings map[string]mapping.Mapping
 	sick     map[string]bool // addresses answered 500 (setSick)
 }
 
 func newFakeCAMS() (*fakeCAMS, error) {
-	c := &fakeCAMS{mappings: map[string]cams.Mapping{}}
+	c := &fakeCAMS{mappings: map[string]mapping.Mapping{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/agent-inboxes/{address}", c.get)
 	sw, err := newSwitchable(mux)
@@ -121,8 +121,8 @@ func (c *fakeCAMS) register(address, destType, inbox string) {
 	now := time.Now().UTC()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.mappings[address] = cams.Mapping{
-		AIAgentAddress: address, InboxDestinationType: destType, InboxName: inbox, Status: cams.StatusActive,
+	c.mappings[address] = mapping.Mapping{
+		AIAgentAddress: address, InboxDestinationType: destType, InboxName: inbox, Status: mapping.StatusActive,
 		RegistrationTimestamp: now, LastUpdatedTimestamp: now, UpdatedBy: "chaos",
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // Replicas is how many router replicas run.
@@ -98,9 +98,9 @@ func setup(ctx context.Context, o Options) (h *harness, err error) {
 	if h.faulty, err = newHTTPInbox(); err != nil {
 		return h, err
 	}
-	h.cams.register(agentNATS, cams.TypeNATSSubject, inboxSubject)
-	h.cams.register(agentHTTP, cams.TypeHTTPEndpoint, h.okHTTP.url())
-	h.cams.register(agentFaulty, cams.TypeHTTPEndpoint, h.faulty.url())
+	h.cams.register(agentNATS, mapping.TypeNATSSubject, inboxSubject)
+	h.cams.register(agentHTTP, mapping.TypeHTTPEndpoint, h.okHTTP.url())
+	h.cams.register(agentFaulty, mapping.TypeHTTPEndpoint, h.faulty.url())
 	h.agents = []*agent{
 		{address: agentNATS, kind: "NATS inbox", weight: 45, expect: statusDelivered, arrivals: h.natsInbox},
 		{address: agentHTTP, kind: "HTTP inbox", weight: 35, expect: statusDelivered, arrivals: h.okHTTP.arrivals},

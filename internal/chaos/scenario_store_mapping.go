@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // storeAndMappingScenarios are the faults of issue 8 (items 4, 6, 7): a NATS server
@@ -236,7 +236,7 @@ func (p *camsPartial) agents(h *harness) []*agent {
 	p.sick = nil
 	for i := range 5 {
 		addr := fmt.Sprintf("cams-sick-%d@chaos.test", i)
-		h.cams.register(addr, cams.TypeNATSSubject, inboxSubject)
+		h.cams.register(addr, mapping.TypeNATSSubject, inboxSubject)
 		p.sick = append(p.sick, addr)
 		out = append(out, &agent{address: addr, kind: "agent CAMS fails for", weight: 2, expect: statusDelivered, arrivals: h.natsInbox})
 	}
@@ -354,9 +354,9 @@ func (mc *mappingChange) agents(h *harness) []*agent {
 	for _, in := range []*httpInbox{mc.gone, mc.idle, mc.move} {
 		_ = in.setMode(InboxDown) // retries until the mapping changes
 	}
-	h.cams.register(agentGone, cams.TypeHTTPEndpoint, mc.gone.url())
-	h.cams.register(agentIdle, cams.TypeHTTPEndpoint, mc.idle.url())
-	h.cams.register(agentMoved, cams.TypeHTTPEndpoint, mc.move.url())
+	h.cams.register(agentGone, mapping.TypeHTTPEndpoint, mc.gone.url())
+	h.cams.register(agentIdle, mapping.TypeHTTPEndpoint, mc.idle.url())
+	h.cams.register(agentMoved, mapping.TypeHTTPEndpoint, mc.move.url())
 	return append(out,
 		&agent{address: agentGone, kind: "agent deleted mid-retry", weight: 5, expect: statusRejected},
 		&agent{address: agentIdle, kind: "agent set INACTIVE mid-retry", weight: 4, expect: statusRejected},
@@ -372,8 +372,8 @@ func (mc *mappingChange) fault(ctx context.Context, h *harness, d time.Duration)
 		return fmt.Errorf("the scenario's inboxes did not start")
 	}
 	h.cams.unregister(agentGone)
-	h.cams.setStatus(agentIdle, cams.StatusInactive)
-	h.cams.register(agentMoved, cams.TypeHTTPEndpoint, moved.url())
+	h.cams.setStatus(agentIdle, mapping.StatusInactive)
+	h.cams.register(agentMoved, mapping.TypeHTTPEndpoint, moved.url())
 	h.log.Info("mapping-change: deleted, set INACTIVE, moved", slog.String("deleted", agentGone),
 		slog.String("inactive", agentIdle), slog.String("moved", agentMoved))
 	sleep(ctx, d)

@@ -7,7 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/bench/apiclient"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/message"
 )
 
@@ -66,31 +67,30 @@ func TestFakeCAMSPerAddress(t *testing.T) {
 	c, err := newFakeCAMS()
 	require.NoError(t, err)
 	t.Cleanup(c.sw.down)
-	c.register("a@x", cams.TypeNATSSubject, "agents.a")
-	c.register("b@x", cams.TypeNATSSubject, "agents.b")
-	client, err := cams.NewClient(cams.ClientConfig{BaseURL: c.url(), Timeout: time.Second})
-	require.NoError(t, err)
-	t.Cleanup(func() { client.Close() })
+	c.register("a@x", mapping.TypeNATSSubject, "agents.a")
+	c.register("b@x", mapping.TypeNATSSubject, "agents.b")
+	client := apiclient.New(time.Second, 2)
+	client.CAMSURL = c.url()
 	ctx := context.Background()
 
 	c.setSick([]string{"a@x"}, true)
-	_, err = client.Get(ctx, "a@x")
-	require.ErrorContains(t, err, "500")
-	_, err = client.Get(ctx, "b@x")
+	_, err = client.GetAgent(ctx, "a@x")
+	requireStatus(t, err, 500)
+	_, err = client.GetAgent(ctx, "b@x")
 	require.NoError(t, err, "other addresses are answered")
 	c.setSick([]string{"a@x"}, false)
-	_, err = client.Get(ctx, "a@x")
+	_, err = client.GetAgent(ctx, "a@x")
 	require.NoError(t, err)
 
-	c.setStatus("a@x", cams.StatusInactive)
-	m, err := client.Get(ctx, "a@x")
+	c.setStatus("a@x", mapping.StatusInactive)
+	m, err := client.GetAgent(ctx, "a@x")
 	require.NoError(t, err)
-	require.Equal(t, cams.StatusInactive, m.Status)
-	c.register("b@x", cams.TypeHTTPEndpoint, "http://127.0.0.1:1/new")
-	m, err = client.Get(ctx, "b@x")
+	require.Equal(t, mapping.StatusInactive, m.Status)
+	c.register("b@x", mapping.TypeHTTPEndpoint, "http://127.0.0.1:1/new")
+	m, err = client.GetAgent(ctx, "b@x")
 	require.NoError(t, err)
 	require.Equal(t, "http://127.0.0.1:1/new", m.InboxName)
 	c.unregister("b@x")
-	_, err = client.Get(ctx, "b@x")
-	require.ErrorIs(t, err, cams.ErrNotFound)
+	_, err = client.GetAgent(ctx, "b@x")
+	require.True(t, apiclient.IsNotFound(err), "%v", err)
 }

@@ -20,7 +20,7 @@ const (
 type Delivery struct {
 	MessageID       string
 	AIAgentAddress  string
-	DestType        string // cams.TypeNATSSubject or cams.TypeHTTPEndpoint
+	DestType        string // mapping.TypeNATSSubject or mapping.TypeHTTPEndpoint
 	DestName        string // subject or URL
 	Payload         []byte // the payload's exact bytes
 	AcceptedAt      time.Time

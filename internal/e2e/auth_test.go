@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // TestAuth runs the system with API keys configured (DESIGN §6): ingest keys on
@@ -20,7 +20,7 @@ func TestAuth(t *testing.T) {
 		"CAMS_API_KEY":    "a1",
 	}})
 	const agent = "secure@example.com"
-	s.register("a1", agent, cams.TypeNATSSubject, "inbox.secure")
+	s.register("a1", agent, mapping.TypeNATSSubject, "inbox.secure")
 	msg := func(serviceName string) map[string]any {
 		m := map[string]any{"aiAgentAddress": agent, "payload": map[string]any{"x": 1}}
 		if serviceName != "" {
@@ -93,7 +93,7 @@ func TestAuth(t *testing.T) {
 			code, hdr, body = s.request(http.MethodGet, base+"/"+agent, key, nil)
 			requireErrorBody(t, code, hdr, body, http.StatusUnauthorized, "UNAUTHORIZED")
 			code, hdr, body = s.request(http.MethodPost, base, key, map[string]string{
-				"aiAgentAddress": "intruder@example.com", "inboxDestinationType": cams.TypeNATSSubject, "inboxName": "inbox.x",
+				"aiAgentAddress": "intruder@example.com", "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "inbox.x",
 			})
 			requireErrorBody(t, code, hdr, body, http.StatusUnauthorized, "UNAUTHORIZED")
 		}

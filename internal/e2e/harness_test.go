@@ -27,7 +27,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/router"
@@ -139,7 +139,9 @@ func start(t *testing.T, o sysOptions) *system {
 	}
 	ingestReady := make(chan string, 1)
 	routerReady := make(chan string, 1)
-	run("cams", func() error { return cams.Serve(ctx, camsLn, camsCfg, log.With("service", "cams"), s.regs["cams"]) })
+	run("cams", func() error {
+		return camsserver.Serve(ctx, camsLn, camsCfg, log.With("service", "cams"), s.regs["cams"])
+	})
 	run("ingest", func() error {
 		opts := []ingest.RunOption{ingest.OnReady(func(a net.Addr) { ingestReady <- a.String() })}
 		if o.tp != nil {

@@ -8,7 +8,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // traffic is what exercise sent and how it ended.
@@ -26,9 +26,9 @@ type traffic struct {
 // DELIVERY_MAX_ATTEMPTS. It waits until all of them are terminal.
 func exercise(t *testing.T, s *system, adminKey, ingestKey string) traffic {
 	t.Helper()
-	s.register(adminKey, "metrics-nats@example.com", cams.TypeNATSSubject, "inbox.metrics")
-	s.register(adminKey, "metrics-http@example.com", cams.TypeHTTPEndpoint, s.hooks.url("/metrics-hook"))
-	s.register(adminKey, "metrics-gone@example.com", cams.TypeHTTPEndpoint, s.hooks.url("/gone"))
+	s.register(adminKey, "metrics-nats@example.com", mapping.TypeNATSSubject, "inbox.metrics")
+	s.register(adminKey, "metrics-http@example.com", mapping.TypeHTTPEndpoint, s.hooks.url("/metrics-hook"))
+	s.register(adminKey, "metrics-gone@example.com", mapping.TypeHTTPEndpoint, s.hooks.url("/gone"))
 	s.hooks.answer("/gone", http.StatusGone)
 	msg := func(agent string) map[string]any {
 		return map[string]any{"aiAgentAddress": agent, "payload": map[string]any{"n": 1}}
@@ -53,7 +53,7 @@ func exercise(t *testing.T, s *system, adminKey, ingestKey string) traffic {
 	require.Equal(t, "DEAD_LETTERED", v.Status)
 	require.Equal(t, "DESTINATION_GONE", v.Reason)
 
-	s.register(adminKey, "metrics-failing@example.com", cams.TypeHTTPEndpoint, s.broken.url("/failing"))
+	s.register(adminKey, "metrics-failing@example.com", mapping.TypeHTTPEndpoint, s.broken.url("/failing"))
 	tr.failingID = s.send(ingestKey, msg("metrics-failing@example.com"))
 	v = s.waitFinal(adminKey, tr.failingID)
 	require.Equal(t, "DEAD_LETTERED", v.Status)
@@ -103,19 +103,19 @@ func TestMetricsMove(t *testing.T) {
 		{"router", "msgrouter_outbox_oldest_due_age_seconds", nil, 0},
 		// Deliveries: attempts by type and outcome, latency, terminal outcomes,
 		// dead letters, accept→delivery.
-		{"router", "msgrouter_delivery_attempts_total", []string{"destination_type", cams.TypeNATSSubject, "outcome", "delivered"}, 1},
-		{"router", "msgrouter_delivery_attempts_total", []string{"destination_type", cams.TypeHTTPEndpoint, "outcome", "delivered"}, 2},
-		{"router", "msgrouter_delivery_duration_seconds", []string{"destination_type", cams.TypeHTTPEndpoint}, 3},
+		{"router", "msgrouter_delivery_attempts_total", []string{"destination_type", mapping.TypeNATSSubject, "outcome", "delivered"}, 1},
+		{"router", "msgrouter_delivery_attempts_total", []string{"destination_type", mapping.TypeHTTPEndpoint, "outcome", "delivered"}, 2},
+		{"router", "msgrouter_delivery_duration_seconds", []string{"destination_type", mapping.TypeHTTPEndpoint}, 3},
 		{"router", "msgrouter_deliveries_total", []string{"outcome", "delivered"}, 3},
-		{"router", "msgrouter_deliveries_total", []string{"destination_type", cams.TypeHTTPEndpoint, "outcome", "dead_lettered"}, 1},
+		{"router", "msgrouter_deliveries_total", []string{"destination_type", mapping.TypeHTTPEndpoint, "outcome", "dead_lettered"}, 1},
 		{"router", "msgrouter_dead_letters_total", []string{"reason", "DESTINATION_GONE"}, 1},
 		{"router", "msgrouter_dead_letters_total", []string{"reason", "MAX_ATTEMPTS_EXCEEDED"}, 1},
-		{"router", "msgrouter_delivery_attempts_total", []string{"destination_type", cams.TypeHTTPEndpoint, "outcome", "failed"}, 3},
+		{"router", "msgrouter_delivery_attempts_total", []string{"destination_type", mapping.TypeHTTPEndpoint, "outcome", "failed"}, 3},
 		// The failing inbox's breaker opened, and its retry waited behind it.
 		{"router", "msgrouter_breaker_transitions_total", []string{"breaker", "http", "to", "open"}, 1},
 		{"router", "msgrouter_outbox_waits_total", []string{"reason", "breaker_open"}, 1},
-		{"router", "msgrouter_end_to_end_seconds", []string{"destination_type", cams.TypeNATSSubject}, 1},
-		{"router", "msgrouter_end_to_end_seconds", []string{"destination_type", cams.TypeHTTPEndpoint}, 2},
+		{"router", "msgrouter_end_to_end_seconds", []string{"destination_type", mapping.TypeNATSSubject}, 1},
+		{"router", "msgrouter_end_to_end_seconds", []string{"destination_type", mapping.TypeHTTPEndpoint}, 2},
 		// Consumer lag from JetStream, read at scrape time.
 		{"router", "msgrouter_consumer_pending_messages", nil, 0},
 		{"router", "msgrouter_consumer_ack_pending_messages", nil, 0},

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 const timestampRE = `^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$`
@@ -23,8 +23,8 @@ func TestPipeline(t *testing.T) {
 	// Characters DESIGN §2 says must survive every hop.
 	natsAgent := "agent-sales.eu/ü+1@example.com"
 	httpAgent := "agent-støtte/2+x@example.com"
-	s.register("", natsAgent, cams.TypeNATSSubject, "inbox.sales")
-	s.register("", httpAgent, cams.TypeHTTPEndpoint, s.hooks.url("/hook"))
+	s.register("", natsAgent, mapping.TypeNATSSubject, "inbox.sales")
+	s.register("", httpAgent, mapping.TypeHTTPEndpoint, s.hooks.url("/hook"))
 
 	// The payload keeps its exact bytes: big integers, long decimals, escapes.
 	const payload = `{"command":"processData","value":12345678901234567890123,"pi":3.14159265358979323846264338327950288,"s":"a\u0000b"}`
@@ -42,7 +42,7 @@ func TestPipeline(t *testing.T) {
 		require.Equal(t, "DELIVERED", v.Status, "lastError %q", v.LastError)
 		require.Equal(t, natsAgent, v.AIAgentAddress)
 		require.NotNil(t, v.Destination)
-		require.Equal(t, cams.TypeNATSSubject, v.Destination.Type)
+		require.Equal(t, mapping.TypeNATSSubject, v.Destination.Type)
 		require.Equal(t, "inbox.sales", v.Destination.Name)
 		require.Equal(t, 1, v.Attempts)
 
@@ -67,7 +67,7 @@ func TestPipeline(t *testing.T) {
 		id := s.send("", msg(httpAgent, "crm-msg-http"))
 		v := s.waitFinal("", id)
 		require.Equal(t, "DELIVERED", v.Status, "lastError %q", v.LastError)
-		require.Equal(t, cams.TypeHTTPEndpoint, v.Destination.Type)
+		require.Equal(t, mapping.TypeHTTPEndpoint, v.Destination.Type)
 
 		got := s.hooks.received(id)
 		require.Len(t, got, 1)

@@ -10,7 +10,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // TestOneTrace sends a request that carries a caller's traceparent and checks the
@@ -27,7 +27,7 @@ func TestOneTrace(t *testing.T) {
 		require.NoError(t, tp.Shutdown(context.Background()))
 	})
 	s := start(t, sysOptions{tp: tp})
-	s.register("", "traced@example.com", cams.TypeHTTPEndpoint, s.hooks.url("/traced"))
+	s.register("", "traced@example.com", mapping.TypeHTTPEndpoint, s.hooks.url("/traced"))
 
 	const (
 		callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/routing"
 )
 
@@ -74,7 +74,7 @@ type holds struct {
 type heldAgent struct {
 	mu       sync.Mutex
 	checked  time.Time // last lookup
-	m        *cams.Mapping
+	m        *mapping.Mapping
 	lastHeld time.Time // last time a message was held for it
 }
 
@@ -90,13 +90,13 @@ func (h *holds) get(address string) *heldAgent {
 	return h.agents[address]
 }
 
-func isHold(m *cams.Mapping, err error) bool {
-	return err == nil && m != nil && m.Status == cams.StatusInactive && m.InactivePolicy == cams.InactivePolicyHold
+func isHold(m *mapping.Mapping, err error) bool {
+	return err == nil && m != nil && m.Status == mapping.StatusInactive && m.InactivePolicy == mapping.InactivePolicyHold
 }
 
 // lookupAgent returns the agent's mapping through the CAMS cache; an agent under
 // hold is looked up at most once per HoldCheck.
-func (d *Dispatcher) lookupAgent(ctx context.Context, address string) (*cams.Mapping, error) {
+func (d *Dispatcher) lookupAgent(ctx context.Context, address string) (*mapping.Mapping, error) {
 	if h := d.holds.get(address); h != nil {
 		h.mu.Lock()
 		defer h.mu.Unlock()
@@ -105,7 +105,7 @@ func (d *Dispatcher) lookupAgent(ctx context.Context, address string) (*cams.Map
 		}
 		m, err := d.cfg.Lookup(ctx, address)
 		h.checked = time.Now()
-		if err != nil && !errors.Is(err, cams.ErrNotFound) {
+		if err != nil && !errors.Is(err, mapping.ErrNotFound) {
 			if h.m != nil {
 				return h.m, nil // CAMS cannot say: the agent stays as last seen
 			}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/backoff"
 	"github.com/msgrouter/msgrouter/internal/breaker"
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/delivery"
 	"github.com/msgrouter/msgrouter/internal/routing"
 )
@@ -34,7 +34,7 @@ type Breakers interface {
 }
 
 // LookupFunc looks an agent up in CAMS.
-type LookupFunc func(ctx context.Context, address string) (*cams.Mapping, error)
+type LookupFunc func(ctx context.Context, address string) (*mapping.Mapping, error)
 
 // Config configures a Dispatcher.
 type Config struct {
@@ -87,7 +87,7 @@ type Config struct {
 	// InboxAuth returns an agent's inbox credentials for each HTTP attempt, looked
 	// up at delivery time (never stored in the outbox; DESIGN §4); nil = none. An
 	// error makes the row wait, like Secrets. Nil func = no credentials.
-	InboxAuth func(ctx context.Context, address string) (*cams.InboxAuth, error)
+	InboxAuth func(ctx context.Context, address string) (*mapping.InboxAuth, error)
 }
 
 func (c *Config) withDefaults() {
@@ -472,13 +472,13 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 		d.route(j)
 		return
 	}
-	if err := cams.ValidateInbox(j.DestType, j.DestName); err != nil {
+	if err := mapping.ValidateInbox(j.DestType, j.DestName); err != nil {
 		// A route stored before it was refused (an older router, DESIGN §4): never
 		// publish to a system subject or the router's own.
 		d.finish(j, Result{Kind: Rejected, Reason: routing.ReasonConfigError, Error: err.Error()})
 		return
 	}
-	if j.DestType == cams.TypeHTTPEndpoint && j.AgentSecrets && !j.haveSecrets && d.cfg.Secrets != nil {
+	if j.DestType == mapping.TypeHTTPEndpoint && j.AgentSecrets && !j.haveSecrets && d.cfg.Secrets != nil {
 		secrets, err := d.cfg.Secrets(d.ctx, j.Address)
 		if err != nil {
 			d.m.waits.WithLabelValues("cams_unavailable").Inc()
@@ -487,7 +487,7 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 		}
 		j.SigningSecrets, j.haveSecrets = secrets, true
 	}
-	if j.DestType == cams.TypeHTTPEndpoint && d.cfg.InboxAuth != nil {
+	if j.DestType == mapping.TypeHTTPEndpoint && d.cfg.InboxAuth != nil {
 		a, err := d.cfg.InboxAuth(d.ctx, j.Address)
 		if err != nil {
 			d.m.waits.WithLabelValues("cams_unavailable").Inc()

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 	"github.com/msgrouter/msgrouter/internal/outbox"
 	"github.com/msgrouter/msgrouter/internal/pgtext"
@@ -64,7 +64,7 @@ func (a *admin) get(w http.ResponseWriter, r *http.Request) {
 // user name and replaces the password by "***"). DESIGN §6: credentials never leave
 // the router.
 func maskView(v *outbox.View) {
-	if v.Destination == nil || v.Destination.Type != cams.TypeHTTPEndpoint {
+	if v.Destination == nil || v.Destination.Type != mapping.TypeHTTPEndpoint {
 		return
 	}
 	u, err := url.Parse(v.Destination.Name)

@@ -17,21 +17,21 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // agentCAMS is a fake CAMS for the agent-aware tests: mappings can be changed,
 // deleted or made unanswerable mid-test, and it counts lookups per address.
 type agentCAMS struct {
 	mu      sync.Mutex
-	agents  map[string]cams.Mapping
+	agents  map[string]mapping.Mapping
 	lookups map[string]int
 	down    atomic.Bool
 	srv     *httptest.Server
 }
 
 func newAgentCAMS(t *testing.T) *agentCAMS {
-	f := &agentCAMS{agents: map[string]cams.Mapping{}, lookups: map[string]int{}}
+	f := &agentCAMS{agents: map[string]mapping.Mapping{}, lookups: map[string]int{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		addr, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/v1/agent-inboxes/"))
 		if err != nil {
@@ -62,7 +62,7 @@ func (f *agentCAMS) set(addr, typ, inbox, status, policy string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now().UTC()
-	f.agents[addr] = cams.Mapping{AIAgentAddress: addr, InboxDestinationType: typ, InboxName: inbox, Status: status,
+	f.agents[addr] = mapping.Mapping{AIAgentAddress: addr, InboxDestinationType: typ, InboxName: inbox, Status: status,
 		InactivePolicy: policy, RegistrationTimestamp: now, LastUpdatedTimestamp: now}
 }
 
@@ -153,7 +153,7 @@ func TestRetryFollowsCAMS(t *testing.T) {
 		e, fc := setupAgents(t, nil)
 		old := newRecorder(t)
 		old.fail.Store(true)
-		fc.set("gone", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusActive, "")
+		fc.set("gone", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusActive, "")
 		id := uuid.NewString()
 		e.publish(body("gone", `{}`), id)
 		e.waitAttempts(id, 1)
@@ -166,11 +166,11 @@ func TestRetryFollowsCAMS(t *testing.T) {
 		e, fc := setupAgents(t, nil)
 		old := newRecorder(t)
 		old.fail.Store(true)
-		fc.set("sleepy", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusActive, "")
+		fc.set("sleepy", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusActive, "")
 		id := uuid.NewString()
 		e.publish(body("sleepy", `{}`), id)
 		e.waitAttempts(id, 1)
-		fc.set("sleepy", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusInactive, "")
+		fc.set("sleepy", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusInactive, "")
 		v := e.waitStatus(id, "REJECTED")
 		require.Equal(t, "AGENT_INACTIVE", v.Reason)
 	})
@@ -179,11 +179,11 @@ func TestRetryFollowsCAMS(t *testing.T) {
 		e, fc := setupAgents(t, nil)
 		in := newRecorder(t)
 		in.fail.Store(true)
-		fc.set("napper", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusActive, cams.InactivePolicyHold)
+		fc.set("napper", mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusActive, mapping.InactivePolicyHold)
 		id := uuid.NewString()
 		e.publish(body("napper", `{}`), id)
 		e.waitAttempts(id, 1)
-		fc.set("napper", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusInactive, cams.InactivePolicyHold)
+		fc.set("napper", mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusInactive, mapping.InactivePolicyHold)
 		v := e.waitReason(id, "AGENT_INACTIVE")
 		require.Equal(t, "PENDING", v.Status)
 		held := v.Attempts
@@ -191,7 +191,7 @@ func TestRetryFollowsCAMS(t *testing.T) {
 		calls, _ := in.snapshot()
 		_, v = e.get(id)
 		require.Equal(t, held, v.Attempts, "held: no attempts while INACTIVE")
-		fc.set("napper", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusActive, cams.InactivePolicyHold)
+		fc.set("napper", mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusActive, mapping.InactivePolicyHold)
 		v = e.waitStatus(id, "DELIVERED")
 		require.Equal(t, held+1, v.Attempts)
 		after, _ := in.snapshot()
@@ -202,11 +202,11 @@ func TestRetryFollowsCAMS(t *testing.T) {
 		e, fc := setupAgents(t, nil)
 		old := newRecorder(t)
 		old.fail.Store(true)
-		fc.set("mover", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusActive, "")
+		fc.set("mover", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusActive, "")
 		id := uuid.NewString()
 		e.publish(body("mover", `{}`), id)
 		e.waitAttempts(id, 2)
-		fc.set("mover", cams.TypeNATSSubject, "inbox.moved", cams.StatusActive, "")
+		fc.set("mover", mapping.TypeNATSSubject, "inbox.moved", mapping.StatusActive, "")
 		movedAt := time.Now()
 		v := e.waitStatus(id, "DELIVERED")
 		require.Equal(t, "NATS_SUBJECT", v.Destination.Type)
@@ -228,7 +228,7 @@ func TestRetryFollowsCAMS(t *testing.T) {
 		e, fc := setupAgents(t, map[string]string{"BREAKER_OPEN_TIMEOUT": "30s"})
 		old := newRecorder(t)
 		old.fail.Store(true)
-		fc.set("known", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusActive, "")
+		fc.set("known", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusActive, "")
 		id := uuid.NewString()
 		e.publish(body("known", `{}`), id)
 		e.waitAttempts(id, 1)
@@ -294,7 +294,7 @@ func TestOrderingKeysKeepOrderUnderFailures(t *testing.T) {
 	t.Parallel()
 	e, fc := setupAgents(t, map[string]string{"DELIVERY_BACKOFF_INITIAL": "5ms", "DELIVERY_BACKOFF_MAX": "30ms"})
 	srv, log := orderedInbox(t, 0.3, nil)
-	fc.set("ordered", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+	fc.set("ordered", mapping.TypeHTTPEndpoint, srv.URL, mapping.StatusActive, "")
 	// A second replica on the same stream and database.
 	second := &env{t: t, nats: e.nats, js: e.js, nc: e.nc, inbox: e.inbox, cfg: e.cfg}
 	second.start()
@@ -331,7 +331,7 @@ func TestFailingKeyBlocksOnlyItself(t *testing.T) {
 	t.Parallel()
 	e, fc := setupAgents(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "4", "DELIVERY_BACKOFF_INITIAL": "300ms", "DELIVERY_BACKOFF_MAX": "300ms"})
 	srv, _ := orderedInbox(t, 0, func(k string, i int) bool { return k == "stuck" && i == 0 })
-	fc.set("agent", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+	fc.set("agent", mapping.TypeHTTPEndpoint, srv.URL, mapping.StatusActive, "")
 	head, behind := uuid.NewString(), uuid.NewString()
 	e.publish(keyed("agent", "stuck", 0, time.Time{}), head)
 	e.publish(keyed("agent", "stuck", 1, time.Time{}), behind)
@@ -362,11 +362,11 @@ func TestReplayGoesToBackOfKey(t *testing.T) {
 	var failFirst atomic.Bool
 	failFirst.Store(true)
 	srv, log := orderedInbox(t, 0, func(k string, i int) bool { return i == 0 && k == "q" && failFirst.Swap(false) })
-	fc.set("rq", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+	fc.set("rq", mapping.TypeHTTPEndpoint, srv.URL, mapping.StatusActive, "")
 	first := uuid.NewString()
 	e.publish(keyed("rq", "q", 0, time.Time{}), first)
 	e.waitStatus(first, "DEAD_LETTERED")
-	fc.set("rq", cams.TypeHTTPEndpoint, srv.URL, cams.StatusInactive, cams.InactivePolicyHold) // park the key
+	fc.set("rq", mapping.TypeHTTPEndpoint, srv.URL, mapping.StatusInactive, mapping.InactivePolicyHold) // park the key
 	var later []string
 	for i := 1; i <= 3; i++ {
 		id := uuid.NewString()
@@ -378,7 +378,7 @@ func TestReplayGoesToBackOfKey(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
-	fc.set("rq", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+	fc.set("rq", mapping.TypeHTTPEndpoint, srv.URL, mapping.StatusActive, "")
 	e.waitStatus(first, "DELIVERED")
 	for _, id := range later {
 		e.waitStatus(id, "DELIVERED")
@@ -403,7 +403,7 @@ func (e *env) waitReason(id, reason string) view {
 func TestHoldForInactiveAgent(t *testing.T) {
 	t.Parallel()
 	e, fc := setupAgents(t, nil)
-	fc.set("held", cams.TypeNATSSubject, "inbox.held", cams.StatusInactive, cams.InactivePolicyHold)
+	fc.set("held", mapping.TypeNATSSubject, "inbox.held", mapping.StatusInactive, mapping.InactivePolicyHold)
 	const n = 25
 	var ids []string
 	for i := range n {
@@ -435,7 +435,7 @@ func TestHoldForInactiveAgent(t *testing.T) {
 	got := fc.lookupsOf("held") - base
 	require.LessOrEqual(t, got, 2*int(elapsed/(2*time.Second))+2, "CAMS lookups while holding %d messages for %s", n, elapsed)
 
-	fc.set("held", cams.TypeNATSSubject, "inbox.held", cams.StatusActive, cams.InactivePolicyHold)
+	fc.set("held", mapping.TypeNATSSubject, "inbox.held", mapping.StatusActive, mapping.InactivePolicyHold)
 	reactivated := time.Now()
 	for _, id := range ids {
 		v := e.waitStatus(id, "DELIVERED")
@@ -466,7 +466,7 @@ func TestHoldForInactiveAgent(t *testing.T) {
 func TestHoldMaxAgeDeadLetters(t *testing.T) {
 	t.Parallel()
 	e, fc := setupAgents(t, map[string]string{"HOLD_MAX_AGE": "2s"})
-	fc.set("never", cams.TypeNATSSubject, "inbox.never", cams.StatusInactive, cams.InactivePolicyHold)
+	fc.set("never", mapping.TypeNATSSubject, "inbox.never", mapping.StatusInactive, mapping.InactivePolicyHold)
 	id := uuid.NewString()
 	e.publish(body("never", `{}`), id)
 	e.waitReason(id, "AGENT_INACTIVE")
@@ -483,7 +483,7 @@ func TestExpiry(t *testing.T) {
 	t.Run("atRouting", func(t *testing.T) {
 		t.Parallel()
 		e, fc := setupAgents(t, nil)
-		fc.set("x", cams.TypeNATSSubject, "inbox.x", cams.StatusActive, "")
+		fc.set("x", mapping.TypeNATSSubject, "inbox.x", mapping.StatusActive, "")
 		id := uuid.NewString()
 		e.publish(keyed("x", "", 0, time.Now().Add(-time.Second)), id) // a direct producer
 		v := e.waitStatus(id, "DEAD_LETTERED")
@@ -500,7 +500,7 @@ func TestExpiry(t *testing.T) {
 		e, fc := setupAgents(t, nil)
 		in := newRecorder(t)
 		in.fail.Store(true)
-		fc.set("x", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusActive, "")
+		fc.set("x", mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusActive, "")
 		id := uuid.NewString()
 		exp := time.Now().Add(1500 * time.Millisecond)
 		e.publish(keyed("x", "", 0, exp), id)
@@ -513,7 +513,7 @@ func TestExpiry(t *testing.T) {
 	t.Run("held", func(t *testing.T) {
 		t.Parallel()
 		e, fc := setupAgents(t, nil)
-		fc.set("x", cams.TypeNATSSubject, "inbox.x", cams.StatusInactive, cams.InactivePolicyHold)
+		fc.set("x", mapping.TypeNATSSubject, "inbox.x", mapping.StatusInactive, mapping.InactivePolicyHold)
 		id := uuid.NewString()
 		e.publish(keyed("x", "", 0, time.Now().Add(1500*time.Millisecond)), id)
 		e.waitReason(id, "AGENT_INACTIVE")
@@ -526,7 +526,7 @@ func TestExpiry(t *testing.T) {
 		e, fc := setupAgents(t, map[string]string{"BREAKER_FAILURES": "1", "BREAKER_OPEN_TIMEOUT": "1m"})
 		in := newRecorder(t)
 		in.fail.Store(true)
-		fc.set("x", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusActive, "")
+		fc.set("x", mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusActive, "")
 		opener := uuid.NewString()
 		e.publish(body("x", `{}`), opener)
 		e.waitAttempts(opener, 1) // the breaker is open now, for a minute
@@ -540,7 +540,7 @@ func TestExpiry(t *testing.T) {
 		t.Parallel()
 		e, fc := setupAgents(t, nil)
 		srv, _ := orderedInbox(t, 0, func(k string, i int) bool { return i == 0 })
-		fc.set("x", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+		fc.set("x", mapping.TypeHTTPEndpoint, srv.URL, mapping.StatusActive, "")
 		e.publish(keyed("x", "k", 0, time.Time{}), uuid.NewString())
 		id := uuid.NewString()
 		e.publish(keyed("x", "k", 1, time.Now().Add(1500*time.Millisecond)), id)
@@ -554,7 +554,7 @@ func TestExpiry(t *testing.T) {
 func TestAdminOrderingKeyFilter(t *testing.T) {
 	t.Parallel()
 	e, fc := setupAgents(t, nil)
-	fc.set("f", cams.TypeNATSSubject, "inbox.f", cams.StatusActive, "")
+	fc.set("f", mapping.TypeNATSSubject, "inbox.f", mapping.StatusActive, "")
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
 	a, b := uuid.NewString(), uuid.NewString()
 	e.publish(keyed("f", "alpha", 0, exp), a)

@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // TestCAMSFailingForSomeAddressesDoesNotStallOthers (issue 8 item 6, DESIGN §4):
@@ -43,8 +43,8 @@ func TestCAMSFailingForSomeAddressesDoesNotStallOthers(t *testing.T) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(cams.Mapping{AIAgentAddress: addr, InboxDestinationType: cams.TypeNATSSubject,
-			InboxName: "inbox." + strings.NewReplacer("@", "_", ".", "_").Replace(addr), Status: cams.StatusActive})
+		_ = json.NewEncoder(w).Encode(mapping.Mapping{AIAgentAddress: addr, InboxDestinationType: mapping.TypeNATSSubject,
+			InboxName: "inbox." + strings.NewReplacer("@", "_", ".", "_").Replace(addr), Status: mapping.StatusActive})
 	}))
 	t.Cleanup(fake.Close)
 	e := setup(t, map[string]string{

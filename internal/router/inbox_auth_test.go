@@ -18,7 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/bench/apiclient"
+	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/router"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
@@ -95,15 +96,14 @@ func TestInboxAuth(t *testing.T) {
 	ctx := context.Background()
 	var camsLogs, routerLogs syncBuffer
 	camsReg := prometheus.NewRegistry()
-	camsH := cams.NewHandler(cams.HandlerConfig{
-		Store:  cams.NewStore(pgtest.New(t)),
+	camsH := camsserver.NewHandler(camsserver.HandlerConfig{
+		Store:  camsserver.NewStore(pgtest.New(t)),
 		Logger: slog.New(slog.NewJSONHandler(&camsLogs, &slog.HandlerOptions{Level: slog.LevelDebug})), Registerer: camsReg,
 	})
 	camsSrv := httptest.NewServer(camsH)
 	t.Cleanup(camsSrv.Close)
-	client, err := cams.NewClient(cams.ClientConfig{BaseURL: camsSrv.URL})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Close() })
+	client := apiclient.New(10*time.Second, 2)
+	client.CAMSURL = camsSrv.URL
 
 	const ttl = time.Second
 	e := setup(t, map[string]string{"CAMS_API_URL": camsSrv.URL, "CAMS_CACHE_TTL": ttl.String(), "LOG_LEVEL": "debug", "DELIVERY_MAX_ATTEMPTS": "100"},
@@ -118,16 +118,16 @@ func TestInboxAuth(t *testing.T) {
 		"refused":  "planted-refused-" + uuid.NewString(),
 	}
 	sig := "whsec_" + base64.StdEncoding.EncodeToString([]byte("planted-signing-key-0123456789"))
-	register := func(addr string, auth *cams.InboxAuth, secrets []string) {
+	register := func(addr string, auth *apiclient.InboxAuth, secrets []string) {
 		t.Helper()
-		_, err := client.Create(ctx, cams.Mapping{AIAgentAddress: addr, InboxDestinationType: cams.TypeHTTPEndpoint,
+		_, err := client.CreateAgent(ctx, &apiclient.Agent{AIAgentAddress: addr, InboxDestinationType: apiclient.TypeHTTPEndpoint,
 			InboxName: inbox.srv.URL + "/" + addr, InboxAuth: auth, SigningSecrets: secrets})
 		require.NoError(t, err)
 	}
 	register("plain", nil, []string{sig})
-	register("bearer", &cams.InboxAuth{Type: cams.AuthBearer, Token: planted["bearer"]}, []string{sig})
-	register("header", &cams.InboxAuth{Type: cams.AuthHeader, Name: "X-API-Key", Value: planted["header"]}, []string{sig})
-	register("basic", &cams.InboxAuth{Type: cams.AuthBasic, Username: "agent-user", Password: planted["password"]}, []string{sig})
+	register("bearer", &apiclient.InboxAuth{Type: "BEARER", Token: planted["bearer"]}, []string{sig})
+	register("header", &apiclient.InboxAuth{Type: "HEADER", Name: "X-API-Key", Value: planted["header"]}, []string{sig})
+	register("basic", &apiclient.InboxAuth{Type: "BASIC", Username: "agent-user", Password: planted["password"]}, []string{sig})
 
 	send := func(addr string) string {
 		id := uuid.NewString()
@@ -161,7 +161,7 @@ func TestInboxAuth(t *testing.T) {
 
 	// A credentials change in CAMS applies within CAMS_CACHE_TTL (plus the time a
 	// message takes): no restart, nothing stored by the router.
-	_, err = client.Update(ctx, "bearer", map[string]any{"inboxAuth": map[string]any{"type": "BEARER", "token": planted["rotated"]}})
+	_, err := client.UpdateAgent(ctx, "bearer", &apiclient.AgentUpdate{InboxAuth: &apiclient.InboxAuth{Type: "BEARER", Token: planted["rotated"]}})
 	require.NoError(t, err)
 	changed := time.Now()
 	require.Eventually(t, func() bool {
@@ -173,7 +173,7 @@ func TestInboxAuth(t *testing.T) {
 	t.Logf("new credentials in use %s after the change (CAMS_CACHE_TTL %s)", time.Since(changed).Round(10*time.Millisecond), ttl)
 
 	// 401 with credentials, 403 without: failed attempts that say why.
-	register("refused", &cams.InboxAuth{Type: cams.AuthBearer, Token: planted["refused"]}, nil)
+	register("refused", &apiclient.InboxAuth{Type: "BEARER", Token: planted["refused"]}, nil)
 	register("forbidden", nil, nil)
 	inbox.mu.Lock()
 	inbox.status["/refused"], inbox.status["/forbidden"] = http.StatusUnauthorized, http.StatusForbidden

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // TestSystemSubjectInboxIsConfigError (issue 8 item 5, DESIGN §4): a mapping whose
@@ -26,9 +26,9 @@ func TestSystemSubjectInboxIsConfigError(t *testing.T) {
 		"replier": "_INBOX.x",
 	}
 	for addr, subject := range bad {
-		e.cams.set(addr, cams.TypeNATSSubject, subject, cams.StatusActive)
+		e.cams.set(addr, mapping.TypeNATSSubject, subject, mapping.StatusActive)
 	}
-	e.cams.set("good", cams.TypeNATSSubject, "inbox.good", cams.StatusActive)
+	e.cams.set("good", mapping.TypeNATSSubject, "inbox.good", mapping.StatusActive)
 
 	var goodIDs []string
 	for range 10 {
@@ -69,7 +69,7 @@ func TestStoredSystemRouteIsNeverDelivered(t *testing.T) {
 	e := setup(t, nil)
 	ctx := context.Background()
 	// No stream captures "nocapture.a": every attempt fails and is retried.
-	e.cams.set("agent", cams.TypeNATSSubject, "nocapture.a", cams.StatusActive)
+	e.cams.set("agent", mapping.TypeNATSSubject, "nocapture.a", mapping.StatusActive)
 	id := uuid.NewString()
 	e.publish(body("agent", `{}`), id)
 	require.Eventually(t, func() bool {
@@ -101,7 +101,7 @@ func TestStoredSystemRouteIsNeverDelivered(t *testing.T) {
 func TestInboxPointingAtCAMSIsForbidden(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
-	e.cams.set("sneaky", cams.TypeHTTPEndpoint, e.cams.srv.URL+"/v1/agent-inboxes", cams.StatusActive)
+	e.cams.set("sneaky", mapping.TypeHTTPEndpoint, e.cams.srv.URL+"/v1/agent-inboxes", mapping.StatusActive)
 	id := uuid.NewString()
 	e.publish(body("sneaky", `{"aiAgentAddress":"evil","inboxDestinationType":"NATS_SUBJECT","inboxName":"x.y"}`), id)
 	v := e.waitStatus(id, "DEAD_LETTERED")

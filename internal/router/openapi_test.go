@@ -11,7 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/testutil/openapitest"
 )
 
@@ -25,8 +25,8 @@ func TestOpenAPIDocumentMatchesResponses(t *testing.T) {
 
 	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) }))
 	t.Cleanup(gone.Close)
-	e.cams.set("agent-a@example.com", cams.TypeNATSSubject, "inbox.a", cams.StatusActive)
-	e.cams.set("agent-gone@example.com", cams.TypeHTTPEndpoint, gone.URL, cams.StatusActive)
+	e.cams.set("agent-a@example.com", mapping.TypeNATSSubject, "inbox.a", mapping.StatusActive)
+	e.cams.set("agent-gone@example.com", mapping.TypeHTTPEndpoint, gone.URL, mapping.StatusActive)
 	delivered, dead, rejected := uuid.NewString(), uuid.NewString(), uuid.NewString()
 	e.publish(body("agent-a@example.com", `{"n":1}`), delivered)
 	e.publish(body("agent-gone@example.com", `{"n":2}`), dead)

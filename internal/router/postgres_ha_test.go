@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/router"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
@@ -60,7 +60,7 @@ func TestMultiHostDatabaseURL(t *testing.T) {
 func TestRouterRunsOnMultiHostURL(t *testing.T) {
 	t.Parallel()
 	e := setup(t, map[string]string{"DATABASE_URL": multiHostURL(t, "sslmode=disable&target_session_attrs=read-write")})
-	e.cams.set("agent-ha", cams.TypeNATSSubject, "inbox.ha", cams.StatusActive)
+	e.cams.set("agent-ha", mapping.TypeNATSSubject, "inbox.ha", mapping.StatusActive)
 	id := uuid.NewString()
 	e.publish(body("agent-ha", `{"n":1}`), id)
 	e.waitStatus(id, "DELIVERED")

@@ -21,7 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/consumer"
 	"github.com/msgrouter/msgrouter/internal/router"
@@ -33,14 +33,14 @@ import (
 // fakeCAMS is an external CAMS whose answers and failures tests control.
 type fakeCAMS struct {
 	mu       sync.Mutex
-	agents   map[string]cams.Mapping
+	agents   map[string]mapping.Mapping
 	down     atomic.Bool // answer 503
 	requests atomic.Int64
 	srv      *httptest.Server
 }
 
 func newFakeCAMS(t *testing.T) *fakeCAMS {
-	f := &fakeCAMS{agents: map[string]cams.Mapping{}}
+	f := &fakeCAMS{agents: map[string]mapping.Mapping{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.requests.Add(1)
 		if f.down.Load() {
@@ -71,7 +71,7 @@ func (f *fakeCAMS) set(addr, typ, inbox, status string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now().UTC()
-	f.agents[addr] = cams.Mapping{AIAgentAddress: addr, InboxDestinationType: typ, InboxName: inbox, Status: status,
+	f.agents[addr] = mapping.Mapping{AIAgentAddress: addr, InboxDestinationType: typ, InboxName: inbox, Status: status,
 		RegistrationTimestamp: now, LastUpdatedTimestamp: now}
 }
 
@@ -246,7 +246,7 @@ func TestDeliversToNATSInbox(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
 	addr := "agent-sales@example.com/é+%"
-	e.cams.set(addr, cams.TypeNATSSubject, "inbox.sales", cams.StatusActive)
+	e.cams.set(addr, mapping.TypeNATSSubject, "inbox.sales", mapping.StatusActive)
 	id := uuid.NewString()
 	payload := `{"big":12345678901234567890123,"dec":0.1000000000000000055511151231257827,"s":"\u0000é"}`
 	e.publish(fmt.Sprintf(`{"aiAgentAddress":%q,"payload":%s,"senderMetadata":{"serviceName":"crm","correlationId":"c-1"}}`, addr, payload), id)
@@ -283,7 +283,7 @@ func TestDeliversToHTTPInbox(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer inbox.Close()
-	e.cams.set("agent-http", cams.TypeHTTPEndpoint, inbox.URL+"/in", cams.StatusActive)
+	e.cams.set("agent-http", mapping.TypeHTTPEndpoint, inbox.URL+"/in", mapping.StatusActive)
 	id := uuid.NewString()
 	e.publish(body("agent-http", `{"n":1}`), id)
 	e.waitStatus(id, "DELIVERED")
@@ -299,8 +299,8 @@ func TestDeliversToHTTPInbox(t *testing.T) {
 func TestRejections(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
-	e.cams.set("inactive", cams.TypeNATSSubject, "inbox.x", cams.StatusInactive)
-	e.cams.set("broken", cams.TypeNATSSubject, "inbox.*", cams.StatusActive)
+	e.cams.set("inactive", mapping.TypeNATSSubject, "inbox.x", mapping.StatusInactive)
+	e.cams.set("broken", mapping.TypeNATSSubject, "inbox.*", mapping.StatusActive)
 	cases := map[string]struct{ body, reason string }{
 		"unknown":  {body("nobody", `{}`), "AGENT_NOT_FOUND"},
 		"inactive": {body("inactive", `{}`), "AGENT_INACTIVE"},
@@ -333,7 +333,7 @@ func TestRejections(t *testing.T) {
 func TestDirectProducerIDs(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
-	e.cams.set("a", cams.TypeNATSSubject, "inbox.a", cams.StatusActive)
+	e.cams.set("a", mapping.TypeNATSSubject, "inbox.a", mapping.StatusActive)
 	// A Nats-Msg-Id that is not a UUID is hashed into one; the same header twice
 	// (beyond JetStream's dedupe, here: a second stream message) is one message.
 	e.publish(body("a", `{"k":1}`), "order-17")
@@ -360,7 +360,7 @@ func TestRetriesThenDelivers(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer inbox.Close()
-	e.cams.set("flaky", cams.TypeHTTPEndpoint, inbox.URL, cams.StatusActive)
+	e.cams.set("flaky", mapping.TypeHTTPEndpoint, inbox.URL, mapping.StatusActive)
 	id := uuid.NewString()
 	e.publish(body("flaky", `{}`), id)
 	v := e.waitStatus(id, "DELIVERED")
@@ -382,7 +382,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer inbox.Close()
-	e.cams.set("dl", cams.TypeHTTPEndpoint, inbox.URL, cams.StatusActive)
+	e.cams.set("dl", mapping.TypeHTTPEndpoint, inbox.URL, mapping.StatusActive)
 	id := uuid.NewString()
 	e.publish(body("dl", `{}`), id)
 	v := e.waitStatus(id, "DEAD_LETTERED")
@@ -415,7 +415,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 func TestCAMSOutageLosesNothing(t *testing.T) {
 	t.Parallel()
 	e := setup(t, map[string]string{"BREAKER_FAILURES": "2"})
-	e.cams.set("c", cams.TypeNATSSubject, "inbox.c", cams.StatusActive)
+	e.cams.set("c", mapping.TypeNATSSubject, "inbox.c", mapping.StatusActive)
 	e.cams.down.Store(true)
 	var ids []string
 	for range 20 {
@@ -440,7 +440,7 @@ func TestCAMSOutageLosesNothing(t *testing.T) {
 func TestRestartLosesNothing(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
-	e.cams.set("r", cams.TypeNATSSubject, "inbox.r", cams.StatusActive)
+	e.cams.set("r", mapping.TypeNATSSubject, "inbox.r", mapping.StatusActive)
 	// The INBOX stream drops copies with a Nats-Msg-Id it has seen, so it would
 	// hide duplicate deliveries: count every publish on the subject instead.
 	var seenMu sync.Mutex
@@ -553,7 +553,7 @@ func TestLostAckIsHarmless(t *testing.T) {
 			}
 		},
 	})
-	e.cams.set("a", cams.TypeNATSSubject, "inbox.a", cams.StatusActive)
+	e.cams.set("a", mapping.TypeNATSSubject, "inbox.a", mapping.StatusActive)
 	id := uuid.NewString()
 	e.publish(body("a", `{}`), id)
 	e.waitStatus(id, "DELIVERED")
@@ -592,7 +592,7 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestRecreatedStreamDoesNotReuseIDs(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
-	e.cams.set("s", cams.TypeNATSSubject, "inbox.s", cams.StatusActive)
+	e.cams.set("s", mapping.TypeNATSSubject, "inbox.s", mapping.StatusActive)
 	e.publish(body("s", `{"n":1}`), "") // no Nats-Msg-Id, no senderProvidedMessageId
 	require.Eventually(t, func() bool { return len(e.inboxMsgs("inbox.s")) == 1 }, 20*time.Second, 20*time.Millisecond)
 	first := e.inboxMsgs("inbox.s")[0].Headers().Get("messageId")
@@ -632,8 +632,8 @@ func TestSlowInboxDoesNotBlockOthers(t *testing.T) {
 	}))
 	defer slow.Close()
 	defer close(release)
-	e.cams.set("slow", cams.TypeHTTPEndpoint, slow.URL, cams.StatusActive)
-	e.cams.set("fast", cams.TypeNATSSubject, "inbox.fast", cams.StatusActive)
+	e.cams.set("slow", mapping.TypeHTTPEndpoint, slow.URL, mapping.StatusActive)
+	e.cams.set("fast", mapping.TypeNATSSubject, "inbox.fast", mapping.StatusActive)
 
 	var slowIDs []string
 	for range 10 {

@@ -22,6 +22,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/backoff"
 	"github.com/msgrouter/msgrouter/internal/breaker"
 	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/console"
 	"github.com/msgrouter/msgrouter/internal/consumer"
@@ -128,8 +129,8 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	dispatcher := outbox.New(outbox.Config{
 		Store: store,
 		Deliverer: delivery.Router{
-			cams.TypeNATSSubject:  delivery.NewNATS(js),
-			cams.TypeHTTPEndpoint: httpDeliverer,
+			mapping.TypeNATSSubject:  delivery.NewNATS(js),
+			mapping.TypeHTTPEndpoint: httpDeliverer,
 		},
 		Breakers: breaker.NewSet(breaker.Settings{
 			Failures: uint32(cfg.BreakerFailures), OpenTimeout: cfg.BreakerOpenTimeout, Metrics: breakerMetrics,

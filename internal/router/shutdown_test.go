@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // Shutdown while Postgres does not answer (DESIGN §8.4; issue 8, item 8): the
@@ -21,7 +21,7 @@ import (
 func TestShutdownBoundedWhilePostgresHangs(t *testing.T) {
 	t.Parallel()
 	e := setup(t, map[string]string{"SHUTDOWN_TIMEOUT": "1s"})
-	e.cams.set("p", cams.TypeNATSSubject, "inbox.p", cams.StatusActive)
+	e.cams.set("p", mapping.TypeNATSSubject, "inbox.p", mapping.StatusActive)
 	warm := uuid.NewString()
 	e.publish(body("p", `{"warm":true}`), warm)
 	e.waitStatus(warm, "DELIVERED")

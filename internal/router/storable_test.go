@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/consumer"
 	"github.com/msgrouter/msgrouter/internal/router"
 )
@@ -133,8 +133,8 @@ func TestUnstorableTextFailsNoBatch(t *testing.T) {
 	t.Parallel()
 	rec := &batchRecorder{}
 	e := setup(t, nil, router.Options{WrapHandler: rec.wrap})
-	e.cams.set("ok", cams.TypeNATSSubject, "inbox.ok", cams.StatusActive)
-	e.cams.set("cams-nul", cams.TypeHTTPEndpoint, "http://inbox.example/\x00in", cams.StatusActive)
+	e.cams.set("ok", mapping.TypeNATSSubject, "inbox.ok", mapping.StatusActive)
+	e.cams.set("cams-nul", mapping.TypeHTTPEndpoint, "http://inbox.example/\x00in", mapping.StatusActive)
 
 	poison := map[string]struct{ body, reason string }{
 		"NUL in correlationId": {`{"aiAgentAddress":"ok","payload":{},"senderMetadata":{"correlationId":"a\u0000b"}}`, "INVALID_MESSAGE"},
@@ -191,7 +191,7 @@ func TestPostgresRefusingARowFailsNoBatch(t *testing.T) {
 	t.Parallel()
 	rec := &batchRecorder{}
 	e := setup(t, nil, router.Options{WrapHandler: rec.wrap})
-	e.cams.set("ok", cams.TypeNATSSubject, "inbox.ok", cams.StatusActive)
+	e.cams.set("ok", mapping.TypeNATSSubject, "inbox.ok", mapping.StatusActive)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
 	require.NoError(t, err)
@@ -253,9 +253,9 @@ func TestHostileInboxErrorBodyDeadLetters(t *testing.T) {
 		return srv
 	}
 	good := newCountingInbox(t)
-	e.cams.set("bad-1", cams.TypeHTTPEndpoint, badInbox("E").URL, cams.StatusActive)
-	e.cams.set("bad-2", cams.TypeHTTPEndpoint, badInbox("EE").URL, cams.StatusActive)
-	e.cams.set("good", cams.TypeHTTPEndpoint, good.srv.URL, cams.StatusActive)
+	e.cams.set("bad-1", mapping.TypeHTTPEndpoint, badInbox("E").URL, mapping.StatusActive)
+	e.cams.set("bad-2", mapping.TypeHTTPEndpoint, badInbox("EE").URL, mapping.StatusActive)
+	e.cams.set("good", mapping.TypeHTTPEndpoint, good.srv.URL, mapping.StatusActive)
 
 	badIDs := []string{uuid.NewString(), uuid.NewString()}
 	var goodIDs []string
@@ -295,7 +295,7 @@ func TestSameIDTwiceInOneBatchDeliveredOnce(t *testing.T) {
 	rec := &batchRecorder{}
 	e := setup(t, nil, router.Options{WrapHandler: rec.wrap})
 	inbox := newCountingInbox(t)
-	e.cams.set("a", cams.TypeHTTPEndpoint, inbox.srv.URL, cams.StatusActive)
+	e.cams.set("a", mapping.TypeHTTPEndpoint, inbox.srv.URL, mapping.StatusActive)
 	const n = 20
 	e.backlog(func() {
 		for range 2 {
@@ -322,8 +322,8 @@ func TestSameIDTwiceInOneBatchDeliveredOnce(t *testing.T) {
 func TestIdempotencyConflictsCounted(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
-	e.cams.set("a", cams.TypeNATSSubject, "inbox.a", cams.StatusActive)
-	e.cams.set("b", cams.TypeNATSSubject, "inbox.b", cams.StatusActive)
+	e.cams.set("a", mapping.TypeNATSSubject, "inbox.a", mapping.StatusActive)
+	e.cams.set("b", mapping.TypeNATSSubject, "inbox.b", mapping.StatusActive)
 	msg := func(addr, payload, key string) string {
 		return fmt.Sprintf(`{"aiAgentAddress":%q,"payload":%s,"senderMetadata":{"serviceName":"crm","senderProvidedMessageId":%q}}`, addr, payload, key)
 	}
@@ -363,8 +363,8 @@ func TestAdminHidesInboxCredentials(t *testing.T) {
 	deadURL := dead.URL
 	dead.Close() // connection refused: the client's error quotes the URL
 	withCreds := func(u string) string { return strings.Replace(u, "http://", "http://agent-user:s3cret%40x@", 1) }
-	e.cams.set("up", cams.TypeHTTPEndpoint, withCreds(inbox.srv.URL)+"/in", cams.StatusActive)
-	e.cams.set("down", cams.TypeHTTPEndpoint, withCreds(deadURL)+"/in", cams.StatusActive)
+	e.cams.set("up", mapping.TypeHTTPEndpoint, withCreds(inbox.srv.URL)+"/in", mapping.StatusActive)
+	e.cams.set("down", mapping.TypeHTTPEndpoint, withCreds(deadURL)+"/in", mapping.StatusActive)
 	up, down := uuid.NewString(), uuid.NewString()
 	e.publish(body("up", `{}`), up)
 	e.publish(body("down", `{}`), down)
@@ -413,7 +413,7 @@ func TestAdminRefusesUnstorableFilters(t *testing.T) {
 func TestTransientTakeoverErrorIsRetriedNotRejected(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
-	e.cams.set("ok", cams.TypeNATSSubject, "inbox.ok", cams.StatusActive)
+	e.cams.set("ok", mapping.TypeNATSSubject, "inbox.ok", mapping.StatusActive)
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
 	require.NoError(t, err)

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/router"
 	"github.com/msgrouter/msgrouter/internal/stream"
 )
@@ -92,7 +92,7 @@ func TestStreamRebuiltUnderTwoReplicasReusesNoIDs(t *testing.T) {
 		const name = "msgrouter_router_duplicates_total"
 		return gathered(t, e.reg, name) + gathered(t, second, name)
 	}
-	e.cams.set("s", cams.TypeNATSSubject, "inbox.s", cams.StatusActive)
+	e.cams.set("s", mapping.TypeNATSSubject, "inbox.s", mapping.StatusActive)
 	const n = 40
 	publishPhase := func(phase int) {
 		for i := range n {

@@ -19,7 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/consumer"
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/outbox"
@@ -30,7 +30,7 @@ import (
 
 // Lookup is the CAMS client as the takeover uses it.
 type Lookup interface {
-	Lookup(ctx context.Context, address string) (*cams.Mapping, error)
+	Lookup(ctx context.Context, address string) (*mapping.Mapping, error)
 	Available() bool
 }
 

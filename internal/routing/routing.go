@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // Rejection reasons of the contract.
@@ -20,7 +20,7 @@ const (
 
 // Decision is where a message goes, or why it does not.
 type Decision struct {
-	DestType       string // cams.TypeNATSSubject or cams.TypeHTTPEndpoint when routed
+	DestType       string // mapping.TypeNATSSubject or mapping.TypeHTTPEndpoint when routed
 	DestName       string
 	SigningSecrets []string
 	Reason         string // non-empty when rejected
@@ -39,11 +39,11 @@ func (d Decision) Rejected() bool { return d.Reason != "" }
 var ErrTransient = errors.New("agent lookup failed transiently")
 
 // Decide maps a CAMS lookup result onto a Decision. lookupErr is the lookup's error:
-// cams.ErrNotFound rejects; any other error is transient and returned wrapped in
+// mapping.ErrNotFound rejects; any other error is transient and returned wrapped in
 // ErrTransient.
-func Decide(m *cams.Mapping, lookupErr error) (Decision, error) {
+func Decide(m *mapping.Mapping, lookupErr error) (Decision, error) {
 	switch {
-	case errors.Is(lookupErr, cams.ErrNotFound):
+	case errors.Is(lookupErr, mapping.ErrNotFound):
 		return Decision{Reason: ReasonAgentNotFound, Detail: "CAMS has no mapping for this address"}, nil
 	case lookupErr != nil:
 		return Decision{}, fmt.Errorf("%w: %w", ErrTransient, lookupErr)
@@ -51,22 +51,22 @@ func Decide(m *cams.Mapping, lookupErr error) (Decision, error) {
 		return Decision{}, fmt.Errorf("%w: empty CAMS answer", ErrTransient)
 	}
 	switch m.Status {
-	case cams.StatusActive:
-	case cams.StatusInactive:
-		if m.InactivePolicy != cams.InactivePolicyHold {
+	case mapping.StatusActive:
+	case mapping.StatusInactive:
+		if m.InactivePolicy != mapping.InactivePolicyHold {
 			return Decision{Reason: ReasonAgentInactive, Detail: "the agent is INACTIVE in CAMS"}, nil
 		}
 	default:
 		return reject("unknown status %q", m.Status), nil
 	}
-	// The same rule as the reference CAMS's 400 (cams.ValidateInbox): CAMS may be
+	// The same rule as the reference CAMS's 400 (mapping.ValidateInbox): CAMS may be
 	// another implementation, so a system subject, the router's own subject or a
 	// malformed inbox is refused here too.
-	if err := cams.ValidateInbox(m.InboxDestinationType, m.InboxName); err != nil {
+	if err := mapping.ValidateInbox(m.InboxDestinationType, m.InboxName); err != nil {
 		return reject("%v", err), nil
 	}
 	return Decision{DestType: m.InboxDestinationType, DestName: m.InboxName, SigningSecrets: m.SigningSecrets,
-		Hold: m.Status == cams.StatusInactive}, nil
+		Hold: m.Status == mapping.StatusInactive}, nil
 }
 
 func reject(format string, args ...any) Decision {

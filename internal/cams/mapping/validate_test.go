@@ -1,7 +1,6 @@
-package cams
+package mapping
 
 import (
-	"net/http"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -41,24 +40,4 @@ func TestValidateSubjectRefusesSystemSubjects(t *testing.T) {
 	for _, s := range agentSubjects {
 		require.NoError(t, ValidateInbox(TypeNATSSubject, s), s)
 	}
-}
-
-// TestServerRefusesSystemSubjects: the reference CAMS answers 400 to a mapping, new
-// or updated, whose NATS inbox is a system subject, and stores nothing.
-func TestServerRefusesSystemSubjects(t *testing.T) {
-	t.Parallel()
-	b := setupServer(t, "")
-	ok := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
-		"aiAgentAddress": "existing", "inboxDestinationType": TypeNATSSubject, "inboxName": "agents.existing",
-	}, "")
-	require.Equal(t, http.StatusCreated, ok.status, "%s", ok.body)
-	for _, s := range systemSubjects {
-		b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
-			"aiAgentAddress": "a@x", "inboxDestinationType": TypeNATSSubject, "inboxName": s,
-		}, "").requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
-		b.call(t, "PUT", agentPath("existing"), map[string]any{"inboxName": s}, "").
-			requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
-	}
-	b.call(t, "GET", agentPath("a@x"), nil, "").requireError(t, http.StatusNotFound, "NOT_FOUND")
-	require.Equal(t, "agents.existing", b.call(t, "GET", agentPath("existing"), nil, "").mapping(t).InboxName)
 }

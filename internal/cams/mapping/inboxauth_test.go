@@ -1,4 +1,4 @@
-package cams
+package mapping
 
 import (
 	"testing"

@@ -1,4 +1,4 @@
-package cams
+package camsserver
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
 
@@ -125,6 +126,10 @@ func dotSegments(next http.Handler) http.Handler {
 	})
 }
 
+func invalidf(field, format string, args ...any) error {
+	return &mapping.ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
 // readJSON reads a JSON object body of at most MaxBodyBytes into v, answering 413 or
 // 400 itself when it cannot. Unknown fields are ignored.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
@@ -152,7 +157,7 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 // fail answers err: validation 400, unknown 404, duplicate 409, anything else 500
 // (logged here, once).
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, address string, err error) {
-	var ve *ValidationError
+	var ve *mapping.ValidationError
 	switch {
 	case errors.As(err, &ve):
 		httpapi.WriteError(w, http.StatusBadRequest, httpapi.CodeInvalidRequest, ve.Error())
@@ -197,7 +202,7 @@ func (req *mappingRequest) patch(r *http.Request) (Patch, error) {
 	case bytes.Equal(raw, []byte("null")):
 		p.ClearInboxAuth = true
 	default:
-		var a InboxAuth
+		var a mapping.InboxAuth
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&a); err != nil {
@@ -214,20 +219,6 @@ func (req *mappingRequest) patch(r *http.Request) (Patch, error) {
 func includeSecrets(r *http.Request) bool {
 	v, _ := strconv.ParseBool(r.URL.Query().Get("includeSecrets"))
 	return v
-}
-
-// Masked returns a copy of m with every secret replaced by Masked (DESIGN §4): what
-// every CAMS answer shows, except the router's includeSecrets=true lookup.
-func (m Mapping) Masked() Mapping {
-	if len(m.SigningSecrets) > 0 {
-		s := make([]string, len(m.SigningSecrets))
-		for i := range s {
-			s[i] = Masked
-		}
-		m.SigningSecrets = s
-	}
-	m.InboxAuth = m.InboxAuth.masked()
-	return m
 }
 
 // updatedBy defaults to the name of the caller's admin key, so the registry says who
@@ -260,7 +251,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	m := Mapping{Status: StatusActive, InactivePolicy: InactivePolicyReject}
+	m := mapping.Mapping{Status: mapping.StatusActive, InactivePolicy: mapping.InactivePolicyReject}
 	if req.AIAgentAddress != nil {
 		m.AIAgentAddress = *req.AIAgentAddress
 	}
@@ -281,7 +272,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	}
 	h.log.InfoContext(r.Context(), "agent registered", "ai_agent_address", out.AIAgentAddress,
 		"inbox_destination_type", out.InboxDestinationType, "status", out.Status, "updated_by", out.UpdatedBy)
-	w.Header().Set("Location", inboxesPrefix+escapeAddress(out.AIAgentAddress))
+	w.Header().Set("Location", inboxesPrefix+mapping.EscapeAddress(out.AIAgentAddress))
 	httpapi.WriteJSON(w, http.StatusCreated, out.Masked())
 }
 
@@ -323,8 +314,8 @@ func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
 // ListPage is the body of GET /v1/agent-inboxes. NextCursor is absent on the last
 // page.
 type ListPage struct {
-	Items      []Mapping `json:"items"`
-	NextCursor string    `json:"nextCursor,omitempty"`
+	Items      []mapping.Mapping `json:"items"`
+	NextCursor string            `json:"nextCursor,omitempty"`
 }
 
 // Cursors are opaque to clients: the last address of the page, base64url-encoded so
@@ -365,7 +356,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, "", err)
 		return
 	}
-	page := ListPage{Items: make([]Mapping, len(items))}
+	page := ListPage{Items: make([]mapping.Mapping, len(items))}
 	for i, m := range items {
 		page.Items[i] = m.Masked()
 	}
@@ -411,7 +402,7 @@ func (h *Handler) parseHealth(req *healthRequest, rep *HealthReport) error {
 		return invalidf("aiAgentAddress", "is required")
 	}
 	switch req.Status {
-	case HealthHealthy, HealthUnhealthy:
+	case mapping.HealthHealthy, mapping.HealthUnhealthy:
 	default:
 		return invalidf("status", "%q is not HEALTHY or UNHEALTHY", req.Status)
 	}
@@ -423,7 +414,7 @@ func (h *Handler) parseHealth(req *healthRequest, rep *HealthReport) error {
 			}
 			rep.Details = buf.String()
 		}
-		if err := validateText("details", rep.Details, MaxDetailsBytes); err != nil {
+		if err := mapping.ValidateText("details", rep.Details, mapping.MaxDetailsBytes); err != nil {
 			return err
 		}
 	}

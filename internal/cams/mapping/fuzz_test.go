@@ -1,10 +1,10 @@
-package cams_test
+package mapping_test
 
 import (
 	"encoding/json"
 	"testing"
 
-	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // FuzzMappingDecode feeds arbitrary CAMS answers to the decoder the router relies
@@ -22,7 +22,7 @@ func FuzzMappingDecode(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var m cams.Mapping
+		var m mapping.Mapping
 		if err := json.Unmarshal(data, &m); err != nil {
 			return
 		}
@@ -33,7 +33,7 @@ func FuzzMappingDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("a valid mapping does not encode: %v", err)
 		}
-		var again cams.Mapping
+		var again mapping.Mapping
 		if err := json.Unmarshal(out, &again); err != nil {
 			t.Fatalf("re-decoding %s: %v", out, err)
 		}

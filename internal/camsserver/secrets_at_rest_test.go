@@ -1,4 +1,4 @@
-package cams
+package camsserver
 
 import (
 	"bytes"
@@ -15,10 +15,16 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/migrate"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
+
+// whsec is a Standard Webhooks secret with an n-byte key.
+func whsec(n int) string {
+	return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'k'}, n))
+}
 
 func newKey(t *testing.T) []byte {
 	k := make([]byte, SecretsKeyBytes)
@@ -50,13 +56,13 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 
 	token, sig, plainSig := "bearer-planted-7c2e", whsec(32), whsec(48)
 	a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
-		"aiAgentAddress": "enc@x", "inboxDestinationType": TypeHTTPEndpoint, "inboxName": "https://a.example/in",
+		"aiAgentAddress": "enc@x", "inboxDestinationType": mapping.TypeHTTPEndpoint, "inboxName": "https://a.example/in",
 		"inboxAuth": map[string]any{"type": "BEARER", "token": token}, "signingSecrets": []string{sig},
 	}, "")
 	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
 	// A row written before the key was set: plain text, still readable.
-	_, err = NewStore(pool).Create(ctx, Mapping{AIAgentAddress: "plain@x", InboxDestinationType: TypeHTTPEndpoint,
-		InboxName: "https://a.example/p", Status: StatusActive, InactivePolicy: InactivePolicyReject, SigningSecrets: []string{plainSig}})
+	_, err = NewStore(pool).Create(ctx, mapping.Mapping{AIAgentAddress: "plain@x", InboxDestinationType: mapping.TypeHTTPEndpoint,
+		InboxName: "https://a.example/p", Status: mapping.StatusActive, InactivePolicy: mapping.InactivePolicyReject, SigningSecrets: []string{plainSig}})
 	require.NoError(t, err)
 
 	raw := func(addr string) (secrets []string, auth *string) {

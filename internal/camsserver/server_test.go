@@ -1,4 +1,4 @@
-package cams
+package camsserver
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
@@ -54,9 +55,9 @@ func (a answer) json(t *testing.T) map[string]any {
 	return m
 }
 
-func (a answer) mapping(t *testing.T) Mapping {
+func (a answer) mapping(t *testing.T) mapping.Mapping {
 	t.Helper()
-	var m Mapping
+	var m mapping.Mapping
 	require.NoError(t, json.Unmarshal(a.body, &m), "body: %s", a.body)
 	return m
 }
@@ -97,7 +98,7 @@ func (b *serverBundle) call(t *testing.T, method, path string, body any, key str
 	return answer{status: resp.StatusCode, header: resp.Header, body: data}
 }
 
-func agentPath(address string) string { return "/v1/agent-inboxes/" + escapeAddress(address) }
+func agentPath(address string) string { return "/v1/agent-inboxes/" + mapping.EscapeAddress(address) }
 
 var timestampRE = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
 
@@ -107,7 +108,7 @@ func TestServerCRUD(t *testing.T) {
 	addr := "agent-sales@example.com"
 
 	created := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
-		"aiAgentAddress": addr, "inboxDestinationType": TypeNATSSubject, "inboxName": "agents.sales.inbox",
+		"aiAgentAddress": addr, "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "agents.sales.inbox",
 		"description": "Sales agent", "ownerTeam": "Sales", "updatedBy": "admin",
 		"registrationTimestamp": "1999-01-01T00:00:00Z", // server-owned: ignored
 	}, "")
@@ -117,7 +118,7 @@ func TestServerCRUD(t *testing.T) {
 	require.Regexp(t, timestampRE, raw["registrationTimestamp"])
 	require.Regexp(t, timestampRE, raw["lastUpdatedTimestamp"])
 	m := created.mapping(t)
-	require.Equal(t, StatusActive, m.Status, "status defaults to ACTIVE")
+	require.Equal(t, mapping.StatusActive, m.Status, "status defaults to ACTIVE")
 	require.Equal(t, "Sales", m.OwnerTeam)
 	require.WithinDuration(t, time.Now(), m.RegistrationTimestamp, time.Minute)
 
@@ -126,7 +127,7 @@ func TestServerCRUD(t *testing.T) {
 	require.Equal(t, m, got.mapping(t))
 
 	b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
-		"aiAgentAddress": addr, "inboxDestinationType": TypeNATSSubject, "inboxName": "other",
+		"aiAgentAddress": addr, "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "other",
 	}, "").requireError(t, http.StatusConflict, "CONFLICT")
 
 	// Partial update: only description changes, the timestamp moves.
@@ -140,14 +141,14 @@ func TestServerCRUD(t *testing.T) {
 	require.True(t, um.LastUpdatedTimestamp.After(m.LastUpdatedTimestamp))
 
 	// The result must still validate: switching the type alone leaves a subject as URL.
-	b.call(t, "PUT", agentPath(addr), map[string]any{"inboxDestinationType": TypeHTTPEndpoint}, "").
+	b.call(t, "PUT", agentPath(addr), map[string]any{"inboxDestinationType": mapping.TypeHTTPEndpoint}, "").
 		requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
 	sw := b.call(t, "PUT", agentPath(addr), map[string]any{
-		"inboxDestinationType": TypeHTTPEndpoint, "inboxName": "https://agents.example.com/sales",
+		"inboxDestinationType": mapping.TypeHTTPEndpoint, "inboxName": "https://agents.example.com/sales",
 		"signingSecrets": []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"},
 	}, "")
 	require.Equal(t, http.StatusOK, sw.status, "%s", sw.body)
-	require.Equal(t, []string{Masked}, sw.mapping(t).SigningSecrets, "masked in answers")
+	require.Equal(t, []string{mapping.Masked}, sw.mapping(t).SigningSecrets, "masked in answers")
 	require.Equal(t, []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"},
 		b.call(t, "GET", agentPath(addr)+"?includeSecrets=true", nil, "").mapping(t).SigningSecrets)
 	cleared := b.call(t, "PUT", agentPath(addr), map[string]any{"signingSecrets": []string{}}, "").mapping(t)
@@ -169,11 +170,11 @@ func TestServerValidation(t *testing.T) {
 	t.Parallel()
 	b := setupServer(t, "")
 	valid := func(edit func(m map[string]any)) map[string]any {
-		m := map[string]any{"aiAgentAddress": "a@x", "inboxDestinationType": TypeNATSSubject, "inboxName": "agents.a"}
+		m := map[string]any{"aiAgentAddress": "a@x", "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "agents.a"}
 		edit(m)
 		return m
 	}
-	long := strings.Repeat("x", MaxTextBytes+1)
+	long := strings.Repeat("x", mapping.MaxTextBytes+1)
 	cases := map[string]any{
 		"no address":          valid(func(m map[string]any) { delete(m, "aiAgentAddress") }),
 		"empty address":       valid(func(m map[string]any) { m["aiAgentAddress"] = "" }),
@@ -190,19 +191,19 @@ func TestServerValidation(t *testing.T) {
 		"subject leading dot": valid(func(m map[string]any) { m["inboxName"] = ".agents" }),
 		"subject space":       valid(func(m map[string]any) { m["inboxName"] = "agents. a" }),
 		"url as subject ok?": valid(func(m map[string]any) {
-			m["inboxDestinationType"] = TypeHTTPEndpoint
+			m["inboxDestinationType"] = mapping.TypeHTTPEndpoint
 			m["inboxName"] = "agents.a"
 		}),
 		"relative url": valid(func(m map[string]any) {
-			m["inboxDestinationType"] = TypeHTTPEndpoint
+			m["inboxDestinationType"] = mapping.TypeHTTPEndpoint
 			m["inboxName"] = "/hook"
 		}),
 		"ftp url": valid(func(m map[string]any) {
-			m["inboxDestinationType"] = TypeHTTPEndpoint
+			m["inboxDestinationType"] = mapping.TypeHTTPEndpoint
 			m["inboxName"] = "ftp://x.example/hook"
 		}),
 		"url without host": valid(func(m map[string]any) {
-			m["inboxDestinationType"] = TypeHTTPEndpoint
+			m["inboxDestinationType"] = mapping.TypeHTTPEndpoint
 			m["inboxName"] = "https:///hook"
 		}),
 		"bad status":         valid(func(m map[string]any) { m["status"] = "active" }),
@@ -243,14 +244,14 @@ func TestServerValidation(t *testing.T) {
 		body := valid(func(m map[string]any) {
 			m["aiAgentAddress"] = strings.Repeat("é", 128) // 256 bytes
 			m["whatever"] = map[string]any{"x": 1}
-			m["description"] = strings.Repeat("d", MaxTextBytes)
-			m["inboxDestinationType"] = TypeHTTPEndpoint
+			m["description"] = strings.Repeat("d", mapping.MaxTextBytes)
+			m["inboxDestinationType"] = mapping.TypeHTTPEndpoint
 			m["inboxName"] = "HTTPS://agents.example.com:8443/hooks/a?x=1"
-			m["status"] = StatusInactive
+			m["status"] = mapping.StatusInactive
 		})
 		a := b.call(t, "POST", "/v1/agent-inboxes", body, "")
 		require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
-		require.Equal(t, StatusInactive, a.mapping(t).Status)
+		require.Equal(t, mapping.StatusInactive, a.mapping(t).Status)
 	})
 }
 
@@ -271,7 +272,7 @@ func TestServerPagination(t *testing.T) {
 			addr = "Zeta" // byte order: upper case sorts before lower case
 		}
 		want = append(want, addr)
-		a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{"aiAgentAddress": addr, "inboxDestinationType": TypeNATSSubject, "inboxName": fmt.Sprintf("agents.n%d", i)}, "")
+		a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{"aiAgentAddress": addr, "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": fmt.Sprintf("agents.n%d", i)}, "")
 		require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
 	}
 	sort.Strings(want) // Go sorts strings by bytes, as the "C" collation does
@@ -326,7 +327,7 @@ func TestServerOddAddresses(t *testing.T) {
 	t.Parallel()
 	b := setupServer(t, "")
 	for i, addr := range oddAddresses {
-		a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{"aiAgentAddress": addr, "inboxDestinationType": TypeNATSSubject, "inboxName": fmt.Sprintf("agents.odd%d", i)}, "")
+		a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{"aiAgentAddress": addr, "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": fmt.Sprintf("agents.odd%d", i)}, "")
 		require.Equal(t, http.StatusCreated, a.status, "%q: %s", addr, a.body)
 	}
 	for i, addr := range oddAddresses {
@@ -349,10 +350,10 @@ func TestServerHealthCheck(t *testing.T) {
 	t.Parallel()
 	b := setupServer(t, "")
 	create := func(addr, status string) {
-		a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{"aiAgentAddress": addr, "inboxDestinationType": TypeNATSSubject, "inboxName": "agents.h", "status": status}, "")
+		a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{"aiAgentAddress": addr, "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "agents.h", "status": status}, "")
 		require.Equal(t, http.StatusOK/100, a.status/100, "%s", a.body)
 	}
-	report := func(body map[string]any) Mapping {
+	report := func(body map[string]any) mapping.Mapping {
 		t.Helper()
 		a := b.call(t, "POST", "/v1/agent-health-check", body, "")
 		require.Equal(t, http.StatusOK, a.status, "%s", a.body)
@@ -360,57 +361,57 @@ func TestServerHealthCheck(t *testing.T) {
 	}
 
 	t.Run("unhealthy deactivates, healthy reactivates", func(t *testing.T) {
-		create("h1", StatusActive)
-		m := report(map[string]any{"aiAgentAddress": "h1", "status": HealthUnhealthy, "details": "disk full"})
-		require.Equal(t, StatusInactive, m.Status)
+		create("h1", mapping.StatusActive)
+		m := report(map[string]any{"aiAgentAddress": "h1", "status": mapping.HealthUnhealthy, "details": "disk full"})
+		require.Equal(t, mapping.StatusInactive, m.Status)
 		require.NotNil(t, m.Health)
-		require.Equal(t, HealthUnhealthy, m.Health.Status)
+		require.Equal(t, mapping.HealthUnhealthy, m.Health.Status)
 		require.Equal(t, "disk full", m.Health.Details)
 		require.True(t, m.Health.InactiveByHealthCheck)
 		require.Equal(t, "health-check", m.UpdatedBy)
 		require.WithinDuration(t, time.Now(), m.Health.ReportedAt, time.Minute)
 
-		m = report(map[string]any{"aiAgentAddress": "h1", "status": HealthHealthy, "details": map[string]any{"latencyMs": 12}})
-		require.Equal(t, StatusActive, m.Status)
+		m = report(map[string]any{"aiAgentAddress": "h1", "status": mapping.HealthHealthy, "details": map[string]any{"latencyMs": 12}})
+		require.Equal(t, mapping.StatusActive, m.Status)
 		require.False(t, m.Health.InactiveByHealthCheck)
 		require.JSONEq(t, `{"latencyMs":12}`, m.Health.Details)
 		require.Equal(t, m, b.call(t, "GET", agentPath("h1"), nil, "").mapping(t), "stored")
 	})
 	t.Run("an admin's INACTIVE is not overridden", func(t *testing.T) {
-		create("h2", StatusInactive)
-		require.Equal(t, StatusInactive, report(map[string]any{"aiAgentAddress": "h2", "status": HealthHealthy}).Status)
-		require.Equal(t, StatusInactive, report(map[string]any{"aiAgentAddress": "h2", "status": HealthUnhealthy}).Status)
-		require.Equal(t, StatusInactive, report(map[string]any{"aiAgentAddress": "h2", "status": HealthHealthy}).Status)
+		create("h2", mapping.StatusInactive)
+		require.Equal(t, mapping.StatusInactive, report(map[string]any{"aiAgentAddress": "h2", "status": mapping.HealthHealthy}).Status)
+		require.Equal(t, mapping.StatusInactive, report(map[string]any{"aiAgentAddress": "h2", "status": mapping.HealthUnhealthy}).Status)
+		require.Equal(t, mapping.StatusInactive, report(map[string]any{"aiAgentAddress": "h2", "status": mapping.HealthHealthy}).Status)
 
 		// Deactivated by a health check, then confirmed INACTIVE by an admin.
-		create("h3", StatusActive)
-		report(map[string]any{"aiAgentAddress": "h3", "status": HealthUnhealthy})
-		require.Equal(t, http.StatusOK, b.call(t, "PUT", agentPath("h3"), map[string]any{"status": StatusInactive}, "").status)
-		require.Equal(t, StatusInactive, report(map[string]any{"aiAgentAddress": "h3", "status": HealthHealthy}).Status)
+		create("h3", mapping.StatusActive)
+		report(map[string]any{"aiAgentAddress": "h3", "status": mapping.HealthUnhealthy})
+		require.Equal(t, http.StatusOK, b.call(t, "PUT", agentPath("h3"), map[string]any{"status": mapping.StatusInactive}, "").status)
+		require.Equal(t, mapping.StatusInactive, report(map[string]any{"aiAgentAddress": "h3", "status": mapping.HealthHealthy}).Status)
 	})
 	t.Run("stale reports change nothing", func(t *testing.T) {
-		create("h4", StatusActive)
+		create("h4", mapping.StatusActive)
 		now := time.Now().UTC()
-		m := report(map[string]any{"aiAgentAddress": "h4", "status": HealthUnhealthy, "timestamp": FormatTime(now)})
-		require.Equal(t, StatusInactive, m.Status)
+		m := report(map[string]any{"aiAgentAddress": "h4", "status": mapping.HealthUnhealthy, "timestamp": mapping.FormatTime(now)})
+		require.Equal(t, mapping.StatusInactive, m.Status)
 		require.Equal(t, now.Truncate(time.Millisecond), m.Health.ReportedAt)
-		m = report(map[string]any{"aiAgentAddress": "h4", "status": HealthHealthy, "timestamp": FormatTime(now.Add(-time.Minute))})
-		require.Equal(t, StatusInactive, m.Status, "an older HEALTHY must not reactivate")
-		require.Equal(t, HealthUnhealthy, m.Health.Status)
+		m = report(map[string]any{"aiAgentAddress": "h4", "status": mapping.HealthHealthy, "timestamp": mapping.FormatTime(now.Add(-time.Minute))})
+		require.Equal(t, mapping.StatusInactive, m.Status, "an older HEALTHY must not reactivate")
+		require.Equal(t, mapping.HealthUnhealthy, m.Health.Status)
 		// A report from the future is taken as now, so it cannot block later ones.
-		m = report(map[string]any{"aiAgentAddress": "h4", "status": HealthHealthy, "timestamp": FormatTime(now.Add(time.Hour))})
-		require.Equal(t, StatusActive, m.Status)
+		m = report(map[string]any{"aiAgentAddress": "h4", "status": mapping.HealthHealthy, "timestamp": mapping.FormatTime(now.Add(time.Hour))})
+		require.Equal(t, mapping.StatusActive, m.Status)
 		require.WithinDuration(t, time.Now(), m.Health.ReportedAt, time.Minute)
 	})
 	t.Run("errors", func(t *testing.T) {
-		b.call(t, "POST", "/v1/agent-health-check", map[string]any{"aiAgentAddress": "nobody", "status": HealthHealthy}, "").
+		b.call(t, "POST", "/v1/agent-health-check", map[string]any{"aiAgentAddress": "nobody", "status": mapping.HealthHealthy}, "").
 			requireError(t, http.StatusNotFound, "NOT_FOUND")
 		for _, body := range []any{
 			map[string]any{"aiAgentAddress": "h1", "status": "SICK"},
 			map[string]any{"aiAgentAddress": "h1"},
-			map[string]any{"status": HealthHealthy},
-			map[string]any{"aiAgentAddress": "h1", "status": HealthHealthy, "timestamp": "yesterday"},
-			map[string]any{"aiAgentAddress": "h1", "status": HealthHealthy, "details": strings.Repeat("x", MaxDetailsBytes+1)},
+			map[string]any{"status": mapping.HealthHealthy},
+			map[string]any{"aiAgentAddress": "h1", "status": mapping.HealthHealthy, "timestamp": "yesterday"},
+			map[string]any{"aiAgentAddress": "h1", "status": mapping.HealthHealthy, "details": strings.Repeat("x", mapping.MaxDetailsBytes+1)},
 			`{"aiAgentAddress": `,
 		} {
 			b.call(t, "POST", "/v1/agent-health-check", body, "").requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
@@ -421,7 +422,7 @@ func TestServerHealthCheck(t *testing.T) {
 func TestServerAuth(t *testing.T) {
 	t.Parallel()
 	b := setupServer(t, "ops:s3cret,bare-key")
-	body := map[string]any{"aiAgentAddress": "a@x", "inboxDestinationType": TypeNATSSubject, "inboxName": "agents.a"}
+	body := map[string]any{"aiAgentAddress": "a@x", "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "agents.a"}
 
 	none := b.call(t, "POST", "/v1/agent-inboxes", body, "")
 	none.requireError(t, http.StatusUnauthorized, "UNAUTHORIZED")
@@ -462,7 +463,7 @@ func TestServerOperations(t *testing.T) {
 	require.Equal(t, "ok", ready.json(t)["dependencies"].(map[string]any)["postgres"])
 
 	require.Equal(t, http.StatusCreated, b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
-		"aiAgentAddress": "secret-agent@x", "inboxDestinationType": TypeNATSSubject, "inboxName": "agents.a"}, "").status)
+		"aiAgentAddress": "secret-agent@x", "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "agents.a"}, "").status)
 	b.call(t, "GET", agentPath("secret-agent@x"), nil, "")
 	b.call(t, "GET", agentPath("nobody@x"), nil, "")
 	b.call(t, "GET", "/no/such/route", nil, "")
@@ -516,4 +517,41 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 			require.True(t, served[method+" "+path], "openapi.json documents %s %s, which is not served", method, path)
 		}
 	}
+}
+
+// systemSubjects are NATS subjects that belong to the system itself (DESIGN §4):
+// no mapping may point an agent's inbox at them.
+var systemSubjects = []string{
+	"$JS.API.STREAM.PURGE.ROUTER_MESSAGES",
+	"$JS.API.STREAM.DELETE.ROUTER_MESSAGES",
+	"$JS.ACK.ROUTER_MESSAGES.router.1.1.1.1.0",
+	"$KV.bucket.key",
+	"$O.store.chunks",
+	"$SYS.REQ.SERVER.PING",
+	"$G",
+	"_INBOX.abc",
+	"_INBOX",
+	"router.messages",
+	"router.messages.crm",
+	"router.messages.a.b.c",
+}
+
+// TestServerRefusesSystemSubjects: the reference CAMS answers 400 to a mapping, new
+// or updated, whose NATS inbox is a system subject, and stores nothing.
+func TestServerRefusesSystemSubjects(t *testing.T) {
+	t.Parallel()
+	b := setupServer(t, "")
+	ok := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
+		"aiAgentAddress": "existing", "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "agents.existing",
+	}, "")
+	require.Equal(t, http.StatusCreated, ok.status, "%s", ok.body)
+	for _, s := range systemSubjects {
+		b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
+			"aiAgentAddress": "a@x", "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": s,
+		}, "").requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
+		b.call(t, "PUT", agentPath("existing"), map[string]any{"inboxName": s}, "").
+			requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
+	}
+	b.call(t, "GET", agentPath("a@x"), nil, "").requireError(t, http.StatusNotFound, "NOT_FOUND")
+	require.Equal(t, "agents.existing", b.call(t, "GET", agentPath("existing"), nil, "").mapping(t).InboxName)
 }

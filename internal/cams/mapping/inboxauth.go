@@ -1,9 +1,9 @@
-package cams
+package mapping
 
 import (
 	"encoding/base64"
 	"log/slog"
-	"net/http"
+	"net/textproto"
 	"strings"
 	"unicode/utf8"
 )
@@ -50,7 +50,7 @@ func (a *InboxAuth) Header() (name, value string, ok bool) {
 	case AuthBasic:
 		return "Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(a.Username+":"+a.Password)), true
 	case AuthHeader:
-		return http.CanonicalHeaderKey(a.Name), a.Value, true
+		return textproto.CanonicalMIMEHeaderKey(a.Name), a.Value, true
 	}
 	return "", "", false
 }
@@ -64,6 +64,20 @@ func (a *InboxAuth) Credential() (header, value string, err error) {
 	}
 	header, value, _ = a.Header()
 	return header, value, nil
+}
+
+// Masked returns a copy of m with every secret replaced by Masked (DESIGN §4): what
+// every CAMS answer shows, except the router's includeSecrets=true lookup.
+func (m Mapping) Masked() Mapping {
+	if len(m.SigningSecrets) > 0 {
+		s := make([]string, len(m.SigningSecrets))
+		for i := range s {
+			s[i] = Masked
+		}
+		m.SigningSecrets = s
+	}
+	m.InboxAuth = m.InboxAuth.masked()
+	return m
 }
 
 // masked returns a copy with the secrets replaced by Masked.
@@ -80,11 +94,11 @@ func (a *InboxAuth) masked() *InboxAuth {
 	return &c
 }
 
-// keepMasked fills the secrets written back as Masked from stored, the value in
+// KeepMasked fills the secrets written back as Masked from stored, the value in
 // place: writing back what GET showed keeps the credentials (DESIGN §4). A Masked
 // secret with no stored secret of the same type is left as it is (and refused by
 // Validate).
-func (a *InboxAuth) keepMasked(stored *InboxAuth) {
+func (a *InboxAuth) KeepMasked(stored *InboxAuth) {
 	if a == nil || stored == nil || stored.Type != a.Type {
 		return
 	}
@@ -116,7 +130,7 @@ var reservedHeaders = map[string]bool{
 // Content-Type, traceparent, any webhook-* of Standard Webhooks) or a hop-by-hop
 // or framing header of HTTP. Case-insensitive.
 func ReservedHeader(name string) bool {
-	c := http.CanonicalHeaderKey(name)
+	c := textproto.CanonicalMIMEHeaderKey(name) // what http.CanonicalHeaderKey does
 	return reservedHeaders[c] || strings.HasPrefix(c, "Webhook-")
 }
 

@@ -1,4 +1,4 @@
-package cams
+package mapping
 
 import (
 	"encoding/base64"
@@ -48,7 +48,7 @@ func (m *Mapping) Validate() error {
 		return invalidf("status", "%q is not ACTIVE or INACTIVE", m.Status)
 	}
 	for _, f := range []struct{ name, v string }{{"description", m.Description}, {"ownerTeam", m.OwnerTeam}, {"updatedBy", m.UpdatedBy}} {
-		if err := validateText(f.name, f.v, MaxTextBytes); err != nil {
+		if err := ValidateText(f.name, f.v, MaxTextBytes); err != nil {
 			return err
 		}
 	}
@@ -71,7 +71,8 @@ func (m *Mapping) Validate() error {
 	return ValidateSigningSecrets(m.SigningSecrets)
 }
 
-func validateText(field, v string, limit int) error {
+// ValidateText checks a free-text field: at most limit bytes of valid UTF-8.
+func ValidateText(field, v string, limit int) error {
 	if len(v) > limit {
 		return invalidf(field, "is longer than %d bytes", limit)
 	}
@@ -216,4 +217,14 @@ func ValidateSigningSecret(s string) error {
 		return invalidf("signingSecrets", "decodes to a %d-byte key; Standard Webhooks keys are %d to %d bytes", len(key), MinSigningKeyBytes, MaxSigningKeyBytes)
 	}
 	return nil
+}
+
+// EscapeAddress puts an address into a URL path the way the contract says
+// (url.PathEscape, DESIGN §4), except that the whole-segment addresses "." and ".."
+// have their dots escaped too: left bare, HTTP stacks resolve them as dot segments.
+func EscapeAddress(address string) string {
+	if address == "." || address == ".." {
+		return strings.Repeat("%2E", len(address))
+	}
+	return url.PathEscape(address)
 }

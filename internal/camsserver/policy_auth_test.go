@@ -1,16 +1,14 @@
-package cams
+package camsserver
 
 import (
-	"context"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/httpapi"
+	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
 // TestServerInactivePolicy (issue 12 item 2, DESIGN §4): REJECT by default, HOLD
@@ -19,7 +17,7 @@ func TestServerInactivePolicy(t *testing.T) {
 	t.Parallel()
 	b := setupServer(t, "")
 	create := func(addr string, extra map[string]any) answer {
-		body := map[string]any{"aiAgentAddress": addr, "inboxDestinationType": TypeNATSSubject, "inboxName": "agents.p"}
+		body := map[string]any{"aiAgentAddress": addr, "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "agents.p"}
 		for k, v := range extra {
 			body[k] = v
 		}
@@ -27,27 +25,27 @@ func TestServerInactivePolicy(t *testing.T) {
 	}
 	a := create("p1", nil)
 	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
-	require.Equal(t, InactivePolicyReject, a.json(t)["inactivePolicy"], "REJECT by default, and served")
+	require.Equal(t, mapping.InactivePolicyReject, a.json(t)["inactivePolicy"], "REJECT by default, and served")
 	a = create("p2", map[string]any{"inactivePolicy": "HOLD"})
 	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
-	require.Equal(t, InactivePolicyHold, b.call(t, "GET", agentPath("p2"), nil, "").mapping(t).InactivePolicy)
+	require.Equal(t, mapping.InactivePolicyHold, b.call(t, "GET", agentPath("p2"), nil, "").mapping(t).InactivePolicy)
 	for _, bad := range []any{"hold", "DROP", "", 1} {
 		create("p3", map[string]any{"inactivePolicy": bad}).requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
 		b.call(t, "PUT", agentPath("p1"), map[string]any{"inactivePolicy": bad}, "").requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
 	}
 	u := b.call(t, "PUT", agentPath("p1"), map[string]any{"inactivePolicy": "HOLD"}, "")
 	require.Equal(t, http.StatusOK, u.status, "%s", u.body)
-	require.Equal(t, InactivePolicyHold, b.call(t, "GET", agentPath("p1"), nil, "").mapping(t).InactivePolicy)
+	require.Equal(t, mapping.InactivePolicyHold, b.call(t, "GET", agentPath("p1"), nil, "").mapping(t).InactivePolicy)
 	u = b.call(t, "PUT", agentPath("p1"), map[string]any{"description": "x"}, "")
-	require.Equal(t, InactivePolicyHold, u.mapping(t).InactivePolicy, "a partial update keeps it")
+	require.Equal(t, mapping.InactivePolicyHold, u.mapping(t).InactivePolicy, "a partial update keeps it")
 
 	// The client's mapping carries it (the router's holding reads it).
-	c, err := NewClient(ClientConfig{BaseURL: b.srv.URL})
+	c, err := cams.NewClient(cams.ClientConfig{BaseURL: b.srv.URL})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	m, err := c.Lookup(t.Context(), "p1")
 	require.NoError(t, err)
-	require.Equal(t, InactivePolicyHold, m.InactivePolicy)
+	require.Equal(t, mapping.InactivePolicyHold, m.InactivePolicy)
 }
 
 // TestServerInboxAuthValidation (issue 15, DESIGN §4): clear 400s, secrets never
@@ -77,13 +75,13 @@ func TestServerInboxAuthValidation(t *testing.T) {
 		"basic no user":        map[string]any{"type": "BASIC", "password": secret},
 		"basic colon user":     map[string]any{"type": "BASIC", "username": "a:b", "password": secret},
 		"basic no password":    map[string]any{"type": "BASIC", "username": "u"},
-		"masked with nothing":  map[string]any{"type": "BEARER", "token": Masked},
+		"masked with nothing":  map[string]any{"type": "BEARER", "token": mapping.Masked},
 		"not an object":        "Bearer " + secret,
 		"unknown field":        map[string]any{"type": "BEARER", "token": secret, "tokn": secret},
 	}
 	for name, auth := range cases {
 		a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
-			"aiAgentAddress": "a@x", "inboxDestinationType": TypeHTTPEndpoint, "inboxName": "https://a.example/in", "inboxAuth": auth,
+			"aiAgentAddress": "a@x", "inboxDestinationType": mapping.TypeHTTPEndpoint, "inboxName": "https://a.example/in", "inboxAuth": auth,
 		}, "")
 		a.requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
 		require.Contains(t, a.json(t)["message"], "inboxAuth", name)
@@ -91,7 +89,7 @@ func TestServerInboxAuthValidation(t *testing.T) {
 	}
 	// On a NATS inbox credentials make no sense.
 	b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
-		"aiAgentAddress": "a@x", "inboxDestinationType": TypeNATSSubject, "inboxName": "agents.a",
+		"aiAgentAddress": "a@x", "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "agents.a",
 		"inboxAuth": map[string]any{"type": "BEARER", "token": secret},
 	}, "").requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
 }
@@ -103,7 +101,7 @@ func TestServerMasksSecrets(t *testing.T) {
 	b := setupServer(t, "")
 	token, sig := "tok-planted-9d1f", whsec(32)
 	a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
-		"aiAgentAddress": "m@x", "inboxDestinationType": TypeHTTPEndpoint, "inboxName": "https://a.example/in",
+		"aiAgentAddress": "m@x", "inboxDestinationType": mapping.TypeHTTPEndpoint, "inboxName": "https://a.example/in",
 		"inboxAuth": map[string]any{"type": "BEARER", "token": token}, "signingSecrets": []string{sig},
 	}, "")
 	require.Equal(t, http.StatusCreated, a.status, "%s", a.body)
@@ -135,54 +133,16 @@ func TestServerMasksSecrets(t *testing.T) {
 
 	// Rotation: keep the old secret, add a new one.
 	sig2 := whsec(40)
-	u = b.call(t, "PUT", agentPath("m@x"), map[string]any{"signingSecrets": []string{Masked, sig2}}, "")
+	u = b.call(t, "PUT", agentPath("m@x"), map[string]any{"signingSecrets": []string{mapping.Masked, sig2}}, "")
 	require.Equal(t, http.StatusOK, u.status, "%s", u.body)
 	require.Equal(t, []string{sig, sig2}, b.call(t, "GET", agentPath("m@x")+"?includeSecrets=true", nil, "").mapping(t).SigningSecrets)
 
 	// Another type with "***" has nothing to keep: 400.
-	b.call(t, "PUT", agentPath("m@x"), map[string]any{"inboxAuth": map[string]any{"type": "BASIC", "username": "u", "password": Masked}}, "").
+	b.call(t, "PUT", agentPath("m@x"), map[string]any{"inboxAuth": map[string]any{"type": "BASIC", "username": "u", "password": mapping.Masked}}, "").
 		requireError(t, http.StatusBadRequest, "INVALID_REQUEST")
 	// null removes the credentials.
 	u = b.call(t, "PUT", agentPath("m@x"), map[string]any{"inboxAuth": nil}, "")
 	require.Equal(t, http.StatusOK, u.status, "%s", u.body)
 	require.Nil(t, b.call(t, "GET", agentPath("m@x")+"?includeSecrets=true", nil, "").mapping(t).InboxAuth)
 	require.False(t, strings.Contains(string(u.body), "inboxAuth"))
-}
-
-// The router's credential lookup (issue 15): through the cache, the last known
-// credentials while CAMS cannot answer (cache or not), none for an unknown agent.
-func TestClientInboxAuthLookup(t *testing.T) {
-	t.Parallel()
-	for _, ttl := range []time.Duration{0, 30 * time.Second} {
-		b := setupClient(t, func(c *ClientConfig) { c.CacheTTL = ttl; c.BreakerFailures = 100 })
-		ctx := context.Background()
-		auth := &InboxAuth{Type: AuthBearer, Token: "t1"}
-		var asked atomic.Value
-		b.fake.set(func(w http.ResponseWriter, r *http.Request) {
-			asked.Store(r.URL.Query().Get("includeSecrets"))
-			httpapi.WriteJSON(w, http.StatusOK, Mapping{AIAgentAddress: "a", InboxDestinationType: TypeHTTPEndpoint, InboxName: "https://a.example/", Status: StatusActive, InboxAuth: auth})
-		})
-		got, err := b.client.InboxAuth(ctx, "a")
-		require.NoError(t, err)
-		require.Equal(t, auth, got)
-		require.Equal(t, "true", asked.Load(), "the router asks for the secrets")
-
-		b.fake.setStatus(http.StatusInternalServerError)
-		b.clock.Advance(time.Minute)
-		got, err = b.client.InboxAuth(ctx, "a")
-		require.NoError(t, err)
-		require.Equal(t, auth, got, "ttl %s: last known while CAMS fails", ttl)
-		got, err = b.client.InboxAuth(ctx, "never-seen")
-		require.NoError(t, err)
-		require.Nil(t, got)
-
-		b.fake.setStatus(http.StatusNotFound)
-		got, err = b.client.InboxAuth(ctx, "a")
-		require.NoError(t, err)
-		require.Nil(t, got, "gone")
-		b.fake.setStatus(http.StatusInternalServerError)
-		got, err = b.client.InboxAuth(ctx, "a")
-		require.NoError(t, err)
-		require.Nil(t, got, "a 404 forgets the last known mapping")
-	}
 }

@@ -1,4 +1,4 @@
-package cams
+package camsserver
 
 import (
 	"context"
@@ -10,9 +10,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
-// ErrNotFound: no agent is registered under the address.
+// ErrNotFound: no agent is registered under the address (the server answers 404).
 var ErrNotFound = errors.New("agent not found")
 
 // ErrExists: an agent is already registered under the address.
@@ -58,9 +60,9 @@ const (
 	fieldInboxAuth     = "inboxAuth"
 )
 
-func (s *Store) scanMapping(row pgx.Row) (Mapping, error) {
+func (s *Store) scanMapping(row pgx.Row) (mapping.Mapping, error) {
 	var (
-		m             Mapping
+		m             mapping.Mapping
 		healthStatus  *string
 		healthDetails *string
 		healthAt      *time.Time
@@ -71,21 +73,21 @@ func (s *Store) scanMapping(row pgx.Row) (Mapping, error) {
 		&m.OwnerTeam, &m.UpdatedBy, &m.SigningSecrets, &m.RegistrationTimestamp, &m.LastUpdatedTimestamp,
 		&healthStatus, &healthDetails, &healthAt, &byHealth, &m.InactivePolicy, &inboxAuth)
 	if err != nil {
-		return Mapping{}, err
+		return mapping.Mapping{}, err
 	}
 	for i, v := range m.SigningSecrets {
 		if m.SigningSecrets[i], err = s.box.Open(v, m.AIAgentAddress, fieldSigningSecret); err != nil {
-			return Mapping{}, err
+			return mapping.Mapping{}, err
 		}
 	}
 	if inboxAuth != nil && *inboxAuth != "" {
 		plain, err := s.box.Open(*inboxAuth, m.AIAgentAddress, fieldInboxAuth)
 		if err != nil {
-			return Mapping{}, err
+			return mapping.Mapping{}, err
 		}
-		m.InboxAuth = &InboxAuth{}
+		m.InboxAuth = &mapping.InboxAuth{}
 		if err := json.Unmarshal([]byte(plain), m.InboxAuth); err != nil {
-			return Mapping{}, fmt.Errorf("stored inboxAuth of agent %q is not JSON", m.AIAgentAddress)
+			return mapping.Mapping{}, fmt.Errorf("stored inboxAuth of agent %q is not JSON", m.AIAgentAddress)
 		}
 	}
 	m.RegistrationTimestamp = m.RegistrationTimestamp.UTC()
@@ -94,7 +96,7 @@ func (s *Store) scanMapping(row pgx.Row) (Mapping, error) {
 		m.SigningSecrets = nil
 	}
 	if healthStatus != nil {
-		m.Health = &Health{Status: *healthStatus, InactiveByHealthCheck: byHealth}
+		m.Health = &mapping.Health{Status: *healthStatus, InactiveByHealthCheck: byHealth}
 		if healthDetails != nil {
 			m.Health.Details = *healthDetails
 		}
@@ -106,23 +108,23 @@ func (s *Store) scanMapping(row pgx.Row) (Mapping, error) {
 }
 
 // Get returns the mapping of address, or ErrNotFound.
-func (s *Store) Get(ctx context.Context, address string) (Mapping, error) {
+func (s *Store) Get(ctx context.Context, address string) (mapping.Mapping, error) {
 	m, err := s.scanMapping(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1`, address))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Mapping{}, ErrNotFound
+		return mapping.Mapping{}, ErrNotFound
 	}
 	if err != nil {
-		return Mapping{}, fmt.Errorf("error reading agent: %w", err)
+		return mapping.Mapping{}, fmt.Errorf("error reading agent: %w", err)
 	}
 	return m, nil
 }
 
 // Create registers m (validated by the caller), or returns ErrExists. Timestamps
 // are set to now; health starts empty.
-func (s *Store) Create(ctx context.Context, m Mapping) (Mapping, error) {
+func (s *Store) Create(ctx context.Context, m mapping.Mapping) (mapping.Mapping, error) {
 	secrets, auth, err := s.seal(m)
 	if err != nil {
-		return Mapping{}, err
+		return mapping.Mapping{}, err
 	}
 	out, err := s.scanMapping(s.pool.QueryRow(ctx, `
 		INSERT INTO agent_inboxes (ai_agent_address, inbox_destination_type, inbox_name, status,
@@ -134,10 +136,10 @@ func (s *Store) Create(ctx context.Context, m Mapping) (Mapping, error) {
 		m.InactivePolicy, auth))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
-		return Mapping{}, ErrExists
+		return mapping.Mapping{}, ErrExists
 	}
 	if err != nil {
-		return Mapping{}, fmt.Errorf("error creating agent: %w", err)
+		return mapping.Mapping{}, fmt.Errorf("error creating agent: %w", err)
 	}
 	return out, nil
 }
@@ -156,11 +158,11 @@ type Patch struct {
 	SigningSecrets *[]string
 	// InboxAuth replaces the credentials; a secret field Masked keeps the stored
 	// one when the type is the same. ClearInboxAuth removes them.
-	InboxAuth      *InboxAuth
+	InboxAuth      *mapping.InboxAuth
 	ClearInboxAuth bool
 }
 
-func (p Patch) apply(m *Mapping) {
+func (p Patch) apply(m *mapping.Mapping) {
 	set := func(dst *string, v *string) {
 		if v != nil {
 			*dst = *v
@@ -176,7 +178,7 @@ func (p Patch) apply(m *Mapping) {
 	if p.SigningSecrets != nil {
 		secrets := append([]string(nil), (*p.SigningSecrets)...)
 		for i, v := range secrets {
-			if v == Masked && i < len(m.SigningSecrets) {
+			if v == mapping.Masked && i < len(m.SigningSecrets) {
 				secrets[i] = m.SigningSecrets[i]
 			}
 		}
@@ -187,14 +189,14 @@ func (p Patch) apply(m *Mapping) {
 		m.InboxAuth = nil
 	case p.InboxAuth != nil:
 		a := *p.InboxAuth
-		a.keepMasked(m.InboxAuth)
+		a.KeepMasked(m.InboxAuth)
 		m.InboxAuth = &a
 	}
 }
 
 // seal returns m's secrets as stored: signing secrets and the inboxAuth JSON,
 // sealed when the Store has a SecretBox.
-func (s *Store) seal(m Mapping) (secrets []string, auth *string, err error) {
+func (s *Store) seal(m mapping.Mapping) (secrets []string, auth *string, err error) {
 	secrets = make([]string, len(m.SigningSecrets))
 	for i, v := range m.SigningSecrets {
 		if secrets[i], err = s.box.Seal(v, m.AIAgentAddress, fieldSigningSecret); err != nil {
@@ -246,7 +248,7 @@ func (s *Store) rotateBatch(ctx context.Context, after string, limit int) (rewri
 		if err != nil {
 			return err
 		}
-		items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Mapping, error) { return s.scanMapping(r) })
+		items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (mapping.Mapping, error) { return s.scanMapping(r) })
 		if err != nil {
 			return err
 		}
@@ -282,8 +284,8 @@ func (s *Store) rotateBatch(ctx context.Context, after string, limit int) (rewri
 // fields both land. lastUpdatedTimestamp always moves forward, by at least a
 // millisecond, so it can serve as the mapping's version. An update that sets status is an admin's decision: it ends any
 // health-check deactivation, so a later HEALTHY report will not override it.
-func (s *Store) Update(ctx context.Context, address string, p Patch) (Mapping, error) {
-	var out Mapping
+func (s *Store) Update(ctx context.Context, address string, p Patch) (mapping.Mapping, error) {
+	var out mapping.Mapping
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		m, err := s.scanMapping(tx.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1 FOR UPDATE`, address))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -332,13 +334,13 @@ func (s *Store) Delete(ctx context.Context, address string) error {
 
 // List returns up to limit mappings with addresses after the address after ("" =
 // from the start), in address byte order, and whether more follow.
-func (s *Store) List(ctx context.Context, after string, limit int) ([]Mapping, bool, error) {
+func (s *Store) List(ctx context.Context, after string, limit int) ([]mapping.Mapping, bool, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM agent_inboxes
 		WHERE ai_agent_address > $1 ORDER BY ai_agent_address LIMIT $2`, after, limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("error listing agents: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Mapping, error) { return s.scanMapping(r) })
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (mapping.Mapping, error) { return s.scanMapping(r) })
 	if err != nil {
 		return nil, false, fmt.Errorf("error listing agents: %w", err)
 	}
@@ -362,7 +364,7 @@ type HealthReport struct {
 // admin set INACTIVE. A report older than the last one recorded (reports arriving out
 // of order) is acknowledged but changes nothing. previous is the status before the
 // report.
-func (s *Store) ReportHealth(ctx context.Context, r HealthReport) (out Mapping, previous string, err error) {
+func (s *Store) ReportHealth(ctx context.Context, r HealthReport) (out mapping.Mapping, previous string, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		m, err := s.scanMapping(tx.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1 FOR UPDATE`, r.Address))
 		if errors.Is(err, pgx.ErrNoRows) {

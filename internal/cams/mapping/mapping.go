@@ -1,9 +1,26 @@
-package cams
+// Package mapping is the CAMS data model both sides share (DESIGN §4): the Mapping
+// of an agent's address to its inbox, its JSON encoding, and the validation rules
+// the reference CAMS answers 400 on and the router re-applies (routing.Decide
+// rejects a mapping failing ValidateInbox as CONFIG_ERROR), so the router does not
+// depend on another CAMS implementation having checked.
+//
+// It is pure: no I/O and no net/http, so internal/routing can depend on it and stay
+// a table-tested decision (a test in internal/routing asserts its dependencies).
+// The HTTP client is internal/cams; the reference server is internal/camsserver.
+package mapping
 
 import (
 	"encoding/json"
+	"errors"
 	"time"
 )
+
+// ErrNotFound: CAMS has no agent registered under the address (it answered 404).
+// It is the one answer that rejects a message (routing.Decide: AGENT_NOT_FOUND);
+// the client (cams.ErrNotFound is this same value, as os.ErrNotExist is
+// fs.ErrNotExist) returns it, and routing branches on it without importing the
+// client's HTTP code.
+var ErrNotFound = errors.New("agent not found")
 
 // Destination types and statuses of the contract.
 const (
@@ -149,9 +166,9 @@ func (m *Mapping) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// clone returns a deep copy, so a cached mapping handed to callers cannot be changed
-// behind the cache's back.
-func (m *Mapping) clone() *Mapping {
+// Clone returns a deep copy (secrets, credentials and health included), so a
+// mapping a cache hands out cannot be changed behind the cache's back.
+func (m *Mapping) Clone() *Mapping {
 	c := *m
 	c.SigningSecrets = append([]string(nil), m.SigningSecrets...)
 	if m.InboxAuth != nil {

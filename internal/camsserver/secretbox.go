@@ -1,4 +1,4 @@
-package cams
+package camsserver
 
 import (
 	"crypto/aes"

@@ -1,4 +1,4 @@
-package cams
+package camsserver
 
 import (
 	"bytes"
@@ -18,6 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/msgrouter/msgrouter/internal/bench/apiclient"
+	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
@@ -26,29 +29,31 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// TestClientServerRoundTrip drives the real server (real Postgres) through the
-// router's client: what the CLI writes, the router reads back unchanged.
+// TestClientServerRoundTrip drives the real server (real Postgres) with the API
+// client routerctl uses for its admin calls and the router's lookup client: what
+// the CLI writes, the router reads back unchanged.
 func TestClientServerRoundTrip(t *testing.T) {
 	t.Parallel()
 	b := setupServer(t, "ops:s3cret")
-	c, err := NewClient(ClientConfig{BaseURL: b.srv.URL, APIKey: "s3cret", CacheTTL: time.Minute, Registerer: prometheus.NewRegistry()})
+	admin := apiclient.New(10*time.Second, 2)
+	admin.CAMSURL, admin.APIKey = b.srv.URL, "s3cret"
+	c, err := cams.NewClient(cams.ClientConfig{BaseURL: b.srv.URL, APIKey: "s3cret", CacheTTL: time.Minute, Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	ctx := context.Background()
 
 	for i, addr := range oddAddresses {
-		m, err := c.Create(ctx, Mapping{AIAgentAddress: addr, InboxDestinationType: TypeHTTPEndpoint, InboxName: fmt.Sprintf("https://agents.example.com/%d", i)})
+		m, err := admin.CreateAgent(ctx, &apiclient.Agent{AIAgentAddress: addr, InboxDestinationType: mapping.TypeHTTPEndpoint, InboxName: fmt.Sprintf("https://agents.example.com/%d", i)})
 		require.NoError(t, err, addr)
-		require.Equal(t, StatusActive, m.Status)
+		require.Equal(t, mapping.StatusActive, m.Status)
 		require.Equal(t, "ops", m.UpdatedBy)
 	}
-	_, err = c.Create(ctx, Mapping{AIAgentAddress: oddAddresses[0], InboxDestinationType: TypeNATSSubject, InboxName: "x"})
-	require.ErrorIs(t, err, ErrExists)
-	var apiErr *APIError
+	_, err = admin.CreateAgent(ctx, &apiclient.Agent{AIAgentAddress: oddAddresses[0], InboxDestinationType: mapping.TypeNATSSubject, InboxName: "x"})
+	var apiErr *apiclient.Error
 	require.ErrorAs(t, err, &apiErr)
-	require.Equal(t, APIError{Status: 409, Code: "CONFLICT", Message: apiErr.Message}, *apiErr)
+	require.Equal(t, apiclient.Error{Status: 409, Code: "CONFLICT", Message: apiErr.Message}, *apiErr)
 
-	_, err = c.Create(ctx, Mapping{AIAgentAddress: "bad subject", InboxDestinationType: TypeNATSSubject, InboxName: "x"})
+	_, err = admin.CreateAgent(ctx, &apiclient.Agent{AIAgentAddress: "bad subject", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "x"})
 	require.ErrorAs(t, err, &apiErr)
 	require.Equal(t, 400, apiErr.Status)
 	require.Equal(t, "INVALID_REQUEST", apiErr.Code)
@@ -63,51 +68,60 @@ func TestClientServerRoundTrip(t *testing.T) {
 	addr := oddAddresses[0]
 	_, err = c.Lookup(ctx, addr) // cached now
 	require.NoError(t, err)
-	upd, err := c.Update(ctx, addr, map[string]any{"status": StatusInactive, "signingSecrets": []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}})
+	inactive, secrets := mapping.StatusInactive, []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}
+	upd, err := admin.UpdateAgent(ctx, addr, &apiclient.AgentUpdate{Status: &inactive, SigningSecrets: &secrets})
 	require.NoError(t, err)
-	require.Equal(t, StatusInactive, upd.Status)
-	m, err := c.Lookup(ctx, addr)
+	require.Equal(t, mapping.StatusInactive, upd.Status)
+	m, err := c.LookupFresh(ctx, addr)
 	require.NoError(t, err)
-	require.Equal(t, StatusInactive, m.Status, "the client's own update drops its cache entry")
-	require.Equal(t, []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}, m.SigningSecrets)
+	require.Equal(t, mapping.StatusInactive, m.Status, "a fresh lookup sees the change")
+	require.Equal(t, secrets, m.SigningSecrets, "the router's lookup gets the secrets unmasked")
+	m, err = c.Lookup(ctx, addr)
+	require.NoError(t, err)
+	require.Equal(t, mapping.StatusInactive, m.Status, "and refreshes the cache")
 
-	hm, err := c.HealthCheck(ctx, oddAddresses[1], HealthUnhealthy, "timeouts")
+	require.NoError(t, admin.ReportHealth(ctx, &apiclient.HealthReport{AIAgentAddress: oddAddresses[1], Status: mapping.HealthUnhealthy, Details: "timeouts"}))
+	m, err = c.LookupFresh(ctx, oddAddresses[1])
 	require.NoError(t, err)
-	require.Equal(t, StatusInactive, hm.Status)
-	require.Equal(t, "timeouts", hm.Health.Details)
-	hm, err = c.HealthCheck(ctx, oddAddresses[1], HealthHealthy, "")
+	require.Equal(t, mapping.StatusInactive, m.Status)
+	require.Equal(t, "timeouts", m.Health.Details)
+	require.NoError(t, admin.ReportHealth(ctx, &apiclient.HealthReport{AIAgentAddress: oddAddresses[1], Status: mapping.HealthHealthy}))
+	m, err = c.LookupFresh(ctx, oddAddresses[1])
 	require.NoError(t, err)
-	require.Equal(t, StatusActive, hm.Status)
+	require.Equal(t, mapping.StatusActive, m.Status)
 
 	var all []string
 	cursor := ""
 	for {
-		items, next, err := c.List(ctx, 4, cursor)
+		p, err := admin.ListAgents(ctx, 4, cursor)
 		require.NoError(t, err)
-		for _, it := range items {
+		for _, it := range p.Items {
 			all = append(all, it.AIAgentAddress)
 		}
-		if next == "" {
+		if p.NextCursor == "" {
 			break
 		}
-		cursor = next
+		cursor = p.NextCursor
 	}
 	require.ElementsMatch(t, oddAddresses, all)
 
-	require.NoError(t, c.Delete(ctx, addr))
-	require.ErrorIs(t, c.Delete(ctx, addr), ErrNotFound)
+	require.NoError(t, admin.DeleteAgent(ctx, addr))
+	require.True(t, apiclient.IsNotFound(admin.DeleteAgent(ctx, addr)))
+	_, err = c.LookupFresh(ctx, addr)
+	require.ErrorIs(t, err, cams.ErrNotFound)
 	_, err = c.Lookup(ctx, addr)
-	require.ErrorIs(t, err, ErrNotFound)
-	_, err = c.Get(ctx, addr)
-	require.ErrorIs(t, err, ErrNotFound)
+	require.ErrorIs(t, err, cams.ErrNotFound, "a 404 drops the cached mapping")
+	_, err = admin.GetAgent(ctx, addr)
+	require.True(t, apiclient.IsNotFound(err))
 
-	wrong, err := NewClient(ClientConfig{BaseURL: b.srv.URL, APIKey: "nope", Registerer: prometheus.NewRegistry()})
+	wrong, err := cams.NewClient(cams.ClientConfig{BaseURL: b.srv.URL, APIKey: "nope", Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = wrong.Close() })
 	_, err = wrong.Lookup(ctx, oddAddresses[1])
-	require.ErrorIs(t, err, ErrUnavailable, "a refused key keeps messages, it does not reject them")
-	require.ErrorAs(t, err, &apiErr)
-	require.Equal(t, "UNAUTHORIZED", apiErr.Code)
+	require.ErrorIs(t, err, cams.ErrUnavailable, "a refused key keeps messages, it does not reject them")
+	var camsErr *cams.APIError
+	require.ErrorAs(t, err, &camsErr)
+	require.Equal(t, "UNAUTHORIZED", camsErr.Code)
 }
 
 // TestServe runs the whole service as cmd/cams does: migrations, API, graceful stop.
@@ -132,9 +146,11 @@ func TestServe(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	}, 20*time.Second, 20*time.Millisecond)
 
-	c, err := NewClient(ClientConfig{BaseURL: base, APIKey: "k"})
+	c, err := cams.NewClient(cams.ClientConfig{BaseURL: base, APIKey: "k"})
 	require.NoError(t, err)
-	_, err = c.Create(ctx, Mapping{AIAgentAddress: "a@x", InboxDestinationType: TypeNATSSubject, InboxName: "agents.a"})
+	admin := apiclient.New(10*time.Second, 2)
+	admin.CAMSURL, admin.APIKey = base, "k"
+	_, err = admin.CreateAgent(ctx, &apiclient.Agent{AIAgentAddress: "a@x", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.a"})
 	require.NoError(t, err)
 	m, err := c.Lookup(ctx, "a@x")
 	require.NoError(t, err)
