@@ -92,7 +92,7 @@ if want drain; then
   for inbox in nats http; do
     for agents in 1 "$AGENTS"; do
       run "drain-$inbox-$agents" --stage drain --count "$COUNT" --inbox "$inbox" --agents "$agents" \
-        --router-cmd "$router_cmd" --router-log "$OUT/router.log"
+        --router-cmd "$router_cmd" --router-log "$OUT/router.log" --router-metrics "http://$ROUTER_ADDR/metrics"
     done
   done
 fi

@@ -19,6 +19,7 @@ import (
 // flags: --stage, --batch, --router-cmd, --router-log, --cpu, --summary, --name.
 type stageFlags struct {
 	routerCmd, routerLog string
+	routerMetrics        string
 	summary, name        string
 	cpu                  []bench.CPUProcess
 }
@@ -28,6 +29,7 @@ func (sf *stageFlags) register(fs *flag.FlagSet, c *bench.Config) {
 	fs.IntVar(&c.Batch, "batch", 0, "send batches of N through POST /v1/messages/batch (--mode http; --clients batches in flight)")
 	fs.StringVar(&sf.routerCmd, "router-cmd", "", "drain stage: shell command that runs a router in the foreground (e.g. ./bin/router); started after the preload, stopped with SIGINT after the drain")
 	fs.StringVar(&sf.routerLog, "router-log", "", "drain stage: append the router's output to this file (default: this command's stderr)")
+	fs.StringVar(&sf.routerMetrics, "router-metrics", "", "drain stage: the router's /metrics URL; its outbox claim and wait counters are printed after the drain")
 	fs.Func("cpu", "charge a process group in the CPU budget: NAME=PID or NAME=comm:COMM[:CMDLINE-TEXT] (repeatable; default nats-server and postgres by name)", func(s string) error {
 		p, err := bench.ParseCPUProcess(s)
 		if err != nil {
@@ -60,6 +62,9 @@ func (sf *stageFlags) apply(a *app, c *bench.Config) error {
 			log = f // closed with the process
 		}
 		c.StartRouter = startRouterCmd(sf.routerCmd, log)
+		if sf.routerMetrics != "" {
+			c.RouterMetricsURL = sf.routerMetrics
+		}
 	}
 	return nil
 }

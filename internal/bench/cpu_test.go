@@ -1,6 +1,10 @@
 package bench
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -125,4 +129,25 @@ func TestSampleCPUFromProcTree(t *testing.T) {
 	require.Empty(t, s.byPID["missing"])
 	require.Equal(t, map[int]uint64{200: 10}, s.byPID["pg-bench"])
 	require.Equal(t, map[int]uint64{200: 10, 201: 2000, 202: 8}, s.byPID["pg-all"])
+}
+
+func TestScrapeCounters(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, `# HELP msgrouter_outbox_waits_total Rows put back.
+# TYPE msgrouter_outbox_waits_total counter
+msgrouter_outbox_waits_total{reason="lane_full"} 266927
+msgrouter_outbox_waits_total{reason="breaker_open"} 3
+msgrouter_outbox_claimed_total 1.2e+05
+msgrouter_other_total 9
+`)
+	}))
+	t.Cleanup(srv.Close)
+	got := scrapeCounters(context.Background(), srv.URL, drainCounters)
+	require.Equal(t, map[string]float64{
+		`msgrouter_outbox_waits_total{reason="lane_full"}`:    266927,
+		`msgrouter_outbox_waits_total{reason="breaker_open"}`: 3,
+		`msgrouter_outbox_claimed_total`:                      120000,
+	}, got)
+	require.Empty(t, scrapeCounters(context.Background(), srv.URL+"/x", []string{"nothing_here"}))
+	require.Empty(t, scrapeCounters(context.Background(), "http://127.0.0.1:1/metrics", drainCounters))
 }

@@ -51,6 +51,9 @@ type Result struct {
 	Batch int    `json:"batch,omitempty"`
 	// Drain is the drain stage's timing (nil for the other stages).
 	Drain *DrainResult `json:"drain,omitempty"`
+	// RouterCounters are the router's outbox counters at the end of a drain
+	// (Config.RouterMetricsURL), by series.
+	RouterCounters map[string]float64 `json:"routerCounters,omitempty"`
 	// CPU is the budget: CPU time per process group over CPUWindowSeconds, per
 	// message of the window (CPUMessages: delivered, or accepted for ingest). The
 	// last line is the total.

@@ -1,10 +1,14 @@
 package bench
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/msgrouter/msgrouter/internal/stream"
@@ -55,6 +59,10 @@ type StageConfig struct {
 	StartRouter StartRouterFunc
 	// PreloadInFlight is the drain stage's publish window. Defaults to 4096.
 	PreloadInFlight int
+	// RouterMetricsURL, when set, is the router's Prometheus endpoint: the drain
+	// stage reads the outbox counters there once the backlog has arrived, before it
+	// stops the router (RouterCounters in the result).
+	RouterMetricsURL string
 	// CPU lists the processes whose CPU time the run reports per message, besides
 	// the load tool itself and the routers StartRouter started. Nil takes
 	// DefaultCPUProcesses.
@@ -103,6 +111,49 @@ type stageState struct {
 	cpuEnd        cpuSample
 	cpuEndAt      time.Time
 	routerStartAt time.Time
+	counters      map[string]float64
+}
+
+// drainCounters are the router's series a drain reports: every claim of an outbox
+// row, and every row put back without an attempt (lane_full: a queue in memory was
+// full — issue 11 wants none of those in a drain).
+var drainCounters = []string{"msgrouter_outbox_claimed_total", "msgrouter_outbox_waits_total"}
+
+// scrapeCounters reads the Prometheus text format at url and returns the series of
+// the given metric names ("name{labels}" → value). Errors leave the map empty: the
+// counters are a diagnosis, not the measurement.
+func scrapeCounters(ctx context.Context, url string, names []string) map[string]float64 {
+	out := map[string]float64{}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return out
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return out
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, n := range names {
+			if !strings.HasPrefix(line, n) {
+				continue
+			}
+			i := strings.LastIndexByte(line, ' ')
+			if i < 0 {
+				continue
+			}
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				out[line[:i]] = v
+			}
+		}
+	}
+	return out
 }
 
 func (r *run) ensureRouterStream(ctx context.Context) error {
@@ -181,6 +232,9 @@ func (r *run) afterLoad(ctx context.Context, cpuStarted <-chan struct{}, onClean
 	}
 	r.drain(ctx)
 	r.endCPUWindow()
+	if r.cfg.RouterMetricsURL != "" {
+		r.stage.counters = scrapeCounters(ctx, r.cfg.RouterMetricsURL, drainCounters)
+	}
 	if err := stopOnce(); err != nil {
 		return fmt.Errorf("error stopping the router after the drain: %w", err)
 	}
@@ -214,6 +268,7 @@ func (r *run) stageResult(res *Result) {
 				last = max(last, d)
 			}
 		})
+		res.RouterCounters = r.stage.counters
 		if start := r.stage.routerStartAt; !start.IsZero() && last != 0 {
 			res.Drain = &DrainResult{
 				Backlog:              res.Accepted,

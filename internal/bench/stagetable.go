@@ -3,6 +3,8 @@ package bench
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 )
@@ -12,6 +14,12 @@ func writeStage(w io.Writer, res *Result) error {
 	if d := res.Drain; d != nil {
 		fmt.Fprintf(w, "\ndrain: backlog %d, first delivery %.2fs and last %.2fs after the router's start: %.0f delivered/s (accept→delivery includes the wait for the router)\n",
 			d.Backlog, d.FirstDeliverySeconds, d.DrainSeconds, res.DeliveredPerSec)
+	}
+	if len(res.RouterCounters) > 0 {
+		fmt.Fprintln(w, "router counters after the drain (a process of its own starts at zero):")
+		for _, k := range slices.Sorted(maps.Keys(res.RouterCounters)) {
+			fmt.Fprintf(w, "  %s %.0f\n", k, res.RouterCounters[k])
+		}
 	}
 	if len(res.CPU) == 0 {
 		return nil
