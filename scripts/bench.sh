@@ -50,6 +50,11 @@ trap cleanup EXIT
 createdb "$db"
 nats-server -js -sd "$data/jetstream" -a 127.0.0.1 -p "$NATS_PORT" > "$OUT/nats-server.log" 2>&1 &
 nats_pid=$!; pids+=("$nats_pid")
+for _ in $(seq 150); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break
+  kill -0 "$nats_pid" 2>/dev/null || { echo "nats-server did not start; see $OUT/nats-server.log"; tail -5 "$OUT/nats-server.log"; exit 1; }
+  sleep 0.1
+done
 
 wait_ready() { # url pid log
   for _ in $(seq 150); do
