@@ -12,7 +12,9 @@
 # process); the end prints one stage table of all runs.
 # Knobs: STAGES (drain,all,ingest), DURATION (20s), WARMUP (3s), COUNT (100000),
 # CLIENTS (64), AGENTS (16), BATCH (100), BATCH_RATE (10000 msgs/s offered in batches), OUT (results directory), PPROF=1 (serve
-# pprof: router on 127.0.0.1:16061, ingest on :16062).
+# pprof: router on 127.0.0.1:16061, ingest on :16062), NATS_SERVER (the nats-server
+# binary; default from PATH, else /usr/sbin/nats-server). Needs createdb/dropdb and a
+# Postgres that accepts the current user (PGHOST/PGPORT/PGUSER).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGES=${STAGES:-drain,all,ingest}
@@ -25,6 +27,7 @@ BATCH=${BATCH:-100}
 BATCH_RATE=${BATCH_RATE:-10000}
 OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 NATS_PORT=${NATS_PORT:-14231}
+NATS_SERVER=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 data=$(mktemp -d)
@@ -49,7 +52,7 @@ cleanup() {
 trap cleanup EXIT
 
 createdb "$db"
-nats-server -js -sd "$data/jetstream" -a 127.0.0.1 -p "$NATS_PORT" > "$OUT/nats-server.log" 2>&1 &
+"$NATS_SERVER" -js -sd "$data/jetstream" -a 127.0.0.1 -p "$NATS_PORT" > "$OUT/nats-server.log" 2>&1 &
 nats_pid=$!; pids+=("$nats_pid")
 for _ in $(seq 150); do
   (exec 3<>"/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break
