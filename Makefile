@@ -6,7 +6,7 @@ LDFLAGS := -X github.com/msgrouter/msgrouter/internal/config.Version=$(VERSION)
 BINARIES := ingest router cams routerctl msgrouter chaos
 ARGS ?=
 
-.PHONY: help build run test test-short lint bench chaos chaos-short fuzz clean
+.PHONY: help build run test test-short test-browser lint bench chaos chaos-short chaos-cluster nats-server deploy-check helm fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -19,6 +19,11 @@ run: ## run the whole system in one process (embedded NATS unless NATS_URL is se
 
 test: ## run every test (needs Postgres; starts its own in-process NATS)
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-browser: ## operator console tests in headless Chromium (needs node/npm and /usr/bin/chromium, Postgres); screenshots into a temp dir, into docs/console/ with UPDATE_SCREENSHOTS=1
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/msgrouter
+	cd test/browser && npm ci --no-audit --no-fund --loglevel=error
+	node test/browser/run.mjs
 
 lint: ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -33,6 +38,21 @@ gobench: ## Go micro-benchmarks of the hot functions
 
 chaos: build ## fault-injection suite: real processes, kills, restarts, outages (~4 min; ARGS=--short ~2 min)
 	./bin/chaos $(ARGS)
+
+nats-server: ## build bin/nats-server from the nats-server/v2 module in go.mod (the cluster chaos run needs a current server)
+	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
+
+chaos-cluster: build nats-server ## fault injection on a 3-node NATS cluster with R3 streams (~3 min; ARGS=--short ~1 min; add --postgres-restart none on a shared Postgres)
+	./bin/chaos --cluster --nats-server bin/nats-server $(ARGS)
+
+deploy-check: ## Helm chart (lint, render, strict decode into Kubernetes types) and docker-compose.yml (compose-go loader); own module in deploy/test
+	cd deploy/test && $(GO) test -count=1 ./...
+
+HELM ?= $(GO) run helm.sh/helm/v3/cmd/helm@v3.22.0
+helm: ## helm lint + helm template of deploy/helm/msgrouter with the helm CLI (pinned; the first go run builds it: minutes)
+	$(HELM) lint deploy/helm/msgrouter
+	$(HELM) template msgrouter deploy/helm/msgrouter > /dev/null
+	$(HELM) template msgrouter deploy/helm/msgrouter -f deploy/helm/msgrouter/values-postgres-ha.yaml --set router.autoscaling.keda.enabled=false > /dev/null
 
 fuzz: ## run each fuzzer for FUZZTIME (default 30s)
 	./scripts/fuzz.sh $${FUZZTIME:-30s}

@@ -34,7 +34,11 @@ func run() int {
 	for _, s := range chaos.Scenarios() {
 		names = append(names, s.Name)
 	}
-	scenarios := fs.String("scenarios", "all", "comma-separated scenarios to run, or all: "+strings.Join(names, ", "))
+	var clusterNames []string
+	for _, s := range chaos.ClusterScenarios() {
+		clusterNames = append(clusterNames, s.Name)
+	}
+	scenarios := fs.String("scenarios", "all", "comma-separated scenarios to run, or all: "+strings.Join(names, ", ")+"; with --cluster: "+strings.Join(clusterNames, ", "))
 	messages := fs.Int("messages", 0, "messages per scenario (default 4000, 1000 with --short)")
 	short := fs.Bool("short", false, "CI mode: 1000 messages, 5s faults, 4 minute budget")
 	keep := fs.Bool("keep", false, "keep the temp dir (logs, JetStream store) after the run")
@@ -45,6 +49,7 @@ func run() int {
 	pgRestart := fs.String("postgres-restart", "", "command restarting the Postgres server (default: pg_ctlcluster --skip-systemctl-redirect <version> main restart; \"none\" skips that scenario)")
 	timeout := fs.Duration("timeout", 0, "bound on the whole run (default 9m, 4m with --short)")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
+	cluster := fs.Bool("cluster", false, "cluster mode: three nats-server processes (--nats-server, default bin/nats-server built from the nats-server/v2 module: make chaos-cluster), STREAM_REPLICAS=3, and the cluster scenarios")
 	verbose := fs.Bool("v", false, "describe every scenario after the table (the messages that ended last), not only failed ones")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
@@ -57,8 +62,16 @@ func run() int {
 	if *quiet {
 		level = slog.LevelError
 	}
+	if *cluster {
+		explicit := false
+		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "nats-server" })
+		if !explicit {
+			*natsServer = "bin/nats-server"
+		}
+	}
 	o := chaos.Options{
-		BinDir: *binDir, NATSServer: *natsServer, DatabaseURL: *dbURL, Messages: *messages,
+		Cluster: *cluster,
+		BinDir:  *binDir, NATSServer: *natsServer, DatabaseURL: *dbURL, Messages: *messages,
 		Short: *short, Keep: *keep, Timeout: *timeout,
 		Scenarios: strings.Split(*scenarios, ","),
 		Log:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
@@ -70,7 +83,11 @@ func run() int {
 	default:
 		o.PostgresRestart = strings.Fields(*pgRestart)
 	}
-	if _, err := chaos.Select(o.Scenarios); err != nil {
+	sel := chaos.Select
+	if o.Cluster {
+		sel = chaos.SelectCluster
+	}
+	if _, err := sel(o.Scenarios); err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		return 2
 	}

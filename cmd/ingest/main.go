@@ -23,7 +23,8 @@ import (
 )
 
 func main() {
-	cfg, err := config.LoadIngest(config.FromOS())
+	env := config.FromOS() // also reads ENV_FILE or ./.env (issue 14)
+	cfg, err := config.LoadIngest(env)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ingest:", err)
 		os.Exit(2)
@@ -33,6 +34,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ingest:", err)
 		os.Exit(2)
 	}
+	env.LogNotices(context.Background(), log)
 	log.LogAttrs(context.Background(), slog.LevelInfo, "starting msgrouter ingest",
 		append(cfg.LogAttrs(), slog.String("version", config.Version))...)
 

@@ -38,6 +38,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/logging"
 	"github.com/msgrouter/msgrouter/internal/pprof"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
 
@@ -63,15 +64,20 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	var ns *server.Server
+	// Before anything reads the environment: NATS_URL may come from ./.env.
+	if _, err := config.LoadDotEnv(); err != nil {
+		return err
+	}
+	// Without NATS_URL the services use an embedded server; its URL goes into
+	// their configs below, not into the process environment.
+	embeddedURL := ""
 	if os.Getenv("NATS_URL") == "" {
-		var err error
-		ns, err = startNATS(natsPort, filepath.Join(dataDir, "nats"), syncAlways)
+		ns, err := startNATS(natsPort, filepath.Join(dataDir, "nats"), syncAlways)
 		if err != nil {
 			return err
 		}
 		defer ns.Shutdown()
-		os.Setenv("NATS_URL", ns.ClientURL())
+		embeddedURL = ns.ClientURL()
 	}
 	// The demo inbox is on loopback-free NATS; HTTP demo inboxes on this machine
 	// need DELIVERY_ALLOW_PRIVATE_NETWORKS=true, set it yourself if you want them.
@@ -84,14 +90,19 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 	if err != nil {
 		return err
 	}
-	routerCfg, err := config.LoadRouter(config.FromOS())
+	routerEnv := config.FromOS()
+	routerCfg, err := config.LoadRouter(routerEnv)
 	if err != nil {
 		return err
+	}
+	if embeddedURL != "" {
+		ingestCfg.NATS.URL, routerCfg.NATS.URL = embeddedURL, embeddedURL
 	}
 	base, err := logging.New(os.Stderr, routerCfg.LogLevel, routerCfg.LogFormat)
 	if err != nil {
 		return err
 	}
+	routerEnv.LogNotices(ctx, base)
 	if err := checkPostgres(ctx, routerCfg.DatabaseURL); err != nil {
 		return err
 	}
@@ -142,7 +153,7 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 		return router.Run(ctx, routerCfg, router.Options{Logger: base.With("service", "router"), Registry: reg, TracerProvider: tp, Ready: routerReady})
 	})
 
-	var sub *nats.Subscription
+	var followConn *nats.Conn
 	select {
 	case <-routerReady:
 		select {
@@ -152,21 +163,21 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 	case <-ctx.Done():
 	}
 	if ctx.Err() == nil {
-		if err := setupDemo(ctx, camsURL(camsCfg.Addr)); err != nil {
+		if err := setupDemo(ctx, routerCfg.NATS, camsURL(camsCfg.Addr), firstKey(camsCfg.AdminAPIKeys)); err != nil {
 			base.Warn("could not register the demo agent", slog.Any("error", err))
 		} else {
-			printHowTo(ingestCfg.Addr, routerCfg.Addr, camsCfg.Addr, follow)
+			printHowTo(ingestCfg.Addr, routerCfg.Addr, camsCfg.Addr, routerCfg.NATS.URL, follow)
 		}
 		if follow {
-			sub, err = followInbox(os.Getenv("NATS_URL"))
+			followConn, err = followInbox(routerCfg.NATS)
 			if err != nil {
 				base.Warn("cannot follow the demo inbox", slog.Any("error", err))
 			}
 		}
 	}
 	<-ctx.Done()
-	if sub != nil {
-		_ = sub.Unsubscribe()
+	if followConn != nil {
+		followConn.Close()
 	}
 	wg.Wait()
 	close(errs)
@@ -213,58 +224,90 @@ func camsURL(addr string) string {
 	return "http://" + addr
 }
 
-// setupDemo creates the demo inbox stream and registers the demo agent (idempotent).
-func setupDemo(ctx context.Context, camsBase string) error {
-	nc, err := nats.Connect(os.Getenv("NATS_URL"))
+// setupDemo creates the demo inbox stream and registers the demo agent with CAMS
+// (idempotent: 409 counts as done). CAMS may still be applying its migrations, so
+// the registration is retried every 200ms for up to 20s; ctx cancels the wait.
+// adminKey is sent as the bearer key when CAMS has ADMIN_API_KEYS.
+func setupDemo(ctx context.Context, nc config.NATS, camsBase, adminKey string) error {
+	conn, err := stream.Connect(nc, "msgrouter-demo-setup")
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	defer conn.Close()
+	js, err := jetstream.New(conn)
 	if err != nil {
 		return err
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: demoStream, Subjects: []string{"agents.>"}, MaxAge: 24 * time.Hour}); err != nil {
 		return fmt.Errorf("creating stream %s: %w", demoStream, err)
 	}
-	body, _ := json.Marshal(map[string]string{
+	body, err := json.Marshal(map[string]string{
 		"aiAgentAddress": demoAgent, "inboxDestinationType": cams.TypeNATSSubject, "inboxName": demoSubject,
 		"description": "Demo agent registered by msgrouter", "ownerTeam": "demo",
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, camsBase+"/v1/agent-inboxes", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		if k := firstKey(os.Getenv("ADMIN_API_KEYS")); k != "" {
-			req.Header.Set("Authorization", "Bearer "+k)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusConflict {
-				return nil
-			}
-			err = fmt.Errorf("CAMS answered %s", resp.Status)
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	register := func() error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, camsBase+"/v1/agent-inboxes", bytes.NewReader(body))
+		if err != nil {
 			return err
 		}
-		time.Sleep(200 * time.Millisecond)
+		req.Header.Set("Content-Type", "application/json")
+		if adminKey != "" {
+			req.Header.Set("Authorization", "Bearer "+adminKey)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusCreated || resp.StatusCode == http.StatusConflict {
+			return nil
+		}
+		return fmt.Errorf("CAMS answered %s", resp.Status)
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := register()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("registering %s: %w (gave up: %w)", demoAgent, err, context.Cause(ctx))
+		case <-tick.C:
+		}
 	}
 }
 
+// firstKey returns the key of the first entry of a key list ("name:key,key2,…",
+// the ADMIN_API_KEYS format), or "" when the list is empty.
 func firstKey(list string) string {
-	first, _, _ := strings.Cut(list, ",")
-	if _, key, ok := strings.Cut(first, ":"); ok {
-		return strings.TrimSpace(key)
+	for entry := range strings.SplitSeq(list, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" || strings.HasPrefix(entry, "#") {
+			continue
+		}
+		if _, key, ok := strings.Cut(entry, ":"); ok {
+			return strings.TrimSpace(key)
+		}
+		return entry
 	}
-	return strings.TrimSpace(first)
+	return ""
 }
 
-func printHowTo(ingestAddr, routerAddr, camsAddr string, follow bool) {
+// printHowTo prints the start-up how-to: where each service listens, the
+// operator console, and the commands to send the demo agent a message.
+func printHowTo(ingestAddr, routerAddr, camsAddr, natsURL string, follow bool) {
 	in, rt := camsURL(ingestAddr), camsURL(routerAddr)
 	fmt.Fprintf(os.Stderr, `
 msgrouter is running: ingest %s, router admin %s, CAMS %s, NATS %s
+
+Operator console (messages, dead letters, agents): %s/console/
 
 Send the demo agent a message:
 
@@ -275,22 +318,28 @@ See its status (use the messageId printed above):
 
   curl -s %s/v1/messages/<messageId>
 
-`, in, rt, camsURL(camsAddr), os.Getenv("NATS_URL"), in, demoAgent, rt)
+`, in, rt, camsURL(camsAddr), natsURL, rt, in, demoAgent, rt)
 	if follow {
 		fmt.Fprintf(os.Stderr, "Following %s: each delivered message is printed below. Ctrl-C stops everything.\n\n", demoSubject)
 	} else {
-		fmt.Fprintf(os.Stderr, "Watch it arrive: run with --follow (make run ARGS=--follow), or\n  go run ./cmd/routerctl --nats-url %s tail %s\nCtrl-C stops everything.\n\n", os.Getenv("NATS_URL"), demoSubject)
+		fmt.Fprintf(os.Stderr, "Watch it arrive: run with --follow (make run ARGS=--follow), or\n  go run ./cmd/routerctl --nats-url %s tail %s\nCtrl-C stops everything.\n\n", natsURL, demoSubject)
 	}
 }
 
-// followInbox prints messages as they reach the demo inbox subject.
-func followInbox(url string) (*nats.Subscription, error) {
-	nc, err := nats.Connect(url)
+// followInbox prints messages as they reach the demo inbox subject. The caller
+// closes the returned connection, which ends the subscription.
+func followInbox(nc config.NATS) (*nats.Conn, error) {
+	conn, err := stream.Connect(nc, "msgrouter-follow")
 	if err != nil {
 		return nil, err
 	}
-	return nc.Subscribe(demoSubject, func(m *nats.Msg) {
+	_, err = conn.Subscribe(demoSubject, func(m *nats.Msg) {
 		fmt.Printf("inbox %s  messageId=%s  from=%s  at=%s\n  %s\n", m.Subject, m.Header.Get("messageId"),
 			m.Header.Get("senderId"), m.Header.Get("timestampPublished"), m.Data)
 	})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
 }

@@ -41,7 +41,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "router: unknown command %q (want run or migrate)\n", cmd)
 		os.Exit(2)
 	}
-	cfg, err := config.LoadRouter(config.FromOS())
+	env := config.FromOS() // also reads ENV_FILE or ./.env (issue 14)
+	cfg, err := config.LoadRouter(env)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "router:", err)
 		os.Exit(2)
@@ -51,6 +52,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "router:", err)
 		os.Exit(2)
 	}
+	env.LogNotices(context.Background(), log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 

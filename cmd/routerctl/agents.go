@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -13,8 +16,8 @@ import (
 var agentSubcommands = []struct{ name, args, summary string }{
 	{"list", "[--limit N] [--cursor C] [--all]", "list registered agents"},
 	{"get", "<address>", "show one agent"},
-	{"create", "<address> --type NATS_SUBJECT|HTTP_ENDPOINT --inbox NAME [--description D] [--owner-team T] [--status S]", "register an agent"},
-	{"update", "<address> [--type T] [--inbox NAME] [--description D] [--owner-team T] [--status S]", "change the given fields only"},
+	{"create", "<address> --type NATS_SUBJECT|HTTP_ENDPOINT --inbox NAME [--description D] [--owner-team T] [--status S] [--inactive-policy REJECT|HOLD] [credential flags]", "register an agent"},
+	{"update", "<address> [--type T] [--inbox NAME] [--description D] [--owner-team T] [--status S] [--inactive-policy P] [credential flags | --auth-none]", "change the given fields only"},
 	{"delete", "<address>", "remove an agent"},
 	{"health", "<address> HEALTHY|UNHEALTHY [--details TEXT]", "report an agent's health (UNHEALTHY marks it INACTIVE)"},
 }
@@ -116,6 +119,9 @@ func (a *app) printAgent(ag *apiclient.Agent) error {
 		{"registered", fmtTime(ag.RegistrationTimestamp)},
 		{"updated", fmtTime(ag.LastUpdatedTimestamp)},
 		{"updatedBy", orDash(ag.UpdatedBy)},
+		{"inactivePolicy", orDash(ag.InactivePolicy)},
+		{"inboxAuth", authSummary(ag.InboxAuth)},
+		{"signingSecrets", secretsSummary(ag.SigningSecrets)},
 	} {
 		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
 	}
@@ -155,6 +161,8 @@ func agentsWrite(ctx context.Context, a *app, sub string, args []string) error {
 	desc := fs.String("description", "", "description")
 	owner := fs.String("owner-team", "", "owning team")
 	status := fs.String("status", "", "ACTIVE or INACTIVE")
+	policy := fs.String("inactive-policy", "", "REJECT (default) or HOLD: what happens to messages while the agent is INACTIVE")
+	cf := credentialFlags(fs, sub == "update")
 	args, err := a.parse(fs, args)
 	if err != nil {
 		return err
@@ -162,9 +170,16 @@ func agentsWrite(ctx context.Context, a *app, sub string, args []string) error {
 	if err := wantArgs(args, 1, "one agent address"); err != nil {
 		return err
 	}
-	*typ, *status = strings.ToUpper(*typ), strings.ToUpper(*status)
+	*typ, *status, *policy = strings.ToUpper(*typ), strings.ToUpper(*status), strings.ToUpper(*policy)
 	if *typ != "" && *typ != apiclient.TypeNATSSubject && *typ != apiclient.TypeHTTPEndpoint {
 		return usagef("--type must be NATS_SUBJECT or HTTP_ENDPOINT")
+	}
+	if *policy != "" && *policy != "REJECT" && *policy != "HOLD" {
+		return usagef("--inactive-policy must be REJECT or HOLD")
+	}
+	auth, secrets, err := cf.read(a.stdin)
+	if err != nil {
+		return err
 	}
 	if sub == "create" {
 		if *typ == "" || *inbox == "" {
@@ -173,6 +188,7 @@ func agentsWrite(ctx context.Context, a *app, sub string, args []string) error {
 		ag, err := a.api().CreateAgent(ctx, &apiclient.Agent{
 			AIAgentAddress: args[0], InboxDestinationType: *typ, InboxName: *inbox,
 			Status: *status, Description: *desc, OwnerTeam: *owner,
+			InactivePolicy: *policy, InboxAuth: auth, SigningSecrets: secrets,
 		})
 		if err != nil {
 			return err
@@ -193,10 +209,22 @@ func agentsWrite(ctx context.Context, a *app, sub string, args []string) error {
 			u.OwnerTeam = owner
 		case "status":
 			u.Status = status
+		case "inactive-policy":
+			u.InactivePolicy = policy
 		}
 	})
-	if u == (apiclient.AgentUpdate{}) {
-		return usagef("agents update needs at least one of --type, --inbox, --description, --owner-team, --status")
+	switch {
+	case *cf.none:
+		u.InboxAuth = json.RawMessage("null")
+	case auth != nil:
+		u.InboxAuth = auth
+	}
+	if secrets != nil {
+		u.SigningSecrets = &secrets
+	}
+	if u.InboxDestinationType == nil && u.InboxName == nil && u.Description == nil && u.OwnerTeam == nil &&
+		u.Status == nil && u.InactivePolicy == nil && u.InboxAuth == nil && u.SigningSecrets == nil {
+		return usagef("agents update needs at least one of --type, --inbox, --description, --owner-team, --status, --inactive-policy or a credential flag")
 	}
 	ag, err := a.api().UpdateAgent(ctx, args[0], &u)
 	if err != nil {
@@ -227,4 +255,126 @@ func agentsHealth(ctx context.Context, a *app, args []string) error {
 	}
 	fmt.Fprintf(a.stdout, "reported %s %s\n", args[0], st)
 	return nil
+}
+
+// credFlags are the credential flags of agents create/update (issue 15). Secrets
+// are read from files or stdin ("-"), never taken from the command line, where
+// they would show in shell history and the process list.
+type credFlags struct {
+	bearerFile, headerName, headerValueFile, basicUser, basicPasswordFile, signingFile *string
+	none                                                                               *bool
+}
+
+func credentialFlags(fs *flag.FlagSet, update bool) *credFlags {
+	c := &credFlags{
+		bearerFile:        fs.String("auth-bearer-file", "", "file holding the inbox's bearer token (- = stdin): Authorization: Bearer <token>"),
+		headerName:        fs.String("auth-header-name", "", "header the inbox wants its key in, e.g. X-API-Key (with --auth-header-value-file)"),
+		headerValueFile:   fs.String("auth-header-value-file", "", "file holding that header's value (- = stdin)"),
+		basicUser:         fs.String("auth-basic-user", "", "basic auth user name (with --auth-basic-password-file)"),
+		basicPasswordFile: fs.String("auth-basic-password-file", "", "file holding the basic auth password (- = stdin)"),
+		signingFile:       fs.String("signing-secret-file", "", "file holding the agent's whsec_ signing secrets, one a line (- = stdin); replaces the stored ones"),
+		none:              new(bool),
+	}
+	if update {
+		c.none = fs.Bool("auth-none", false, "remove the inbox credentials")
+	}
+	return c
+}
+
+// read returns the credentials and signing secrets the flags give (nil when none).
+func (c *credFlags) read(stdin io.Reader) (*apiclient.InboxAuth, []string, error) {
+	stdinUsed := false
+	file := func(flagName, path string) (string, error) {
+		var b []byte
+		var err error
+		if path == "-" {
+			if stdinUsed {
+				return "", usagef("only one flag can read stdin (-)")
+			}
+			stdinUsed = true
+			b, err = io.ReadAll(io.LimitReader(stdin, 1<<20))
+		} else {
+			b, err = os.ReadFile(path)
+		}
+		if err != nil {
+			return "", fmt.Errorf("--%s: %w", flagName, err)
+		}
+		v := strings.TrimRight(string(b), "\r\n")
+		if strings.TrimSpace(v) == "" {
+			return "", usagef("--%s: the file is empty", flagName)
+		}
+		return v, nil
+	}
+	var auth *apiclient.InboxAuth
+	kinds := 0
+	if *c.bearerFile != "" {
+		kinds++
+		tok, err := file("auth-bearer-file", *c.bearerFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		auth = &apiclient.InboxAuth{Type: "BEARER", Token: tok}
+	}
+	if *c.headerName != "" || *c.headerValueFile != "" {
+		kinds++
+		if *c.headerName == "" || *c.headerValueFile == "" {
+			return nil, nil, usagef("--auth-header-name and --auth-header-value-file go together")
+		}
+		v, err := file("auth-header-value-file", *c.headerValueFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		auth = &apiclient.InboxAuth{Type: "HEADER", Name: *c.headerName, Value: v}
+	}
+	if *c.basicUser != "" || *c.basicPasswordFile != "" {
+		kinds++
+		if *c.basicUser == "" || *c.basicPasswordFile == "" {
+			return nil, nil, usagef("--auth-basic-user and --auth-basic-password-file go together")
+		}
+		pw, err := file("auth-basic-password-file", *c.basicPasswordFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		auth = &apiclient.InboxAuth{Type: "BASIC", Username: *c.basicUser, Password: pw}
+	}
+	if *c.none {
+		kinds++
+	}
+	if kinds > 1 {
+		return nil, nil, usagef("give one kind of inbox credentials: --auth-bearer-file, --auth-header-*, --auth-basic-* or --auth-none")
+	}
+	var secrets []string
+	if *c.signingFile != "" {
+		v, err := file("signing-secret-file", *c.signingFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, line := range strings.Split(v, "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				secrets = append(secrets, line)
+			}
+		}
+	}
+	return auth, secrets, nil
+}
+
+// authSummary shows the credentials' type and non-secret parts only (CAMS answers
+// carry the secrets masked anyway).
+func authSummary(a *apiclient.InboxAuth) string {
+	switch {
+	case a == nil:
+		return "-"
+	case a.Name != "":
+		return a.Type + " (" + a.Name + ", value masked)"
+	case a.Username != "":
+		return a.Type + " (user " + a.Username + ", password masked)"
+	}
+	return a.Type + " (masked)"
+}
+
+func secretsSummary(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d (masked)", len(s))
 }

@@ -68,6 +68,7 @@ func commands() []command {
 		{"agents", "list|get|create|update|delete|health ...", "manage agent registrations in CAMS", cmdAgents},
 		{"tail", "<subject>", "print messages as they arrive on a NATS inbox subject", cmdTail},
 		{"bench", "[--mode http|nats] [--clients N | --rate R] ...", "load-test a running msgrouter end to end", cmdBench},
+		{"audit", "[--since 1h] [--grace 1m] [--pending-threshold 5m] [--json]", "reconcile the stream with the router's records; exit 1 on a gap", cmdAudit},
 		{"help", "[command]", "show help", nil},
 	}
 }
@@ -78,6 +79,7 @@ type app struct {
 	// terminal reports whether a stream is an interactive terminal (progress bars).
 	terminal func(any) bool
 	g        globals
+	getenv   func(string) string // the environment (commands' own variables, e.g. DATABASE_URL)
 
 	clientOnce sync.Once
 	client     *apiclient.Client
@@ -85,7 +87,7 @@ type app struct {
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) *app {
 	return &app{
-		stdin: stdin, stdout: stdout, stderr: stderr, terminal: isTerminal,
+		stdin: stdin, stdout: stdout, stderr: stderr, terminal: isTerminal, getenv: getenv,
 		g: globals{
 			routerURL: cmp.Or(getenv("ROUTER_URL"), apiclient.DefaultRouterURL),
 			ingestURL: cmp.Or(getenv("INGEST_URL"), apiclient.DefaultIngestURL),

@@ -30,6 +30,7 @@ func cmdBench(ctx context.Context, a *app, args []string) error {
 	fs.DurationVar(&c.Duration, "duration", bench.DefaultDuration, "how long to send after the warmup")
 	fs.IntVar(&c.Count, "count", 0, "send this many messages in all instead of --duration")
 	fs.IntVar(&c.Agents, "agents", bench.DefaultAgents, "agents to register")
+	fs.IntVar(&c.OrderingKeys, "ordering-keys", 0, "spread messages over N ordering keys (DESIGN §5a); 0 = unkeyed")
 	fs.IntVar(&c.PayloadBytes, "payload-bytes", bench.DefaultPayloadBytes, "approximate payload size")
 	fs.DurationVar(&c.Warmup, "warmup", 0, "send this long first, left out of the results")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "how long to wait for deliveries after sending (default 30s; 5m for --stage drain)")
@@ -53,8 +54,8 @@ func cmdBench(ctx context.Context, a *app, args []string) error {
 	if c.Count > 0 {
 		c.Duration = 0
 	}
-	if c.Clients < 1 || c.Agents < 1 || c.Rate < 0 || c.Count < 0 || c.PayloadBytes < 0 {
-		return usagef("--clients and --agents must be at least 1; --rate, --count and --payload-bytes must not be negative")
+	if c.Clients < 1 || c.Agents < 1 || c.Rate < 0 || c.Count < 0 || c.PayloadBytes < 0 || c.OrderingKeys < 0 {
+		return usagef("--clients and --agents must be at least 1; --rate, --count, --payload-bytes and --ordering-keys must not be negative")
 	}
 	if c.Duration <= 0 && c.Count == 0 {
 		return usagef("give a positive --duration or --count")

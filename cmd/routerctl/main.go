@@ -10,12 +10,21 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/msgrouter/msgrouter/internal/config"
 )
 
 func main() {
+	// ROUTER_URL, CAMS_API_URL, DATABASE_URL ... may come from ENV_FILE or ./.env,
+	// as for every binary (issue 14); the environment wins.
+	if _, err := config.LoadDotEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, "routerctl:", err)
+		os.Exit(exitUsage)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := newApp(os.Stdin, os.Stdout, os.Stderr, os.Getenv).run(ctx, os.Args[1:])
 	stop()

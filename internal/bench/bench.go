@@ -103,6 +103,10 @@ type Config struct {
 	Agents int
 	// PayloadBytes is the approximate size of each payload. Defaults to 256.
 	PayloadBytes int
+	// OrderingKeys > 0 spreads the messages over that many ordering keys
+	// (senderMetadata.orderingKey "k<seq mod N>", DESIGN §5a), to measure what
+	// ordered delivery costs. 0 = unkeyed messages.
+	OrderingKeys int
 	// Warmup is sent first and left out of latencies and throughput.
 	Warmup time.Duration
 	// DrainTimeout bounds the wait for deliveries after the load. Defaults to 30s.
@@ -170,6 +174,8 @@ func (c Config) validate() error {
 		return bad("count, duration and warmup must not be negative")
 	case c.Agents < 1 || c.Agents > 10000:
 		return bad("agents must be between 1 and 10000")
+	case c.OrderingKeys < 0 || c.OrderingKeys > 1_000_000:
+		return bad("ordering keys must be between 0 and 1000000")
 	case c.PayloadBytes < 0 || c.PayloadBytes > 16<<20:
 		return bad("payload bytes must be between 0 and 16 MiB")
 	}
@@ -548,6 +554,10 @@ func (r *run) appendEnvelope(b []byte, seq, intended int64) []byte {
 	b = strconv.AppendInt(b, intended, 10)
 	b = append(b, `,"pad":"`...)
 	b = append(b, r.pad...)
+	if n := r.cfg.OrderingKeys; n > 0 {
+		b = append(b, `"},"senderMetadata":{"orderingKey":"k`...)
+		b = strconv.AppendInt(b, seq%int64(n), 10)
+	}
 	return append(b, `"}}`...)
 }
 

@@ -217,3 +217,27 @@ func TestParseSeqAndEnvelope(t *testing.T) {
 	_, ok = parseSeq([]byte(`{}`))
 	require.False(t, ok)
 }
+
+// --ordering-keys N puts senderMetadata.orderingKey "k<seq mod N>" on each message
+// and leaves the payload as it was.
+func TestEnvelopeOrderingKeys(t *testing.T) {
+	t.Parallel()
+	r := &run{cfg: Config{RunID: "abc", Agents: 3, PayloadBytes: 200, OrderingKeys: 1000}.withDefaults()}
+	r.cfg.RunID = "abc"
+	r.buildTemplates()
+	b := r.appendEnvelope(nil, 1234567, 99)
+	require.LessOrEqual(t, len(b), r.envelopeSize())
+	var env struct {
+		Payload        json.RawMessage `json:"payload"`
+		SenderMetadata struct {
+			OrderingKey string `json:"orderingKey"`
+		} `json:"senderMetadata"`
+	}
+	require.NoError(t, json.Unmarshal(b, &env), string(b))
+	require.Equal(t, "k567", env.SenderMetadata.OrderingKey)
+	seq, ok := parseSeq(env.Payload)
+	require.True(t, ok)
+	require.EqualValues(t, 1234567, seq)
+	_, err := Run(context.Background(), Config{Client: apiclient.New(time.Second, 1), OrderingKeys: -1})
+	require.ErrorIs(t, err, ErrConfig)
+}

@@ -119,7 +119,7 @@ func (r *run) stamp(j job) int64 {
 	return intended
 }
 
-func (r *run) envelopeSize() int { return 160 + len(r.pad) }
+func (r *run) envelopeSize() int { return 200 + len(r.pad) }
 
 func (r *run) httpSender(ctx context.Context, jobs <-chan job) {
 	for j := range jobs {

@@ -22,6 +22,7 @@ type Result struct {
 	Clients         int     `json:"clients"`
 	TargetRate      float64 `json:"targetRate,omitempty"` // 0 = closed loop
 	Agents          int     `json:"agents"`
+	OrderingKeys    int     `json:"orderingKeys,omitempty"`
 	PayloadBytes    int     `json:"payloadBytes"`
 	WarmupSeconds   float64 `json:"warmupSeconds"`
 	DurationSeconds float64 `json:"durationSeconds"` // measured sending time, warmup excluded
@@ -94,7 +95,7 @@ func latencyOf(h *hdr.Histogram) Latency {
 func (r *run) result() *Result {
 	res := &Result{
 		RunID: r.cfg.RunID, Mode: r.cfg.Mode, Inbox: r.cfg.Inbox, Clients: r.cfg.Clients,
-		TargetRate: r.cfg.Rate, Agents: r.cfg.Agents, PayloadBytes: r.cfg.PayloadBytes,
+		TargetRate: r.cfg.Rate, Agents: r.cfg.Agents, OrderingKeys: r.cfg.OrderingKeys, PayloadBytes: r.cfg.PayloadBytes,
 		WarmupSeconds: r.cfg.Warmup.Seconds(),
 		Sent:          r.sent.Load(), Accepted: r.accepted.Load(), Delivered: r.delivered.Load(),
 		Duplicates: r.duplicates.Load(), Unexpected: r.unexpected.Load(), ErrorCount: r.failed.Load(),
@@ -168,6 +169,9 @@ func WriteTable(w io.Writer, res *Result) error {
 	}
 	fmt.Fprintf(w, "run %s: stage %s, mode %s, inbox %s, %s, %d agents, ~%d-byte payloads, %.1fs measured after %.1fs warmup\n",
 		res.RunID, cmp.Or(res.Stage, StageAll), res.Mode, res.Inbox, loop, res.Agents, res.PayloadBytes, res.DurationSeconds, res.WarmupSeconds)
+	if res.OrderingKeys > 0 {
+		fmt.Fprintf(w, "messages spread over %d ordering keys\n", res.OrderingKeys)
+	}
 	if res.Interrupted {
 		fmt.Fprintln(w, "interrupted: results cover what was sent before, without draining")
 	}

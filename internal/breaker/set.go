@@ -52,6 +52,12 @@ type Settings struct {
 	// OpenTimeout is how long a breaker stays open before it lets one probe
 	// through (BREAKER_OPEN_TIMEOUT). Defaults to 30s.
 	OpenTimeout time.Duration
+	// NATSOpenTimeout is the open period of NATS-subject breakers. A NATS inbox
+	// fails as a whole while its stream elects a leader (no responders or PubAck
+	// timeouts for a few seconds); a short open period lets deliveries resume
+	// within seconds of the election instead of after a full OpenTimeout (DESIGN
+	// §5, issue 9). Defaults to OpenTimeout; never above it.
+	NATSOpenTimeout time.Duration
 	// IdleTimeout is how long a breaker may go unused before it is dropped, so
 	// the set does not grow with every destination ever seen. Defaults to
 	// 10 minutes, and is never below 2×OpenTimeout so an open breaker is not
@@ -71,6 +77,9 @@ func (s Settings) withDefaults() Settings {
 	if s.OpenTimeout <= 0 {
 		s.OpenTimeout = 30 * time.Second
 	}
+	if s.NATSOpenTimeout <= 0 || s.NATSOpenTimeout > s.OpenTimeout {
+		s.NATSOpenTimeout = s.OpenTimeout
+	}
 	if s.IdleTimeout <= 0 {
 		s.IdleTimeout = 10 * time.Minute
 	}
@@ -79,6 +88,14 @@ func (s Settings) withDefaults() Settings {
 		s.Now = time.Now
 	}
 	return s
+}
+
+// openTimeout is the open period of a breaker with label.
+func (s Settings) openTimeout(label string) time.Duration {
+	if label == LabelNATS {
+		return s.NATSOpenTimeout
+	}
+	return s.OpenTimeout
 }
 
 // Set holds one gobreaker breaker per destination key, created on first use and
@@ -243,11 +260,12 @@ func (s *Set) OpenFor(key string) time.Duration {
 	}
 	s.stateMu.Lock()
 	defer s.stateMu.Unlock()
+	open := s.st.openTimeout(e.label)
 	if e.state != gobreaker.StateOpen {
-		return s.st.OpenTimeout
+		return open
 	}
-	left := s.st.OpenTimeout - s.st.Now().Sub(e.openedAt)
-	return min(max(left, 0), s.st.OpenTimeout)
+	left := open - s.st.Now().Sub(e.openedAt)
+	return min(max(left, 0), open)
 }
 
 // State is key's breaker state; a key never used (or evicted) is closed.
@@ -275,7 +293,7 @@ func (s *Set) newEntry(key string) *entry {
 	e.cb = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        key,
 		MaxRequests: 1, // one probe while half-open (DESIGN §5)
-		Timeout:     s.st.OpenTimeout,
+		Timeout:     s.st.openTimeout(e.label),
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
 		// Ignore maps to an exclusion: gobreaker v2 then neither counts nor resets,
 		// and the excluded request stops holding the half-open probe slot

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,46 +76,51 @@ func attempt(t *testing.T, s *Set, key string, o Outcome) {
 	done(o)
 }
 
+// The open timeout runs on synctest's fake clock (gobreaker reads time.Now), so
+// the test waits exactly as long as the breaker and cannot flake.
 func TestOpensAfterFailuresThenProbes(t *testing.T) {
 	t.Parallel()
-	const key = "https://inbox.example:443"
-	f := setup(t, Settings{Failures: 3, OpenTimeout: 50 * time.Millisecond})
-	s := f.set
+	synctest.Test(t, func(t *testing.T) {
+		const key = "https://inbox.example:443"
+		const openTimeout = 50 * time.Millisecond
+		f := setup(t, Settings{Failures: 3, OpenTimeout: openTimeout})
+		s := f.set
 
-	attempt(t, s, key, Failure)
-	attempt(t, s, key, Failure)
-	require.Equal(t, gobreaker.StateClosed, s.State(key))
-	attempt(t, s, key, Failure)
-	require.Equal(t, gobreaker.StateOpen, s.State(key))
-	require.Equal(t, float64(gobreaker.StateOpen), f.gauge(t, LabelHTTP))
-	require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "open"))
+		attempt(t, s, key, Failure)
+		attempt(t, s, key, Failure)
+		require.Equal(t, gobreaker.StateClosed, s.State(key))
+		attempt(t, s, key, Failure)
+		require.Equal(t, gobreaker.StateOpen, s.State(key))
+		require.Equal(t, float64(gobreaker.StateOpen), f.gauge(t, LabelHTTP))
+		require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "open"))
 
-	_, err := s.Allow(key)
-	require.ErrorIs(t, err, ErrOpen)
-	require.ErrorIs(t, err, gobreaker.ErrOpenState)
-	require.LessOrEqual(t, s.OpenFor(key), 50*time.Millisecond)
+		_, err := s.Allow(key)
+		require.ErrorIs(t, err, ErrOpen)
+		require.ErrorIs(t, err, gobreaker.ErrOpenState)
+		require.Equal(t, openTimeout, s.OpenFor(key), "no time has passed on the fake clock")
 
-	// After OpenTimeout: half-open, exactly one probe at a time.
-	var probe func(Outcome)
-	require.Eventually(t, func() bool {
-		done, err := s.Allow(key)
-		if err != nil {
-			return false
-		}
-		probe = done
-		return true
-	}, 5*time.Second, 5*time.Millisecond)
-	require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
-	_, err = s.Allow(key)
-	require.ErrorIs(t, err, ErrOpen, "second probe while one is in flight")
-	require.ErrorIs(t, err, gobreaker.ErrTooManyRequests)
-	require.Equal(t, s.st.OpenTimeout, s.OpenFor(key))
+		// Just before OpenTimeout: still open, and OpenFor counts down.
+		time.Sleep(openTimeout - time.Millisecond)
+		_, err = s.Allow(key)
+		require.ErrorIs(t, err, gobreaker.ErrOpenState)
+		require.Equal(t, time.Millisecond, s.OpenFor(key))
 
-	probe(Success)
-	require.Equal(t, gobreaker.StateClosed, s.State(key))
-	require.Equal(t, float64(gobreaker.StateClosed), f.gauge(t, LabelHTTP))
-	require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "half-open"))
-	require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "closed"))
+		// After OpenTimeout: half-open, exactly one probe at a time.
+		time.Sleep(2 * time.Millisecond)
+		probe, err := s.Allow(key)
+		require.NoError(t, err, "the probe is let through once OpenTimeout has passed")
+		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
+		_, err = s.Allow(key)
+		require.ErrorIs(t, err, ErrOpen, "second probe while one is in flight")
+		require.ErrorIs(t, err, gobreaker.ErrTooManyRequests)
+		require.Equal(t, s.st.OpenTimeout, s.OpenFor(key))
+
+		probe(Success)
+		require.Equal(t, gobreaker.StateClosed, s.State(key))
+		require.Equal(t, float64(gobreaker.StateClosed), f.gauge(t, LabelHTTP))
+		require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "half-open"))
+		require.Equal(t, float64(1), f.transitions(t, LabelHTTP, "closed"))
+	})
 }
 
 func TestOpenFor(t *testing.T) {
@@ -130,19 +136,24 @@ func TestOpenFor(t *testing.T) {
 
 func TestFailedProbeReopens(t *testing.T) {
 	t.Parallel()
-	const key = "nats:agents.a"
-	f := setup(t, Settings{Failures: 1, OpenTimeout: 30 * time.Millisecond})
-	s := f.set
-	attempt(t, s, key, Failure)
-	require.Equal(t, gobreaker.StateOpen, s.State(key))
-	require.Eventually(t, func() bool { return s.State(key) == gobreaker.StateHalfOpen }, 5*time.Second, 5*time.Millisecond)
-	attempt(t, s, key, Failure)
-	require.Equal(t, gobreaker.StateOpen, s.State(key))
-	_, err := s.Allow(key)
-	require.ErrorIs(t, err, ErrOpen)
-	require.Equal(t, float64(2), f.transitions(t, LabelNATS, "open"))
-	require.Equal(t, float64(gobreaker.StateOpen), f.gauge(t, LabelNATS))
-	require.Equal(t, float64(gobreaker.StateClosed), f.gauge(t, LabelHTTP), "types are separate")
+	synctest.Test(t, func(t *testing.T) {
+		const key = "nats:agents.a"
+		const openTimeout = 30 * time.Millisecond
+		f := setup(t, Settings{Failures: 1, OpenTimeout: openTimeout})
+		s := f.set
+		attempt(t, s, key, Failure)
+		require.Equal(t, gobreaker.StateOpen, s.State(key))
+		time.Sleep(openTimeout + time.Millisecond) // fake clock
+		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
+		attempt(t, s, key, Failure)
+		require.Equal(t, gobreaker.StateOpen, s.State(key))
+		require.Equal(t, openTimeout, s.OpenFor(key), "a failed probe restarts the full timeout")
+		_, err := s.Allow(key)
+		require.ErrorIs(t, err, ErrOpen)
+		require.Equal(t, float64(2), f.transitions(t, LabelNATS, "open"))
+		require.Equal(t, float64(gobreaker.StateOpen), f.gauge(t, LabelNATS))
+		require.Equal(t, float64(gobreaker.StateClosed), f.gauge(t, LabelHTTP), "types are separate")
+	})
 }
 
 func TestSuccessResetsTheStreak(t *testing.T) {
@@ -175,16 +186,20 @@ func TestIgnoreNeitherCountsNorResets(t *testing.T) {
 
 func TestIgnoredProbeFreesTheSlot(t *testing.T) {
 	t.Parallel()
-	const key = "nats:agents.d"
-	s := setup(t, Settings{Failures: 1, OpenTimeout: 20 * time.Millisecond}).set
-	attempt(t, s, key, Failure)
-	require.Eventually(t, func() bool { return s.State(key) == gobreaker.StateHalfOpen }, 5*time.Second, 5*time.Millisecond)
-	attempt(t, s, key, Ignore) // a cancelled probe
-	require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
-	done, err := s.Allow(key)
-	require.NoError(t, err, "the ignored probe must not hold the half-open slot")
-	done(Success)
-	require.Equal(t, gobreaker.StateClosed, s.State(key))
+	synctest.Test(t, func(t *testing.T) {
+		const key = "nats:agents.d"
+		const openTimeout = 20 * time.Millisecond
+		s := setup(t, Settings{Failures: 1, OpenTimeout: openTimeout}).set
+		attempt(t, s, key, Failure)
+		time.Sleep(openTimeout + time.Millisecond) // fake clock
+		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
+		attempt(t, s, key, Ignore) // a cancelled probe
+		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
+		done, err := s.Allow(key)
+		require.NoError(t, err, "the ignored probe must not hold the half-open slot")
+		done(Success)
+		require.Equal(t, gobreaker.StateClosed, s.State(key))
+	})
 }
 
 func TestDoneTwiceCountsOnce(t *testing.T) {

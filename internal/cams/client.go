@@ -51,7 +51,8 @@ type ClientConfig struct {
 	// Timeout bounds one HTTP request to CAMS (CAMS_TIMEOUT). A request that times
 	// out counts as a CAMS failure. Defaults to 2s.
 	Timeout time.Duration
-	// CacheTTL is how long a found mapping is reused (CAMS_CACHE_TTL). 0 = no cache.
+	// CacheTTL is how long a found ACTIVE, well-formed mapping is reused
+	// (CAMS_CACHE_TTL); others are kept at most ShortCacheTTL. 0 = no cache.
 	CacheTTL time.Duration
 	// CacheMaxEntries bounds the cache. Defaults to 100000.
 	CacheMaxEntries int
@@ -136,6 +137,12 @@ type Client struct {
 	closeCtx context.Context
 	close    context.CancelFunc
 
+	// Telling a CAMS that fails for some addresses from one that fails for all
+	// (DESIGN §4): see addressOnly.
+	partial partialFailures
+
+	addressFailures prometheus.Counter
+
 	lookups     *prometheus.CounterVec
 	lookupTime  prometheus.Histogram
 	cacheHits   prometheus.Counter
@@ -180,6 +187,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	})
 	c.cacheHits = f.NewCounter(prometheus.CounterOpts{Name: "msgrouter_cams_cache_hits_total", Help: "CAMS lookups answered from the cache."})
 	c.cacheMisses = f.NewCounter(prometheus.CounterOpts{Name: "msgrouter_cams_cache_misses_total", Help: "CAMS lookups the cache could not answer."})
+	c.addressFailures = f.NewCounter(prometheus.CounterOpts{
+		Name: "msgrouter_cams_address_failures_total",
+		Help: "CAMS lookups that failed (5xx, timeout) for one address while CAMS answered for others: not counted by the CAMS breaker.",
+	})
 	for _, o := range []string{outcomeFound, outcomeNotFound, outcomeError, outcomeBreakerOpen} {
 		c.lookups.WithLabelValues(o) // show every outcome at 0 from the start
 	}
@@ -195,7 +206,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		// Shutting down is not a CAMS failure (STYLE: cancellation is not a failure).
 		// A CAMS timeout is our own per-request deadline: it wraps ErrUnavailable, not
 		// a caller's context error, and counts.
-		IsExcluded: func(err error) bool { return errors.Is(err, errClosed) || errors.Is(err, context.Canceled) },
+		// A failure that concerns one address only (CAMS answers for others, checked
+		// by addressOnly) says nothing about CAMS as a whole: it must not pause
+		// routing for every agent (DESIGN §4).
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, errClosed) || errors.Is(err, context.Canceled) || errors.Is(err, errAddressOnly)
+		},
 		OnStateChange: func(name string, from, to gobreaker.State) {
 			cfg.BreakerMetrics.OnStateChange(name, from, to)
 			// Runs under the breaker's lock: log only, never call back into it.
@@ -250,20 +266,54 @@ func (c *Client) cached(address string) *Mapping {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.cache[address]
-	if !ok {
-		return nil
-	}
-	if !c.cfg.Now().Before(e.expires) {
-		delete(c.cache, address)
+	if !ok || !c.cfg.Now().Before(e.expires) {
+		// An expired entry stays as the last known answer (lastKnown) until the
+		// cache is full or CAMS says the agent is gone.
 		return nil
 	}
 	return e.m.clone()
 }
 
-func (c *Client) store(address string, m *Mapping) {
-	if c.cfg.CacheTTL <= 0 {
-		return
+// lastKnown returns the last mapping CAMS gave for address, fresh or not; nil when
+// none is kept.
+func (c *Client) lastKnown(address string) *Mapping {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.cache[address]; ok {
+		return e.m.clone()
 	}
+	return nil
+}
+
+// InboxAuth returns the agent's inbox credentials for an HTTP delivery, looked up
+// at delivery time (DESIGN §4): through the cache, so a change in CAMS applies
+// within CacheTTL. nil when the agent has none or is no longer registered (the
+// retry's routing decides what happens to it). When CAMS cannot answer, the last
+// known credentials are used, as the last known inbox is (DESIGN §5); with none
+// known, none are sent. Errors: only the caller's ctx error.
+func (c *Client) InboxAuth(ctx context.Context, address string) (*InboxAuth, error) {
+	m, err := c.Lookup(ctx, address)
+	switch {
+	case err == nil:
+		return m.InboxAuth, nil
+	case errors.Is(err, ErrNotFound):
+		return nil, nil
+	case errors.Is(err, ErrUnavailable):
+		if m := c.lastKnown(address); m != nil {
+			return m.InboxAuth, nil
+		}
+		// Nothing known (a router started during the outage): deliver without
+		// credentials rather than hold every HTTP delivery on CAMS; an inbox that
+		// wants some answers 401, an ordinary failed attempt retried later.
+		c.log.Debug("CAMS unavailable and no credentials known for the agent: delivering without", "ai_agent_address", address)
+		return nil, nil
+	}
+	return nil, err
+}
+
+func (c *Client) store(address string, m *Mapping) {
+	// Kept even without a cache (CacheTTL 0, born expired): it is the last known
+	// mapping InboxAuth falls back on while CAMS cannot answer.
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.cfg.Now()
@@ -281,7 +331,41 @@ func (c *Client) store(address string, m *Mapping) {
 			delete(c.cache, k)
 		}
 	}
-	c.cache[address] = cacheEntry{m: m.clone(), expires: now.Add(c.cfg.CacheTTL)}
+	c.cache[address] = cacheEntry{m: m.clone(), expires: now.Add(c.ttlFor(m))} // TTL 0: born expired
+}
+
+// ShortCacheTTL is how long a mapping that is not routable (status not ACTIVE, or
+// an inbox that fails ValidateInbox) is cached, when CacheTTL is longer: an
+// operator's fix in CAMS (reactivating an agent, correcting its inbox) shows within
+// seconds, while working ACTIVE mappings keep the full CacheTTL. 404s are never
+// cached (see Client).
+const ShortCacheTTL = 2 * time.Second
+
+func (c *Client) ttlFor(m *Mapping) time.Duration {
+	if m.Status == StatusActive && ValidateInbox(m.InboxDestinationType, m.InboxName) == nil {
+		return c.cfg.CacheTTL
+	}
+	return min(c.cfg.CacheTTL, ShortCacheTTL)
+}
+
+// dropInvalidSecrets removes the signing secrets ValidateSigningSecret refuses and
+// returns how many it removed.
+func dropInvalidSecrets(m *Mapping) int {
+	if len(m.SigningSecrets) == 0 {
+		return 0
+	}
+	kept := m.SigningSecrets[:0:0]
+	for _, s := range m.SigningSecrets {
+		if ValidateSigningSecret(s) == nil {
+			kept = append(kept, s)
+		}
+	}
+	n := len(m.SigningSecrets) - len(kept)
+	if len(kept) == 0 {
+		kept = nil
+	}
+	m.SigningSecrets = kept
+	return n
 }
 
 // Forget drops address from the cache (after an admin change through this client).
@@ -292,8 +376,28 @@ func (c *Client) Forget(address string) {
 }
 
 func (c *Client) lookup(ctx context.Context, address string) (*Mapping, error) {
+	if wait := c.partial.backingOff(address, c.cfg.Now()); wait > 0 {
+		// CAMS failed for this address a moment ago while answering for others: do
+		// not ask again yet, and do not involve the breaker.
+		c.lookups.WithLabelValues(outcomeError).Inc()
+		return nil, fmt.Errorf("%w: CAMS failed for this address while answering for others; asking again in %s: %w", ErrUnavailable, wait.Round(time.Millisecond), errAddressOnly)
+	}
 	ch := c.group.DoChan(address, func() (any, error) {
-		return c.cb.Execute(func() (*Mapping, error) { return c.fetch(ctx, address) })
+		return c.cb.Execute(func() (*Mapping, error) {
+			m, err := c.fetch(ctx, address)
+			if err != nil && errors.Is(err, ErrUnavailable) && !errors.Is(err, errClosed) && c.addressOnly(ctx, address) {
+				c.addressFailures.Inc()
+				wait, streak := c.partial.failed(address, c.cfg.Now(), min(maxAddressBackoff, c.cfg.BreakerOpenTimeout))
+				level := slog.LevelDebug
+				if streak == 1 { // once per streak: a lasting failure does not flood the log
+					level = slog.LevelWarn
+				}
+				c.log.Log(ctx, level, "CAMS failed for one agent while answering for others: its messages wait, others flow",
+					"ai_agent_address", address, "retry_in", wait.String(), "consecutive_failures", streak, "error", err)
+				return nil, fmt.Errorf("%w (%w)", err, errAddressOnly)
+			}
+			return m, err
+		})
 	})
 	if c.testHookJoined != nil {
 		c.testHookJoined() // DoChan has registered this caller: tests count waiters
@@ -338,7 +442,9 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 	defer stop()
 
 	start := time.Now()
-	resp, err := c.do(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address), nil)
+	// includeSecrets: the router needs the agent's signing secrets and inbox
+	// credentials unmasked (DESIGN §4); other CAMS implementations ignore it.
+	resp, err := c.do(ctx, http.MethodGet, inboxesPrefix+escapeAddress(address)+"?includeSecrets=true", nil)
 	if err != nil {
 		c.lookupTime.Observe(time.Since(start).Seconds())
 		return nil, c.transportError(ctx, err)
@@ -355,9 +461,18 @@ func (c *Client) fetch(caller context.Context, address string) (*Mapping, error)
 		if err := json.Unmarshal(body, &m); err != nil {
 			return nil, fmt.Errorf("%w: undecodable mapping: %w", ErrUnavailable, err)
 		}
+		if ignored := dropInvalidSecrets(&m); ignored > 0 {
+			// Another CAMS may not check what the reference one does (DESIGN §4):
+			// a key outside 24..64 bytes is ignored, never used, never fatal.
+			c.log.Warn("CAMS mapping has signing secrets that are not valid Standard Webhooks secrets (whsec_ + base64 of a 24 to 64-byte key): ignored",
+				"ai_agent_address", address, "ignored", ignored, "kept", len(m.SigningSecrets))
+		}
 		c.store(address, &m)
+		c.partial.answered(address)
 		return &m, nil
 	case resp.StatusCode == http.StatusNotFound:
+		c.partial.answered(address)
+		c.Forget(address) // no last known mapping for an agent that is gone
 		return nil, ErrNotFound
 	default:
 		// 5xx and 429 are CAMS's trouble. Other statuses (401 a wrong CAMS_API_KEY,
@@ -562,6 +677,177 @@ func (c *Client) HealthCheck(ctx context.Context, address, status, details strin
 	}
 	c.Forget(address)
 	return &out, nil
+}
+
+// errAddressOnly marks a lookup failure that concerns its address only: CAMS
+// answered for another address just before or just after. The breaker excludes it.
+var errAddressOnly = errors.New("CAMS answers for other addresses")
+
+// Per-address failure handling (DESIGN §4: a CAMS failure that concerns some
+// addresses only never delays routing for the others).
+const (
+	// minAddressBackoff doubles per consecutive address-only failure up to
+	// maxAddressBackoff (and never beyond BreakerOpenTimeout), the same 250ms → 5s
+	// as the router's Nak delays, so an address CAMS answers for again flows within
+	// seconds.
+	minAddressBackoff = 250 * time.Millisecond
+	maxAddressBackoff = 5 * time.Second
+	// canaryFresh is how long one check that CAMS answers for another address is
+	// reused, so a burst of failing addresses costs one check.
+	canaryFresh = time.Second
+	// recentAnswers is how many addresses CAMS answered for lately are kept as
+	// canaries; maxBackoffEntries bounds the per-address backoff table.
+	recentAnswers     = 4
+	maxBackoffEntries = 100_000
+)
+
+// CanaryAddress is looked up when CAMS fails for an address and no other address
+// it answered for lately answers now: any answer (404 expected, 200 fine) shows
+// CAMS answers for others. The .invalid name (RFC 2606) is never a real agent.
+const CanaryAddress = "msgrouter-cams-canary@canary.invalid"
+
+// addressOnly reports whether CAMS, which just failed for address, answers for
+// other addresses: true when one of the addresses it answered for lately (200 or
+// 404), or else CanaryAddress, gets an answer now (or did within canaryFresh).
+// False when none answers: then the failure counts as CAMS's and the breaker sees
+// it. The check is one GET, outside the breaker, shared by concurrent
+// callers.
+func (c *Client) addressOnly(ctx context.Context, address string) bool {
+	now := c.cfg.Now()
+	if ok, fresh := c.partial.canaryVerdict(now); fresh {
+		return ok
+	}
+	v, _, _ := c.group.Do("\x00canary", func() (any, error) {
+		if ok, fresh := c.partial.canaryVerdict(c.cfg.Now()); fresh {
+			return ok, nil
+		}
+		ok := false
+		for _, other := range append(c.partial.canaries(address), CanaryAddress) {
+			if other == address {
+				continue
+			}
+			_, err := c.fetch(ctx, other)
+			if err == nil || errors.Is(err, ErrNotFound) {
+				ok = true
+				break
+			}
+			c.partial.forget(other)
+			if errors.Is(err, errClosed) {
+				break
+			}
+		}
+		c.partial.setCanary(ok, c.cfg.Now())
+		return ok, nil
+	})
+	return v.(bool)
+}
+
+// partialFailures remembers the addresses CAMS answered for lately (canaries) and
+// the addresses it failed for while answering others (with their backoff).
+type partialFailures struct {
+	mu         sync.Mutex
+	recent     []string // most recent last, distinct
+	canaryAt   time.Time
+	canaryOK   bool
+	haveCanary bool
+	backoff    map[string]addressBackoff
+}
+
+type addressBackoff struct {
+	until    time.Time
+	failures int
+}
+
+func (p *partialFailures) answered(address string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.backoff, address)
+	for i, a := range p.recent {
+		if a == address {
+			p.recent = append(p.recent[:i], p.recent[i+1:]...)
+			break
+		}
+	}
+	p.recent = append(p.recent, address)
+	if len(p.recent) > recentAnswers {
+		p.recent = p.recent[1:]
+	}
+}
+
+func (p *partialFailures) forget(address string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, a := range p.recent {
+		if a == address {
+			p.recent = append(p.recent[:i], p.recent[i+1:]...)
+			return
+		}
+	}
+}
+
+// canaries returns the recent answered addresses other than failing, newest first.
+func (p *partialFailures) canaries(failing string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.recent))
+	for i := len(p.recent) - 1; i >= 0; i-- {
+		if p.recent[i] != failing {
+			out = append(out, p.recent[i])
+		}
+	}
+	return out
+}
+
+func (p *partialFailures) canaryVerdict(now time.Time) (ok, fresh bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.haveCanary || now.Sub(p.canaryAt) >= canaryFresh || now.Before(p.canaryAt) {
+		return false, false
+	}
+	return p.canaryOK, true
+}
+
+func (p *partialFailures) setCanary(ok bool, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.canaryOK, p.canaryAt, p.haveCanary = ok, now, true
+}
+
+// failed records an address-only failure and returns how long the address backs
+// off and how many address-only failures in a row it has had.
+func (p *partialFailures) failed(address string, now time.Time, ceiling time.Duration) (time.Duration, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.backoff == nil {
+		p.backoff = map[string]addressBackoff{}
+	}
+	if len(p.backoff) >= maxBackoffEntries {
+		for k, b := range p.backoff {
+			if !now.Before(b.until) {
+				delete(p.backoff, k)
+			}
+		}
+		if len(p.backoff) >= maxBackoffEntries {
+			clear(p.backoff) // still full: forgetting backoffs only costs requests
+		}
+	}
+	b := p.backoff[address]
+	b.failures++
+	wait := min(minAddressBackoff<<min(b.failures-1, 10), max(ceiling, minAddressBackoff))
+	b.until = now.Add(wait)
+	p.backoff[address] = b
+	return wait, b.failures
+}
+
+// backingOff returns how long address still backs off, 0 when it does not.
+func (p *partialFailures) backingOff(address string, now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b, ok := p.backoff[address]
+	if !ok || !now.Before(b.until) {
+		return 0
+	}
+	return b.until.Sub(now)
 }
 
 // escapeAddress puts an address into a URL path the way the contract says

@@ -255,10 +255,12 @@ func TestClientBreakerOpensAndRecovers(t *testing.T) {
 		require.ErrorAs(t, err, &apiErr)
 		require.Equal(t, http.StatusInternalServerError, apiErr.Status)
 	}
+	// 3 lookups and one check that CAMS answers for another address (it does not).
+	require.EqualValues(t, 4, b.fake.requests.Load())
 	_, err := b.client.Lookup(ctx, "agent@x")
 	require.ErrorIs(t, err, ErrUnavailable)
 	require.ErrorIs(t, err, gobreaker.ErrOpenState)
-	require.EqualValues(t, 3, b.fake.requests.Load(), "an open breaker sends nothing")
+	require.EqualValues(t, 4, b.fake.requests.Load(), "an open breaker sends nothing")
 	require.Equal(t, 2.0, metric(t, b.reg, "msgrouter_breaker_state", "breaker", "cams"))
 	require.Equal(t, 1.0, metric(t, b.reg, "msgrouter_cams_lookups_total", "outcome", "breaker_open"))
 	require.Equal(t, 3.0, metric(t, b.reg, "msgrouter_cams_lookups_total", "outcome", "error"))

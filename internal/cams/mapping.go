@@ -13,6 +13,14 @@ const (
 	StatusInactive   = "INACTIVE"
 )
 
+// Inactive policies (DESIGN §4, §5a): what the router does with a message for an
+// INACTIVE agent. REJECT (the default, also when a CAMS omits the field) rejects it
+// AGENT_INACTIVE; HOLD keeps it PENDING until the agent is ACTIVE again.
+const (
+	InactivePolicyReject = "REJECT"
+	InactivePolicyHold   = "HOLD"
+)
+
 // Health check statuses (POST /v1/agent-health-check).
 const (
 	HealthHealthy   = "HEALTHY"
@@ -34,6 +42,13 @@ type Mapping struct {
 	// instead of DELIVERY_SIGNING_SECRETS for this agent's HTTP deliveries. An
 	// extension of the contract's mapping; other CAMS implementations omit it.
 	SigningSecrets []string `json:"signingSecrets,omitempty"`
+	// InactivePolicy is REJECT or HOLD (DESIGN §4, §5a); "" (another CAMS that
+	// omits it) means REJECT.
+	InactivePolicy string `json:"inactivePolicy,omitempty"`
+	// InboxAuth is the credentials the agent's HTTP inbox requires (DESIGN §4), nil
+	// for none. Secret: masked in every CAMS answer except the router's lookup
+	// (includeSecrets=true), never logged, never stored by the router.
+	InboxAuth *InboxAuth `json:"inboxAuth,omitempty"`
 	// Health is the last health report, nil before the first. An extension of the
 	// contract's mapping, informational only: the router decides on Status.
 	Health *Health `json:"health,omitempty"`
@@ -70,6 +85,8 @@ type mappingJSON struct {
 	LastUpdatedTimestamp  string      `json:"lastUpdatedTimestamp,omitempty"`
 	UpdatedBy             string      `json:"updatedBy,omitempty"`
 	SigningSecrets        []string    `json:"signingSecrets,omitempty"`
+	InactivePolicy        string      `json:"inactivePolicy,omitempty"`
+	InboxAuth             *InboxAuth  `json:"inboxAuth,omitempty"`
 	Health                *healthJSON `json:"health,omitempty"`
 }
 
@@ -103,6 +120,7 @@ func (m Mapping) MarshalJSON() ([]byte, error) {
 		RegistrationTimestamp: formatOptional(m.RegistrationTimestamp),
 		LastUpdatedTimestamp:  formatOptional(m.LastUpdatedTimestamp),
 		UpdatedBy:             m.UpdatedBy, SigningSecrets: m.SigningSecrets,
+		InactivePolicy: m.InactivePolicy, InboxAuth: m.InboxAuth,
 	}
 	if h := m.Health; h != nil {
 		j.Health = &healthJSON{Status: h.Status, Details: h.Details, ReportedAt: formatOptional(h.ReportedAt), InactiveByHealthCheck: h.InactiveByHealthCheck}
@@ -123,6 +141,7 @@ func (m *Mapping) UnmarshalJSON(b []byte) error {
 		RegistrationTimestamp: parseLenient(j.RegistrationTimestamp),
 		LastUpdatedTimestamp:  parseLenient(j.LastUpdatedTimestamp),
 		UpdatedBy:             j.UpdatedBy, SigningSecrets: j.SigningSecrets,
+		InactivePolicy: j.InactivePolicy, InboxAuth: j.InboxAuth,
 	}
 	if h := j.Health; h != nil {
 		m.Health = &Health{Status: h.Status, Details: h.Details, ReportedAt: parseLenient(h.ReportedAt), InactiveByHealthCheck: h.InactiveByHealthCheck}
@@ -135,6 +154,10 @@ func (m *Mapping) UnmarshalJSON(b []byte) error {
 func (m *Mapping) clone() *Mapping {
 	c := *m
 	c.SigningSecrets = append([]string(nil), m.SigningSecrets...)
+	if m.InboxAuth != nil {
+		a := *m.InboxAuth
+		c.InboxAuth = &a
+	}
 	if m.Health != nil {
 		h := *m.Health
 		c.Health = &h

@@ -1,6 +1,7 @@
 package cams
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,13 +63,13 @@ func TestClientServerRoundTrip(t *testing.T) {
 	addr := oddAddresses[0]
 	_, err = c.Lookup(ctx, addr) // cached now
 	require.NoError(t, err)
-	upd, err := c.Update(ctx, addr, map[string]any{"status": StatusInactive, "signingSecrets": []string{"whsec_c2VjcmV0"}})
+	upd, err := c.Update(ctx, addr, map[string]any{"status": StatusInactive, "signingSecrets": []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}})
 	require.NoError(t, err)
 	require.Equal(t, StatusInactive, upd.Status)
 	m, err := c.Lookup(ctx, addr)
 	require.NoError(t, err)
 	require.Equal(t, StatusInactive, m.Status, "the client's own update drops its cache entry")
-	require.Equal(t, []string{"whsec_c2VjcmV0"}, m.SigningSecrets)
+	require.Equal(t, []string{"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"}, m.SigningSecrets)
 
 	hm, err := c.HealthCheck(ctx, oddAddresses[1], HealthUnhealthy, "timeouts")
 	require.NoError(t, err)
@@ -116,7 +119,8 @@ func TestServe(t *testing.T) {
 	cfg.ShutdownTimeout = 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, cfg, slog.New(slog.DiscardHandler), nil) }()
+	var logs lockedBuffer
+	go func() { done <- Serve(ctx, ln, cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil) }()
 
 	base := "http://" + ln.Addr().String()
 	require.Eventually(t, func() bool {
@@ -152,6 +156,25 @@ func TestServe(t *testing.T) {
 		t.Fatal("Serve did not return after cancel")
 	}
 	http.DefaultClient.CloseIdleConnections()
+	// Without CAMS_SECRETS_KEY: one warning at start (issue 15).
+	require.Equal(t, 1, strings.Count(logs.String(), "CAMS_SECRETS_KEY is not set"))
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestServePostgresUnreachable(t *testing.T) {

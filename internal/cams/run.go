@@ -62,8 +62,18 @@ func Serve(ctx context.Context, ln net.Listener, cfg config.CAMS, log *slog.Logg
 	}
 	log.InfoContext(ctx, "CAMS migrations applied", "applied", n)
 
+	box, err := SecretBoxFromConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if box == nil {
+		log.WarnContext(ctx, "CAMS_SECRETS_KEY is not set: signing secrets and inbox credentials are stored in plain text in Postgres")
+	} else {
+		log.InfoContext(ctx, "secrets encrypted at rest", "secrets_key_id", box.KeyID())
+	}
+
 	h := NewHandler(HandlerConfig{
-		Store: NewStore(pool), Logger: log, Registerer: reg, Gatherer: reg,
+		Store: NewStore(pool, WithSecretBox(box)), Logger: log, Registerer: reg, Gatherer: reg,
 		AdminKeys: keys, Version: config.Version,
 	})
 	srv := httpapi.NewServer(cfg.Addr, h, log)
@@ -95,6 +105,49 @@ func Serve(ctx context.Context, ln net.Listener, cfg config.CAMS, log *slog.Logg
 		log.InfoContext(sctx, "CAMS stopped")
 	}
 	return serveErr
+}
+
+// SecretBoxFromConfig builds the SecretBox of CAMS_SECRETS_KEY (and
+// CAMS_SECRETS_KEY_PREVIOUS); nil, nil when no key is set. Errors name the variable.
+func SecretBoxFromConfig(cfg config.CAMS) (*SecretBox, error) {
+	if cfg.SecretsKey == "" {
+		return nil, nil
+	}
+	cur, err := ParseSecretsKey(cfg.SecretsKey)
+	if err != nil {
+		return nil, fmt.Errorf("CAMS_SECRETS_KEY: %w", err)
+	}
+	var prev []byte
+	if cfg.SecretsKeyPrevious != "" {
+		if prev, err = ParseSecretsKey(cfg.SecretsKeyPrevious); err != nil {
+			return nil, fmt.Errorf("CAMS_SECRETS_KEY_PREVIOUS: %w", err)
+		}
+	}
+	return NewSecretBox(cur, prev)
+}
+
+// RotateSecretsKey is `cams rotate-secrets-key`: it connects to cfg.DatabaseURL,
+// applies the migrations, and re-encrypts every stored secret with
+// CAMS_SECRETS_KEY, opening values sealed with CAMS_SECRETS_KEY_PREVIOUS (or stored
+// in plain text). Safe to run while CAMS serves; running it twice changes nothing
+// but the nonces. It returns how many agents' secrets it rewrote.
+func RotateSecretsKey(ctx context.Context, cfg config.CAMS) (int, error) {
+	box, err := SecretBoxFromConfig(cfg)
+	if err != nil {
+		return 0, err
+	}
+	if box == nil {
+		return 0, errors.New("CAMS_SECRETS_KEY: must be set to the key to encrypt with (and CAMS_SECRETS_KEY_PREVIOUS to the old one)")
+	}
+	pool, err := connect(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	if _, err := migrate.Apply(ctx, pool, migrate.CAMS); err != nil {
+		return 0, fmt.Errorf("error applying the CAMS migrations: %w", err)
+	}
+	return NewStore(pool, WithSecretBox(box)).RotateSecrets(ctx, 500)
 }
 
 func connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {

@@ -180,6 +180,54 @@ type mappingRequest struct {
 	OwnerTeam            *string   `json:"ownerTeam"`
 	UpdatedBy            *string   `json:"updatedBy"`
 	SigningSecrets       *[]string `json:"signingSecrets"`
+	InactivePolicy       *string   `json:"inactivePolicy"`
+	// InboxAuth: absent = unchanged; null = removed (on PUT); an object = replaced.
+	InboxAuth json.RawMessage `json:"inboxAuth"`
+}
+
+// patch turns the request into a Patch (a 400 for a malformed inboxAuth).
+func (req *mappingRequest) patch(r *http.Request) (Patch, error) {
+	p := Patch{
+		InboxDestinationType: req.InboxDestinationType, InboxName: req.InboxName, Status: req.Status,
+		Description: req.Description, OwnerTeam: req.OwnerTeam, UpdatedBy: updatedBy(r, req.UpdatedBy),
+		SigningSecrets: req.SigningSecrets, InactivePolicy: req.InactivePolicy,
+	}
+	switch raw := bytes.TrimSpace(req.InboxAuth); {
+	case len(raw) == 0:
+	case bytes.Equal(raw, []byte("null")):
+		p.ClearInboxAuth = true
+	default:
+		var a InboxAuth
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&a); err != nil {
+			// The decoder's message may quote the input: never echo credentials.
+			return Patch{}, invalidf("inboxAuth", "must be an object {type, token} (BEARER), {type, name, value} (HEADER) or {type, username, password} (BASIC)")
+		}
+		p.InboxAuth = &a
+	}
+	return p, nil
+}
+
+// includeSecrets reports whether the request asks for the secrets unmasked
+// (GET /v1/agent-inboxes/{address}?includeSecrets=true, the router's lookup).
+func includeSecrets(r *http.Request) bool {
+	v, _ := strconv.ParseBool(r.URL.Query().Get("includeSecrets"))
+	return v
+}
+
+// Masked returns a copy of m with every secret replaced by Masked (DESIGN §4): what
+// every CAMS answer shows, except the router's includeSecrets=true lookup.
+func (m Mapping) Masked() Mapping {
+	if len(m.SigningSecrets) > 0 {
+		s := make([]string, len(m.SigningSecrets))
+		for i := range s {
+			s[i] = Masked
+		}
+		m.SigningSecrets = s
+	}
+	m.InboxAuth = m.InboxAuth.masked()
+	return m
 }
 
 // updatedBy defaults to the name of the caller's admin key, so the registry says who
@@ -201,6 +249,9 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, address, err)
 		return
 	}
+	if !includeSecrets(r) {
+		m = m.Masked()
+	}
 	httpapi.WriteJSON(w, http.StatusOK, m)
 }
 
@@ -209,15 +260,16 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	if !readJSON(w, r, &req) {
 		return
 	}
-	m := Mapping{Status: StatusActive}
+	m := Mapping{Status: StatusActive, InactivePolicy: InactivePolicyReject}
 	if req.AIAgentAddress != nil {
 		m.AIAgentAddress = *req.AIAgentAddress
 	}
-	Patch{
-		InboxDestinationType: req.InboxDestinationType, InboxName: req.InboxName, Status: req.Status,
-		Description: req.Description, OwnerTeam: req.OwnerTeam, UpdatedBy: updatedBy(r, req.UpdatedBy),
-		SigningSecrets: req.SigningSecrets,
-	}.apply(&m)
+	p, err := req.patch(r)
+	if err != nil {
+		h.fail(w, r, m.AIAgentAddress, err)
+		return
+	}
+	p.apply(&m)
 	if err := m.Validate(); err != nil {
 		h.fail(w, r, m.AIAgentAddress, err)
 		return
@@ -230,7 +282,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	h.log.InfoContext(r.Context(), "agent registered", "ai_agent_address", out.AIAgentAddress,
 		"inbox_destination_type", out.InboxDestinationType, "status", out.Status, "updated_by", out.UpdatedBy)
 	w.Header().Set("Location", inboxesPrefix+escapeAddress(out.AIAgentAddress))
-	httpapi.WriteJSON(w, http.StatusCreated, out)
+	httpapi.WriteJSON(w, http.StatusCreated, out.Masked())
 }
 
 func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
@@ -243,18 +295,19 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, address, invalidf("aiAgentAddress", "cannot be changed (register the new address and delete the old one)"))
 		return
 	}
-	out, err := h.store.Update(r.Context(), address, Patch{
-		InboxDestinationType: req.InboxDestinationType, InboxName: req.InboxName, Status: req.Status,
-		Description: req.Description, OwnerTeam: req.OwnerTeam, UpdatedBy: updatedBy(r, req.UpdatedBy),
-		SigningSecrets: req.SigningSecrets,
-	})
+	p, err := req.patch(r)
+	if err != nil {
+		h.fail(w, r, address, err)
+		return
+	}
+	out, err := h.store.Update(r.Context(), address, p)
 	if err != nil {
 		h.fail(w, r, address, err)
 		return
 	}
 	h.log.InfoContext(r.Context(), "agent updated", "ai_agent_address", out.AIAgentAddress,
 		"inbox_destination_type", out.InboxDestinationType, "status", out.Status, "updated_by", out.UpdatedBy)
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out.Masked())
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
@@ -312,9 +365,9 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, "", err)
 		return
 	}
-	page := ListPage{Items: items}
-	if page.Items == nil {
-		page.Items = []Mapping{}
+	page := ListPage{Items: make([]Mapping, len(items))}
+	for i, m := range items {
+		page.Items[i] = m.Masked()
 	}
 	if more {
 		page.NextCursor = encodeCursor(items[len(items)-1].AIAgentAddress)
@@ -350,7 +403,7 @@ func (h *Handler) healthCheck(w http.ResponseWriter, r *http.Request) {
 		h.log.InfoContext(r.Context(), "agent status changed by health check", "ai_agent_address", out.AIAgentAddress,
 			"health_status", rep.Status, "from", previous, "to", out.Status)
 	}
-	httpapi.WriteJSON(w, http.StatusOK, out)
+	httpapi.WriteJSON(w, http.StatusOK, out.Masked())
 }
 
 func (h *Handler) parseHealth(req *healthRequest, rep *HealthReport) error {

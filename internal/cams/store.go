@@ -2,6 +2,7 @@ package cams
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -20,33 +21,72 @@ var ErrExists = errors.New("agent already registered")
 // Store keeps the reference CAMS registry in Postgres (table agent_inboxes,
 // migrations/cams). Timestamps come from the database clock, truncated to
 // milliseconds so what a write answers equals what a later read returns.
+//
+// Secrets (signingSecrets, inboxAuth) are sealed with the Store's SecretBox when it
+// has one (CAMS_SECRETS_KEY): Postgres then holds only ciphertext, each value with
+// its key id. Without one they are stored in plain text.
 type Store struct {
 	pool *pgxpool.Pool
+	box  *SecretBox
 }
 
+// StoreOption configures a Store.
+type StoreOption func(*Store)
+
+// WithSecretBox seals secrets at rest with box (nil = plain text).
+func WithSecretBox(box *SecretBox) StoreOption { return func(s *Store) { s.box = box } }
+
 // NewStore returns a Store on pool.
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func NewStore(pool *pgxpool.Pool, opts ...StoreOption) *Store {
+	s := &Store{pool: pool}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
 
 // Ping checks Postgres answers (readiness).
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
 
 const columns = `ai_agent_address, inbox_destination_type, inbox_name, status, description,
 	owner_team, updated_by, signing_secrets, registration_timestamp, last_updated_timestamp,
-	health_status, health_details, last_health_at, inactive_by_health`
+	health_status, health_details, last_health_at, inactive_by_health, inactive_policy, inbox_auth`
 
-func scanMapping(row pgx.Row) (Mapping, error) {
+// Field names bound into each sealed value (see SecretBox).
+const (
+	fieldSigningSecret = "signingSecrets"
+	fieldInboxAuth     = "inboxAuth"
+)
+
+func (s *Store) scanMapping(row pgx.Row) (Mapping, error) {
 	var (
 		m             Mapping
 		healthStatus  *string
 		healthDetails *string
 		healthAt      *time.Time
 		byHealth      bool
+		inboxAuth     *string
 	)
 	err := row.Scan(&m.AIAgentAddress, &m.InboxDestinationType, &m.InboxName, &m.Status, &m.Description,
 		&m.OwnerTeam, &m.UpdatedBy, &m.SigningSecrets, &m.RegistrationTimestamp, &m.LastUpdatedTimestamp,
-		&healthStatus, &healthDetails, &healthAt, &byHealth)
+		&healthStatus, &healthDetails, &healthAt, &byHealth, &m.InactivePolicy, &inboxAuth)
 	if err != nil {
 		return Mapping{}, err
+	}
+	for i, v := range m.SigningSecrets {
+		if m.SigningSecrets[i], err = s.box.Open(v, m.AIAgentAddress, fieldSigningSecret); err != nil {
+			return Mapping{}, err
+		}
+	}
+	if inboxAuth != nil && *inboxAuth != "" {
+		plain, err := s.box.Open(*inboxAuth, m.AIAgentAddress, fieldInboxAuth)
+		if err != nil {
+			return Mapping{}, err
+		}
+		m.InboxAuth = &InboxAuth{}
+		if err := json.Unmarshal([]byte(plain), m.InboxAuth); err != nil {
+			return Mapping{}, fmt.Errorf("stored inboxAuth of agent %q is not JSON", m.AIAgentAddress)
+		}
 	}
 	m.RegistrationTimestamp = m.RegistrationTimestamp.UTC()
 	m.LastUpdatedTimestamp = m.LastUpdatedTimestamp.UTC()
@@ -67,7 +107,7 @@ func scanMapping(row pgx.Row) (Mapping, error) {
 
 // Get returns the mapping of address, or ErrNotFound.
 func (s *Store) Get(ctx context.Context, address string) (Mapping, error) {
-	m, err := scanMapping(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1`, address))
+	m, err := s.scanMapping(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1`, address))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Mapping{}, ErrNotFound
 	}
@@ -80,16 +120,18 @@ func (s *Store) Get(ctx context.Context, address string) (Mapping, error) {
 // Create registers m (validated by the caller), or returns ErrExists. Timestamps
 // are set to now; health starts empty.
 func (s *Store) Create(ctx context.Context, m Mapping) (Mapping, error) {
-	secrets := m.SigningSecrets
-	if secrets == nil {
-		secrets = []string{}
+	secrets, auth, err := s.seal(m)
+	if err != nil {
+		return Mapping{}, err
 	}
-	out, err := scanMapping(s.pool.QueryRow(ctx, `
+	out, err := s.scanMapping(s.pool.QueryRow(ctx, `
 		INSERT INTO agent_inboxes (ai_agent_address, inbox_destination_type, inbox_name, status,
-			description, owner_team, updated_by, signing_secrets, registration_timestamp, last_updated_timestamp)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, date_trunc('milliseconds', now()), date_trunc('milliseconds', now()))
+			description, owner_team, updated_by, signing_secrets, registration_timestamp, last_updated_timestamp,
+			inactive_policy, inbox_auth)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, date_trunc('milliseconds', now()), date_trunc('milliseconds', now()), $9, $10)
 		RETURNING `+columns,
-		m.AIAgentAddress, m.InboxDestinationType, m.InboxName, m.Status, m.Description, m.OwnerTeam, m.UpdatedBy, secrets))
+		m.AIAgentAddress, m.InboxDestinationType, m.InboxName, m.Status, m.Description, m.OwnerTeam, m.UpdatedBy, secrets,
+		m.InactivePolicy, auth))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
 		return Mapping{}, ErrExists
@@ -108,7 +150,14 @@ type Patch struct {
 	Description          *string
 	OwnerTeam            *string
 	UpdatedBy            *string
-	SigningSecrets       *[]string
+	InactivePolicy       *string
+	// SigningSecrets replaces the secrets; an element Masked keeps the stored
+	// secret at that position (writing back what GET showed changes nothing).
+	SigningSecrets *[]string
+	// InboxAuth replaces the credentials; a secret field Masked keeps the stored
+	// one when the type is the same. ClearInboxAuth removes them.
+	InboxAuth      *InboxAuth
+	ClearInboxAuth bool
 }
 
 func (p Patch) apply(m *Mapping) {
@@ -123,9 +172,108 @@ func (p Patch) apply(m *Mapping) {
 	set(&m.Description, p.Description)
 	set(&m.OwnerTeam, p.OwnerTeam)
 	set(&m.UpdatedBy, p.UpdatedBy)
+	set(&m.InactivePolicy, p.InactivePolicy)
 	if p.SigningSecrets != nil {
-		m.SigningSecrets = *p.SigningSecrets
+		secrets := append([]string(nil), (*p.SigningSecrets)...)
+		for i, v := range secrets {
+			if v == Masked && i < len(m.SigningSecrets) {
+				secrets[i] = m.SigningSecrets[i]
+			}
+		}
+		m.SigningSecrets = secrets
 	}
+	switch {
+	case p.ClearInboxAuth:
+		m.InboxAuth = nil
+	case p.InboxAuth != nil:
+		a := *p.InboxAuth
+		a.keepMasked(m.InboxAuth)
+		m.InboxAuth = &a
+	}
+}
+
+// seal returns m's secrets as stored: signing secrets and the inboxAuth JSON,
+// sealed when the Store has a SecretBox.
+func (s *Store) seal(m Mapping) (secrets []string, auth *string, err error) {
+	secrets = make([]string, len(m.SigningSecrets))
+	for i, v := range m.SigningSecrets {
+		if secrets[i], err = s.box.Seal(v, m.AIAgentAddress, fieldSigningSecret); err != nil {
+			return nil, nil, err
+		}
+	}
+	if m.InboxAuth != nil {
+		j, err := json.Marshal(m.InboxAuth)
+		if err != nil {
+			return nil, nil, err
+		}
+		sealed, err := s.box.Seal(string(j), m.AIAgentAddress, fieldInboxAuth)
+		if err != nil {
+			return nil, nil, err
+		}
+		auth = &sealed
+	}
+	return secrets, auth, nil
+}
+
+// RotateSecrets re-seals every stored secret with the current key of the Store's
+// SecretBox (`cams rotate-secrets-key`): values sealed with the previous key, and
+// plain values stored before a key was set, end sealed with the current one. Rows
+// are rewritten in batches of batchSize, each in its own transaction with the rows
+// locked, so it can run while CAMS serves. It returns how many rows it rewrote.
+// Without a SecretBox it fails: there is nothing to seal with.
+func (s *Store) RotateSecrets(ctx context.Context, batchSize int) (int, error) {
+	if s.box == nil {
+		return 0, errors.New("CAMS_SECRETS_KEY is not set: nothing to encrypt with")
+	}
+	if batchSize <= 0 {
+		batchSize = 500
+	}
+	after, total := "", 0
+	for {
+		n, last, err := s.rotateBatch(ctx, after, batchSize)
+		total += n
+		if err != nil || last == "" {
+			return total, err
+		}
+		after = last
+	}
+}
+
+func (s *Store) rotateBatch(ctx context.Context, after string, limit int) (rewritten int, last string, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+columns+` FROM agent_inboxes
+			WHERE ai_agent_address > $1 ORDER BY ai_agent_address LIMIT $2 FOR UPDATE`, after, limit)
+		if err != nil {
+			return err
+		}
+		items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Mapping, error) { return s.scanMapping(r) })
+		if err != nil {
+			return err
+		}
+		for _, m := range items {
+			last = m.AIAgentAddress
+			if len(m.SigningSecrets) == 0 && m.InboxAuth == nil {
+				continue
+			}
+			secrets, auth, err := s.seal(m)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE agent_inboxes SET signing_secrets = $2, inbox_auth = $3 WHERE ai_agent_address = $1`,
+				m.AIAgentAddress, secrets, auth); err != nil {
+				return err
+			}
+			rewritten++
+		}
+		if len(items) < limit {
+			last = ""
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, "", fmt.Errorf("error re-encrypting secrets: %w", err)
+	}
+	return rewritten, last, nil
 }
 
 // Update applies p to the mapping of address and stores the result if it still
@@ -137,7 +285,7 @@ func (p Patch) apply(m *Mapping) {
 func (s *Store) Update(ctx context.Context, address string, p Patch) (Mapping, error) {
 	var out Mapping
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		m, err := scanMapping(tx.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1 FOR UPDATE`, address))
+		m, err := s.scanMapping(tx.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1 FOR UPDATE`, address))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -148,19 +296,20 @@ func (s *Store) Update(ctx context.Context, address string, p Patch) (Mapping, e
 		if err := m.Validate(); err != nil {
 			return err
 		}
-		secrets := m.SigningSecrets
-		if secrets == nil {
-			secrets = []string{}
+		secrets, auth, err := s.seal(m)
+		if err != nil {
+			return err
 		}
-		out, err = scanMapping(tx.QueryRow(ctx, `
+		out, err = s.scanMapping(tx.QueryRow(ctx, `
 			UPDATE agent_inboxes SET inbox_destination_type = $2, inbox_name = $3, status = $4,
 				description = $5, owner_team = $6, updated_by = $7, signing_secrets = $8,
+				inactive_policy = $10, inbox_auth = $11,
 				inactive_by_health = inactive_by_health AND NOT $9,
 				last_updated_timestamp = greatest(date_trunc('milliseconds', now()), last_updated_timestamp + interval '1 millisecond')
 			WHERE ai_agent_address = $1
 			RETURNING `+columns,
 			address, m.InboxDestinationType, m.InboxName, m.Status, m.Description, m.OwnerTeam, m.UpdatedBy, secrets,
-			p.Status != nil))
+			p.Status != nil, m.InactivePolicy, auth))
 		if err != nil {
 			return fmt.Errorf("error updating agent: %w", err)
 		}
@@ -189,7 +338,7 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]Mapping, b
 	if err != nil {
 		return nil, false, fmt.Errorf("error listing agents: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Mapping, error) { return scanMapping(r) })
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Mapping, error) { return s.scanMapping(r) })
 	if err != nil {
 		return nil, false, fmt.Errorf("error listing agents: %w", err)
 	}
@@ -215,7 +364,7 @@ type HealthReport struct {
 // report.
 func (s *Store) ReportHealth(ctx context.Context, r HealthReport) (out Mapping, previous string, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		m, err := scanMapping(tx.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1 FOR UPDATE`, r.Address))
+		m, err := s.scanMapping(tx.QueryRow(ctx, `SELECT `+columns+` FROM agent_inboxes WHERE ai_agent_address = $1 FOR UPDATE`, r.Address))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -227,7 +376,7 @@ func (s *Store) ReportHealth(ctx context.Context, r HealthReport) (out Mapping, 
 			out = m
 			return nil
 		}
-		out, err = scanMapping(tx.QueryRow(ctx, `
+		out, err = s.scanMapping(tx.QueryRow(ctx, `
 			UPDATE agent_inboxes SET
 				health_status = $2,
 				health_details = nullif($3, ''),

@@ -100,6 +100,7 @@ type fakeCAMS struct {
 	lookups  atomic.Int64
 	mu       sync.Mutex
 	mappings map[string]cams.Mapping
+	sick     map[string]bool // addresses answered 500 (setSick)
 }
 
 func newFakeCAMS() (*fakeCAMS, error) {
@@ -144,7 +145,12 @@ func (c *fakeCAMS) get(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Lock()
 	m, ok := c.mappings[r.PathValue("address")]
+	sick := c.sick[r.PathValue("address")]
 	c.mu.Unlock()
+	if sick {
+		writeError(w, http.StatusInternalServerError, "INTERNAL", "chaos: failing for this address")
+		return
+	}
 	if !ok {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "no such agent")
 		return

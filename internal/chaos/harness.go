@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -21,16 +22,18 @@ const Replicas = 3
 
 // harness is the system under test and the fakes around it.
 type harness struct {
-	opts   Options
-	log    *slog.Logger
-	dir    string
-	nats   *natsServer
-	db     *database
-	cams   *fakeCAMS
-	okHTTP *httpInbox // a healthy HTTP inbox
-	faulty *httpInbox // the HTTP inbox scenarios break
-	ingest *Proc
-	router []*Proc
+	opts Options
+	log  *slog.Logger
+	dir  string
+	nats *natsServer
+	// cluster is the NATS cluster in cluster mode (nats is then its first node).
+	cluster *natsCluster
+	db      *database
+	cams    *fakeCAMS
+	okHTTP  *httpInbox // a healthy HTTP inbox
+	faulty  *httpInbox // the HTTP inbox scenarios break
+	ingest  *Proc
+	router  []*Proc
 
 	nc        *nats.Conn
 	js        jetstream.JetStream
@@ -38,6 +41,11 @@ type harness struct {
 	natsNext  uint64 // next inbox stream sequence to read
 
 	agents []*agent
+
+	// batch is the running scenario's messages; a writer lock on gate holds the
+	// load back (a fault that must quiesce the system first).
+	batch []*tracked
+	gate  sync.RWMutex
 }
 
 // Agent addresses.
@@ -64,20 +72,17 @@ func setup(ctx context.Context, o Options) (h *harness, err error) {
 		}
 	}
 
-	if h.nats, err = newNATSServer(o.NATSServer, h.dir); err != nil {
+	if err = h.startNATS(ctx); err != nil {
 		return h, err
 	}
-	if err = h.nats.start(ctx); err != nil {
-		return h, err
-	}
-	h.nc, err = nats.Connect(h.nats.url, nats.Name("msgrouter-chaos"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	h.nc, err = connectNATS(h.natsURL())
 	if err != nil {
 		return h, fmt.Errorf("error connecting to nats-server: %w", err)
 	}
 	if h.js, err = jetstream.New(h.nc); err != nil {
 		return h, err
 	}
-	if err = ensureInboxStream(ctx, h.js); err != nil {
+	if err = ensureInboxStream(ctx, h.js, h.inboxReplicas()); err != nil {
 		return h, err
 	}
 
@@ -109,10 +114,10 @@ func setup(ctx context.Context, o Options) (h *harness, err error) {
 	}
 	h.ingest = &Proc{
 		Name: "ingest", Path: filepath.Join(o.BinDir, "ingest"), LogPath: filepath.Join(h.dir, "ingest.log"),
-		Env: append(baseEnv(),
-			"NATS_URL="+h.nats.url, "INGEST_ADDR="+hostPort(ingestPort),
+		Env: append(append(baseEnv(),
+			"NATS_URL="+h.natsURL(), "INGEST_ADDR="+hostPort(ingestPort),
 			"LOG_LEVEL=warn", "LOG_FORMAT=json", "SHUTDOWN_TIMEOUT=5s",
-		),
+		), h.clusterEnv()...),
 		Ready: "http://" + hostPort(ingestPort) + "/health/ready",
 	}
 	for i := range Replicas {
@@ -123,14 +128,14 @@ func setup(ctx context.Context, o Options) (h *harness, err error) {
 		name := "router-" + strconv.Itoa(i+1)
 		h.router = append(h.router, &Proc{
 			Name: name, Path: filepath.Join(o.BinDir, "router"), LogPath: filepath.Join(h.dir, name+".log"),
-			Env: append(baseEnv(),
-				"NATS_URL="+h.nats.url, "DATABASE_URL="+h.db.url, "CAMS_API_URL="+h.cams.url(),
+			Env: append(append(baseEnv(),
+				"NATS_URL="+h.natsURL(), "DATABASE_URL="+h.db.url, "CAMS_API_URL="+h.cams.url(),
 				"ROUTER_ADDR="+hostPort(port),
 				"DELIVERY_ALLOW_PRIVATE_NETWORKS=true",
 				"DELIVERY_BACKOFF_INITIAL=100ms", "DELIVERY_BACKOFF_MAX=2s", "DELIVERY_TIMEOUT=2s",
 				"BREAKER_OPEN_TIMEOUT=2s", "CAMS_TIMEOUT=500ms", "CAMS_CACHE_TTL=2s",
 				"LOG_LEVEL=warn", "LOG_FORMAT=json", "SHUTDOWN_TIMEOUT=5s",
-			),
+			), h.clusterEnv()...),
 			Ready: "http://" + hostPort(port) + "/health/ready",
 		})
 	}
@@ -168,9 +173,7 @@ func (h *harness) liveRouters() []string {
 // and ready.
 func (h *harness) reset(ctx context.Context) error {
 	errs := []error{h.cams.setMode(CAMSUp), h.okHTTP.setMode(InboxOK), h.faulty.setMode(InboxOK)}
-	if !h.nats.proc.Running() {
-		errs = append(errs, h.nats.start(ctx))
-	}
+	errs = append(errs, h.resetNATS(ctx))
 	if err := h.db.waitReady(ctx, 60*time.Second); err != nil {
 		errs = append(errs, err)
 	}
@@ -188,7 +191,9 @@ func (h *harness) reset(ctx context.Context) error {
 // procs returns every child process.
 func (h *harness) procs() []*Proc {
 	var out []*Proc
-	if h.nats != nil {
+	if h.cluster != nil {
+		out = append(out, h.cluster.procs()...)
+	} else if h.nats != nil {
 		out = append(out, h.nats.proc)
 	}
 	if h.ingest != nil {
@@ -235,7 +240,9 @@ func (h *harness) close(ctx context.Context, keep, keepLogs bool) []string {
 	if h.nc != nil {
 		h.nc.Close()
 	}
-	if h.nats != nil {
+	if h.cluster != nil {
+		_ = h.cluster.stop()
+	} else if h.nats != nil {
 		_ = h.nats.stop()
 	}
 	if h.cams != nil {
@@ -256,6 +263,11 @@ func (h *harness) close(ctx context.Context, keep, keepLogs bool) []string {
 	if h.dir != "" && !keep {
 		if len(problems) > 0 || keepLogs {
 			_ = os.RemoveAll(filepath.Join(h.dir, "jetstream"))
+			if h.cluster != nil {
+				for _, d := range h.cluster.dirs {
+					_ = os.RemoveAll(d)
+				}
+			}
 		} else {
 			_ = os.RemoveAll(h.dir)
 		}

@@ -44,6 +44,7 @@ type agent struct {
 type tracked struct {
 	seq     int
 	agent   *agent
+	direct  bool   // published straight to the stream, no id of any kind (Scenario.Direct)
 	spmid   string // senderProvidedMessageId
 	body    []byte // the envelope, identical for every submission
 	payload []byte // the payload, compacted, as the inbox must receive it
@@ -134,6 +135,7 @@ type loader struct {
 	js        jetstream.JetStream
 	workers   int
 	giveUp    time.Duration
+	gate      *sync.RWMutex // held for writing while a fault holds the load back
 
 	mu    sync.Mutex
 	stats loadStats
@@ -180,14 +182,23 @@ func (l *loader) run(ctx context.Context, msgs []*tracked, d time.Duration, dupl
 	for range l.workers {
 		wg.Go(func() {
 			for m := range jobs {
-				if !duplicates {
-					l.send(ctx, m)
-					continue
+				if l.gate != nil {
+					l.gate.RLock() // a fault holding the load back waits for this send
 				}
-				var pair sync.WaitGroup
-				pair.Go(func() { l.send(ctx, m) })
-				l.send(ctx, m)
-				pair.Wait()
+				switch {
+				case m.direct:
+					l.publishNew(ctx, m)
+				case !duplicates:
+					l.send(ctx, m)
+				default:
+					var pair sync.WaitGroup
+					pair.Go(func() { l.send(ctx, m) })
+					l.send(ctx, m)
+					pair.Wait()
+				}
+				if l.gate != nil {
+					l.gate.RUnlock()
+				}
 			}
 		})
 	}
@@ -197,11 +208,11 @@ func (l *loader) run(ctx context.Context, msgs []*tracked, d time.Duration, dupl
 	}
 	for _, m := range msgs {
 		m.mu.Lock()
-		if m.id == "" {
+		if m.id == "" && (!m.direct || m.acceptedAt.IsZero()) {
 			l.stats.gaveUp++
 		}
 		for id := range m.ids {
-			if id != m.wantID {
+			if id != m.wantID && !m.direct { // a direct message's id is learnt, not derived here
 				l.stats.idMismatch = append(l.stats.idMismatch, fmt.Sprintf("%s: got messageId %s, want %s", m.spmid, id, m.wantID))
 			}
 		}

@@ -17,11 +17,12 @@ const (
 
 // ensureInboxStream creates the stream that captures the NATS agent's inbox subject,
 // so the router's deliveries get a PubAck and the harness can read them back.
-func ensureInboxStream(ctx context.Context, js jetstream.JetStream) error {
+func ensureInboxStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:     inboxStream,
 		Subjects: []string{"chaos.inbox.>"},
 		Storage:  jetstream.FileStorage,
+		Replicas: replicas,
 		// No dedupe window: the harness wants to see every duplicate the router sends
 		// (the router sets Nats-Msg-Id, which a window would silently absorb; 100ms
 		// is the server's minimum).
@@ -36,7 +37,23 @@ func ensureInboxStream(ctx context.Context, js jetstream.JetStream) error {
 // readInbox reads the inbox stream from sequence from up to its current end with an
 // ordered consumer and records every message, keyed by its messageId header. It
 // returns the next sequence to read from.
+//
+// A failed read is retried from where it stopped for up to 30 s: right after a NATS
+// node restarts, JetStream requests may meet "no responders" for a moment (cluster
+// mode), and an unread message must not count as lost.
 func readInbox(ctx context.Context, js jetstream.JetStream, from uint64, into *arrivals) (uint64, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		next, err := readInboxOnce(ctx, js, from, into)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return next, err
+		}
+		from = next
+		sleep(ctx, 500*time.Millisecond)
+	}
+}
+
+func readInboxOnce(ctx context.Context, js jetstream.JetStream, from uint64, into *arrivals) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, inboxStream)

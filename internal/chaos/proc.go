@@ -178,5 +178,6 @@ func baseEnv() []string {
 			env = append(env, k+"="+v)
 		}
 	}
-	return env
+	// Nor a developer's ./.env: every binary reads one from its working directory.
+	return append(env, "ENV_FILE="+os.DevNull)
 }

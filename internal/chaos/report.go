@@ -31,7 +31,9 @@ type Result struct {
 	// (DEAD_LETTERED for a reachable inbox). Corrupted: payload changed on the way.
 	// IDMismatches: a submission answered with another messageId than DESIGN §2
 	// derives.
-	Lost         int `json:"lost"`
+	Lost int `json:"lost"`
+	// Stuck: the part of Lost the router shows PENDING at the end of the drain.
+	Stuck        int `json:"stuck"`
 	Unexpected   int `json:"unexpected"`
 	Corrupted    int `json:"corrupted"`
 	IDMismatches int `json:"idMismatches"`
@@ -71,7 +73,7 @@ type Report struct {
 // WriteTable renders the report for people.
 func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\taccepted\tdelivered\trejected\tdead\tduplicates\tlost\tretries\trecover\tmax latency\tresult\t")
+	fmt.Fprintln(tw, "scenario\taccepted\tdelivered\trejected\tdead\tduplicates\tlost\tstuck\tretries\trecover\tmax latency\tresult\t")
 	for _, x := range r.Results {
 		result := "PASS"
 		switch {
@@ -84,8 +86,8 @@ func (r *Report) WriteTable(w io.Writer) {
 		if x.RecoverSeconds < 0 {
 			recover = "never"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.1fs\t%s\t\n", x.Scenario, x.Accepted, x.Delivered,
-			x.Rejected, x.DeadLettered, x.Duplicates, x.Lost, x.Retries, recover, x.MaxLatencySeconds, result)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.1fs\t%s\t\n", x.Scenario, x.Accepted, x.Delivered,
+			x.Rejected, x.DeadLettered, x.Duplicates, x.Lost, x.Stuck, x.Retries, recover, x.MaxLatencySeconds, result)
 	}
 	tw.Flush()
 	for _, x := range r.Results {

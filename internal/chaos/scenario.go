@@ -22,10 +22,19 @@ type Scenario struct {
 	Fault func(ctx context.Context, h *harness, d time.Duration) error
 	// Duplicates makes the load submit every message several times.
 	Duplicates bool
+	// Agents, when set, replaces the harness's agents for this scenario's batch
+	// (weights summing to 100); it may register them in the fake CAMS.
+	Agents func(h *harness) []*agent
+	// Direct, when > 0, publishes every Direct-th message straight to the stream
+	// with neither a Nats-Msg-Id nor a senderProvidedMessageId: its messageId is
+	// derived from the stream sequence (DESIGN §3) and learnt from its inbox.
+	Direct int
+	// Check, when set, adds the scenario's own verdicts once the batch is judged.
+	Check func(ctx context.Context, h *harness, res *Result, msgs []*tracked, faultEnd time.Time)
 }
 
-// Scenarios returns every scenario, in the order Run runs them.
-func Scenarios() []Scenario {
+// coreScenarios are the original faults.
+func coreScenarios() []Scenario {
 	return []Scenario{
 		{Name: "baseline", About: "no fault (control)"},
 		{Name: "router-kill", About: "kill -9 of router-1, restart; then of router-2, restart", Fault: faultRouterKill},
@@ -37,6 +46,11 @@ func Scenarios() []Scenario {
 		{Name: "inbox-errors", About: "an HTTP inbox answers 500 / 429 Retry-After / 200", Fault: inboxFault(InboxErrors)},
 		{Name: "duplicates", About: "each message submitted 2-3 times (HTTP, and JetStream without Nats-Msg-Id)", Duplicates: true},
 	}
+}
+
+// Scenarios returns every scenario, in the order Run runs them.
+func Scenarios() []Scenario {
+	return append(coreScenarios(), storeAndMappingScenarios()...)
 }
 
 func faultRouterKill(ctx context.Context, h *harness, d time.Duration) error {
@@ -136,8 +150,15 @@ func (h *harness) runScenario(ctx context.Context, sc Scenario, t timing, n int,
 	}
 	exitsBefore := h.unexpectedExits()
 
-	msgs := newBatch(runID, sc.Name, n, h.agents)
+	agents := h.agents
+	if sc.Agents != nil {
+		agents = sc.Agents(h)
+	}
+	msgs := newBatch(runID, sc.Name, n, agents)
+	markDirect(msgs, sc.Direct)
+	h.batch = msgs
 	ld := newLoader(h.ingestURL(), h.js, 32)
+	ld.gate = &h.gate
 	loadDone := make(chan loadStats, 1)
 	go func() { loadDone <- ld.run(ctx, msgs, t.load, sc.Duplicates) }()
 	var faultEnd time.Time
@@ -191,7 +212,13 @@ func (h *harness) runScenario(ctx context.Context, sc Scenario, t timing, n int,
 	if h.natsNext, err = readInbox(ctx, h.js, h.natsNext, h.natsInbox); err != nil {
 		fail("%v", err)
 	}
+	if sc.Direct > 0 {
+		h.resolveDirect(ctx, chk, msgs, drainBy)
+	}
 	h.judge(&res, msgs, faultEnd)
+	if sc.Check != nil {
+		sc.Check(ctx, h, &res, msgs, faultEnd)
+	}
 	for _, e := range h.unexpectedExits()[len(exitsBefore):] {
 		fail("%s", e)
 	}
@@ -205,6 +232,13 @@ func (h *harness) judge(res *Result, msgs []*tracked, faultEnd time.Time) {
 	for _, m := range msgs {
 		id := m.acceptedID()
 		if id == "" {
+			if m.direct && !m.acceptedAt.IsZero() {
+				// PubAck'd but never seen at its inbox: its id is unknown, so is
+				// its status. Lost.
+				res.Accepted++
+				res.Lost++
+				lost = append(lost, fmt.Sprintf("direct message %s (%s) published at %s never arrived", m.spmid, m.agent.address, m.acceptedAt.Format(time.RFC3339Nano)))
+			}
 			continue
 		}
 		res.Accepted++
@@ -234,6 +268,9 @@ func (h *harness) judge(res *Result, msgs []*tracked, faultEnd time.Time) {
 		switch {
 		case !terminal(m.status):
 			res.Lost++
+			if m.status == statusPending {
+				res.Stuck++
+			}
 			lost = append(lost, "not terminal: "+detail())
 		case m.status != m.agent.expect:
 			res.Unexpected++
@@ -313,6 +350,9 @@ type Options struct {
 	Timeout time.Duration
 	// Log receives progress. Defaults to discarding it.
 	Log *slog.Logger
+	// Cluster runs a 3-node NATS cluster with R3 streams and the cluster
+	// scenarios (ClusterScenarios) instead of the single-node ones.
+	Cluster bool
 }
 
 func (o Options) withDefaults() Options {
@@ -371,7 +411,7 @@ func Select(names []string) ([]Scenario, error) {
 // unreachable); a scenario that failed is in the Report.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	o = o.withDefaults()
-	scenarios, err := Select(o.Scenarios)
+	scenarios, err := selectFor(o)
 	if err != nil {
 		return nil, err
 	}

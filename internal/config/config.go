@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"log/slog"
 	"strings"
 	"time"
@@ -25,6 +26,28 @@ type NATS struct {
 	TLSCA     string // NATS_TLS_CA: CA bundle to verify the server.
 	TLSCert   string // NATS_TLS_CERT / NATS_TLS_KEY: client certificate.
 	TLSKey    string
+	Stream    Stream // STREAM_*: how ROUTER_MESSAGES is created (DESIGN §7).
+}
+
+// Stream holds the settings ingest and router apply when they create the
+// ROUTER_MESSAGES stream (DESIGN §7). They never change an existing stream: an
+// operator's replicas, limits and storage win (internal/stream.Ensure).
+type Stream struct {
+	Replicas int           // STREAM_REPLICAS, 1..5. Defaults to 1 (use 3 on a NATS cluster).
+	MaxAge   time.Duration // STREAM_MAX_AGE; 0 = unlimited. Defaults to 168h.
+	MaxBytes int64         // STREAM_MAX_BYTES; -1 = unlimited. Defaults to -1.
+}
+
+func loadStream(e *Env) Stream {
+	s := Stream{
+		Replicas: e.Int("STREAM_REPLICAS", 1, 1, 5),
+		MaxAge:   e.Duration("STREAM_MAX_AGE", 168*time.Hour, 0, 100*365*24*time.Hour),
+		MaxBytes: int64(e.Int("STREAM_MAX_BYTES", -1, -1, 1<<62)),
+	}
+	if s.MaxBytes == 0 {
+		e.fail("STREAM_MAX_BYTES", "0 is not a limit: use -1 for unlimited or a size in bytes")
+	}
+	return s
 }
 
 // Ingest is the configuration of cmd/ingest.
@@ -62,6 +85,11 @@ type Router struct {
 	BreakerFailures        int           // BREAKER_FAILURES. Defaults to 5.
 	BreakerOpenTimeout     time.Duration // BREAKER_OPEN_TIMEOUT. Defaults to 30s.
 	MessageRetention       time.Duration // MESSAGE_RETENTION. Defaults to 168h.
+	Audit                  Audit         // AUDIT_*: the scheduled audit (config/audit.go).
+	// HoldMaxAge is HOLD_MAX_AGE: how long after acceptance a message held for an
+	// INACTIVE agent (inactivePolicy HOLD, DESIGN §5a) may wait before it is
+	// DEAD_LETTERED/AGENT_INACTIVE. Defaults to 24h.
+	HoldMaxAge time.Duration
 }
 
 // CAMS is the configuration of cmd/cams.
@@ -70,6 +98,12 @@ type CAMS struct {
 	DatabaseURL  string // DATABASE_URL.
 	Addr         string // CAMS_ADDR. Defaults to :8001.
 	AdminAPIKeys string // ADMIN_API_KEYS plus the lines of ADMIN_API_KEYS_FILE.
+	// SecretsKey (CAMS_SECRETS_KEY) is base64 of 32 bytes: signingSecrets and
+	// inboxAuth are encrypted at rest with it. Empty = stored in plain text.
+	// SecretsKeyPrevious (CAMS_SECRETS_KEY_PREVIOUS) still decrypts during a key
+	// rotation (DESIGN §4, §7).
+	SecretsKey         string
+	SecretsKeyPrevious string
 }
 
 func loadCommon(e *Env) Common {
@@ -103,6 +137,7 @@ func loadNATS(e *Env) NATS {
 		TLSCA:     e.String("NATS_TLS_CA", ""),
 		TLSCert:   e.String("NATS_TLS_CERT", ""),
 		TLSKey:    e.String("NATS_TLS_KEY", ""),
+		Stream:    loadStream(e),
 	}
 	for _, u := range strings.Split(n.URL, ",") {
 		if !strings.Contains(u, "://") {
@@ -144,7 +179,7 @@ func LoadRouter(e *Env) (Router, error) {
 	c := Router{
 		Common:                 loadCommon(e),
 		NATS:                   loadNATS(e),
-		DatabaseURL:            e.String("DATABASE_URL", ""),
+		DatabaseURL:            e.DatabaseURL("DATABASE_URL"),
 		Addr:                   e.Addr("ROUTER_ADDR", ":8081"),
 		CAMSURL:                e.URL("CAMS_API_URL", "http://127.0.0.1:8001", "http", "https"),
 		CAMSAPIKey:             e.String("CAMS_API_KEY", ""),
@@ -161,6 +196,8 @@ func LoadRouter(e *Env) (Router, error) {
 		BreakerFailures:        e.Int("BREAKER_FAILURES", 5, 1, 1_000_000),
 		BreakerOpenTimeout:     e.Duration("BREAKER_OPEN_TIMEOUT", 30*time.Second, time.Millisecond, 24*time.Hour),
 		MessageRetention:       e.Duration("MESSAGE_RETENTION", 168*time.Hour, time.Minute, 100*365*24*time.Hour),
+		Audit:                  loadAudit(e),
+		HoldMaxAge:             e.Duration("HOLD_MAX_AGE", 24*time.Hour, time.Second, 100*365*24*time.Hour),
 	}
 	if c.DeliveryBackoffMax < c.DeliveryBackoffInitial {
 		e.fail("DELIVERY_BACKOFF_MAX", "%s is below DELIVERY_BACKOFF_INITIAL (%s)", c.DeliveryBackoffMax, c.DeliveryBackoffInitial)
@@ -182,11 +219,34 @@ func LoadRouter(e *Env) (Router, error) {
 func LoadCAMS(e *Env) (CAMS, error) {
 	c := CAMS{
 		Common:       loadCommon(e),
-		DatabaseURL:  e.String("DATABASE_URL", ""),
+		DatabaseURL:  e.DatabaseURL("DATABASE_URL"),
 		Addr:         e.Addr("CAMS_ADDR", ":8001"),
 		AdminAPIKeys: keys(e, "ADMIN_API_KEYS"),
 	}
+	c.SecretsKey = secretsKey(e, "CAMS_SECRETS_KEY")
+	c.SecretsKeyPrevious = secretsKey(e, "CAMS_SECRETS_KEY_PREVIOUS")
+	if c.SecretsKeyPrevious != "" && c.SecretsKey == "" {
+		e.fail("CAMS_SECRETS_KEY_PREVIOUS", "is set but CAMS_SECRETS_KEY is not (the previous key only helps a rotation to the current one)")
+	}
 	return c, e.Err()
+}
+
+// secretsKey reads a 32-byte key given as base64; the error never shows the value.
+func secretsKey(e *Env, name string) string {
+	v := e.String(name, "")
+	if v == "" {
+		return ""
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(v); err == nil {
+			if len(k) != 32 {
+				e.fail(name, "must be base64 of 32 bytes, got %d bytes (generate one with: openssl rand -base64 32)", len(k))
+			}
+			return v
+		}
+	}
+	e.fail(name, "is not base64 (generate one with: openssl rand -base64 32)")
+	return v
 }
 
 // LogAttrs returns the settings as log attributes, secrets masked.
@@ -198,7 +258,8 @@ func (c Common) LogAttrs() []slog.Attr {
 }
 
 func (n NATS) logAttrs() []slog.Attr {
-	return []slog.Attr{slog.String("nats_url", Mask(n.URL)), slog.Bool("nats_creds", n.CredsFile != "" || n.NKeyFile != ""), slog.Bool("nats_tls", n.TLSCA != "" || n.TLSCert != "")}
+	return []slog.Attr{slog.String("nats_url", Mask(n.URL)), slog.Bool("nats_creds", n.CredsFile != "" || n.NKeyFile != ""), slog.Bool("nats_tls", n.TLSCA != "" || n.TLSCert != ""),
+		slog.Int("stream_replicas", n.Stream.Replicas), slog.Duration("stream_max_age", n.Stream.MaxAge), slog.Int64("stream_max_bytes", n.Stream.MaxBytes)}
 }
 
 func present(s string) string {
@@ -233,13 +294,14 @@ func (c Router) LogAttrs() []slog.Attr {
 		slog.Int("delivery_destination_concurrency", c.DestinationConcurrency),
 		slog.Float64("delivery_destination_rate", c.DestinationRate),
 		slog.Int("breaker_failures", c.BreakerFailures), slog.Duration("breaker_open_timeout", c.BreakerOpenTimeout),
-		slog.Duration("message_retention", c.MessageRetention))
+		slog.Duration("message_retention", c.MessageRetention), slog.Duration("hold_max_age", c.HoldMaxAge))
 }
 
 // LogAttrs returns the settings as log attributes, secrets masked.
 func (c CAMS) LogAttrs() []slog.Attr {
 	return append(c.Common.LogAttrs(), slog.String("database_url", MaskDSN(c.DatabaseURL)),
-		slog.String("cams_addr", c.Addr), slog.String("admin_api_keys", present(c.AdminAPIKeys)))
+		slog.String("cams_addr", c.Addr), slog.String("admin_api_keys", present(c.AdminAPIKeys)),
+		slog.String("cams_secrets_key", present(c.SecretsKey)), slog.String("cams_secrets_key_previous", present(c.SecretsKeyPrevious)))
 }
 
 // MaskDSN masks the password of a Postgres URL or key=value connection string.

@@ -26,6 +26,7 @@ func TestRouterDefaults(t *testing.T) {
 	require.Equal(t, 5, c.BreakerFailures)
 	require.Equal(t, 30*time.Second, c.BreakerOpenTimeout)
 	require.Equal(t, 168*time.Hour, c.MessageRetention)
+	require.Equal(t, 24*time.Hour, c.HoldMaxAge)
 	require.Equal(t, 10*time.Second, c.ShutdownTimeout)
 	require.False(t, c.AllowPrivateNetworks)
 	require.Equal(t, "info", c.LogLevel)
@@ -98,5 +99,33 @@ func TestSecretsMasked(t *testing.T) {
 		for _, secret := range []string{"hunter2", "topsecret", "camssecret", "whsec_c2VjcmV0"} {
 			require.NotContains(t, v, secret, a.Key)
 		}
+	}
+}
+
+func TestStreamSettings(t *testing.T) {
+	t.Parallel()
+	for _, load := range []func(*config.Env) (config.NATS, error){
+		func(e *config.Env) (config.NATS, error) { c, err := config.LoadIngest(e); return c.NATS, err },
+		func(e *config.Env) (config.NATS, error) { c, err := config.LoadRouter(e); return c.NATS, err },
+	} {
+		c, err := load(config.FromMap(nil))
+		require.NoError(t, err)
+		require.Equal(t, config.Stream{Replicas: 1, MaxAge: 168 * time.Hour, MaxBytes: -1}, c.Stream)
+
+		c, err = load(config.FromMap(map[string]string{"STREAM_REPLICAS": "3", "STREAM_MAX_AGE": "24h", "STREAM_MAX_BYTES": "1073741824"}))
+		require.NoError(t, err)
+		require.Equal(t, config.Stream{Replicas: 3, MaxAge: 24 * time.Hour, MaxBytes: 1 << 30}, c.Stream)
+
+		for name, bad := range map[string]string{
+			"STREAM_REPLICAS": "0", "STREAM_MAX_AGE": "forever", "STREAM_MAX_BYTES": "0",
+		} {
+			_, err := load(config.FromMap(map[string]string{name: bad}))
+			require.Error(t, err, name)
+			require.True(t, strings.HasPrefix(err.Error(), name+":"), err.Error())
+		}
+		_, err = load(config.FromMap(map[string]string{"STREAM_REPLICAS": "7"}))
+		require.ErrorContains(t, err, "STREAM_REPLICAS")
+		_, err = load(config.FromMap(map[string]string{"STREAM_MAX_BYTES": "-2"}))
+		require.ErrorContains(t, err, "STREAM_MAX_BYTES")
 	}
 }

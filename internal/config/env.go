@@ -16,12 +16,19 @@ import (
 // Env reads variables through lookup (os.LookupEnv by default) and remembers the
 // first problem, so a loader reads every field straight and checks Err once.
 type Env struct {
-	lookup func(string) (string, bool)
-	err    error
+	lookup  func(string) (string, bool)
+	err     error
+	notices []notice
 }
 
-// FromOS reads the process environment.
-func FromOS() *Env { return &Env{lookup: os.LookupEnv} }
+// FromOS reads the process environment, after LoadDotEnv has added what a dotenv
+// file (ENV_FILE, else ./.env) holds and the environment lacks. A malformed or
+// missing named file is the Env's first error.
+func FromOS() *Env {
+	e := &Env{lookup: os.LookupEnv}
+	e.noteDotEnv(LoadDotEnv())
+	return e
+}
 
 // FromMap reads m; tests use it.
 func FromMap(m map[string]string) *Env {

@@ -72,8 +72,16 @@ type Consumer struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 	once  sync.Once
-	iterM sync.Mutex
-	iter  jetstream.MessagesContext
+	start sync.Once
+	// handlerCtx is what handlers run with: it ends only when Stop gives up
+	// waiting (its context ended), so a batch stuck on an unreachable Postgres is
+	// cut short and shutdown stays bounded (DESIGN §8.4). A batch cut short is not
+	// acked: JetStream redelivers it and the takeover, being idempotent, ignores
+	// what was already committed.
+	handlerCtx    context.Context
+	cancelHandler context.CancelFunc
+	iterM         sync.Mutex
+	iter          jetstream.MessagesContext
 }
 
 // New creates or updates the durable consumer.
@@ -118,8 +126,15 @@ func (c *Consumer) Info(ctx context.Context) (*jetstream.ConsumerInfo, error) {
 	return cons.Info(ctx)
 }
 
-// Start launches the reader and the workers.
+// Start launches the reader and the workers. Idempotent: only the first call
+// starts anything.
 func (c *Consumer) Start(ctx context.Context) error {
+	c.start.Do(func() { c.run(ctx) })
+	return nil
+}
+
+func (c *Consumer) run(ctx context.Context) {
+	c.handlerCtx, c.cancelHandler = context.WithCancel(context.WithoutCancel(ctx))
 	ctx, c.stop = context.WithCancel(context.WithoutCancel(ctx))
 	c.wg.Add(1)
 	go c.read(ctx)
@@ -136,15 +151,19 @@ func (c *Consumer) Start(ctx context.Context) error {
 		defer c.wg.Done()
 		workers.Wait()
 	}()
-	return nil
 }
 
 // Stop stops pulling, lets the batches being handled finish (their acks are sent),
 // hands back what was pulled but not started (Nak: another replica takes it at
-// once, instead of after AckWait), and returns. ctx bounds the wait. Idempotent.
+// once, instead of after AckWait), and returns. ctx bounds the wait (DESIGN
+// §8.4): when it ends, the handlers' context is cancelled (a batch stuck on an
+// unreachable Postgres gives up and is not acked, so JetStream redelivers it) and
+// Stop returns an error wrapping ctx.Err() at once; the goroutines end as soon as
+// their calls return. Idempotent.
 func (c *Consumer) Stop(ctx context.Context) error {
 	var err error
 	c.once.Do(func() {
+		c.start.Do(func() {}) // a later Start does nothing
 		if c.stop == nil {
 			return
 		}
@@ -159,8 +178,10 @@ func (c *Consumer) Stop(ctx context.Context) error {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			err = fmt.Errorf("consumer did not stop in time: %w", ctx.Err())
+			c.cancelHandler()
+			err = fmt.Errorf("consumer did not stop in time (unfinished batches are redelivered): %w", ctx.Err())
 		}
+		c.cancelHandler()
 	})
 	return err
 }
@@ -356,9 +377,10 @@ func (c *Consumer) handle(batch []jetstream.Msg) {
 			}
 		}
 	}()
-	// The handler runs to completion even during shutdown: its commit decides the
-	// acks, and cutting it short would only turn finished work into redeliveries.
-	actions := c.cfg.Handler(context.Background(), batch)
+	// The handler runs to completion even during shutdown, until Stop's context
+	// ends: its commit decides the acks, and cutting it short earlier would only
+	// turn finished work into redeliveries.
+	actions := c.cfg.Handler(c.handlerCtx, batch)
 	close(stopKeepAlive)
 	keepWG.Wait()
 	for i, m := range batch {

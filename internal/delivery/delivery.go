@@ -29,6 +29,7 @@ type Delivery struct {
 	SenderMessageID string
 	Traceparent     string   // of the router's delivery span; "" = no trace
 	SigningSecrets  []string // per-agent whsec_ secrets; nil = the global ones
+	Auth            *Auth    // the inbox's credentials (HTTP only); nil = none
 }
 
 // Deliverer delivers to one destination type. Deliver returns nil only when the

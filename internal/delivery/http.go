@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/msgrouter/msgrouter/internal/backoff"
@@ -27,6 +30,14 @@ type HTTPConfig struct {
 	// SigningSecrets are the global whsec_ secrets (DELIVERY_SIGNING_SECRETS); a
 	// Delivery's own SigningSecrets replace them. Defaults to none: unsigned.
 	SigningSecrets []string
+	// SystemAddrs are the "host:port" addresses of the system's own HTTP services
+	// (the router's admin API, CAMS_API_URL's origin, pprof) that an agent inbox
+	// must never reach (DESIGN §4: a delivery never reaches the system itself),
+	// refused at dial time as DESTINATION_FORBIDDEN even with AllowPrivateNetworks.
+	// A host that is empty, unspecified, loopback or one of this machine's own
+	// addresses stands for every local address at that port; a name is resolved
+	// once, at NewHTTP. Port 0 entries are ignored.
+	SystemAddrs []string
 	// MaxIdleConnsPerHost is the keep-alive pool per destination. Defaults to 64.
 	MaxIdleConnsPerHost int
 	// Now is the clock of webhook-timestamp. Defaults to time.Now.
@@ -60,8 +71,15 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		return nil, fmt.Errorf("DELIVERY_SIGNING_SECRETS: %w", err)
 	}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
-	if !cfg.AllowPrivateNetworks {
-		dialer.Control = guardControl
+	self := systemAddrs(cfg.SystemAddrs)
+	dialer.Control = func(network, address string, c syscall.RawConn) error {
+		if ap, err := netip.ParseAddrPort(address); err == nil && self[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] {
+			return fmt.Errorf("%w: %s is one of the system's own services (router, CAMS)", ErrForbiddenAddress, address)
+		}
+		if !cfg.AllowPrivateNetworks {
+			return guardControl(network, address, c)
+		}
+		return nil
 	}
 	tr := &http.Transport{
 		// No proxy, whatever HTTP_PROXY says: a proxy would dial the destination
@@ -86,6 +104,77 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		cfg:  cfg,
 		keys: keys,
 	}, nil
+}
+
+// systemAddrs expands SystemAddrs into the addresses to refuse (see HTTPConfig).
+func systemAddrs(addrs []string) map[netip.AddrPort]bool {
+	out := map[netip.AddrPort]bool{}
+	var local []netip.Addr
+	if ifs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range ifs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				local = append(local, p.Addr().Unmap())
+			}
+		}
+	}
+	local = append(local, netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback())
+	isLocal := func(a netip.Addr) bool {
+		if a.IsLoopback() || a.IsUnspecified() {
+			return true
+		}
+		for _, l := range local {
+			if l == a {
+				return true
+			}
+		}
+		return false
+	}
+	for _, hp := range addrs {
+		host, portText, err := net.SplitHostPort(hp)
+		if err != nil {
+			continue
+		}
+		port, err := strconv.ParseUint(portText, 10, 16)
+		if err != nil || port == 0 {
+			continue
+		}
+		var ips []netip.Addr
+		if host == "" {
+			ips = []netip.Addr{netip.IPv4Unspecified()}
+		} else if a, err := netip.ParseAddr(host); err == nil {
+			ips = []netip.Addr{a.Unmap()}
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			found, _ := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			cancel()
+			for _, a := range found {
+				ips = append(ips, a.Unmap())
+			}
+		}
+		for _, a := range ips {
+			if isLocal(a) {
+				for _, l := range local {
+					out[netip.AddrPortFrom(l, uint16(port))] = true
+				}
+			}
+			out[netip.AddrPortFrom(a, uint16(port))] = true
+		}
+	}
+	return out
+}
+
+// OriginAddr returns the host:port an absolute http(s) URL dials (the scheme's
+// default port when none is given), "" when it does not parse.
+func OriginAddr(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Hostname() == "" {
+		return ""
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }
 
 // Close drops the idle keep-alive connections.
@@ -130,6 +219,17 @@ func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 		req.Header[HTTPHeaderWebhookTimestamp] = []string{strconv.FormatInt(ts, 10)}
 		req.Header[HTTPHeaderWebhookSignature] = []string{sign(keys, d.MessageID, ts, d.Payload)}
 	}
+	if a := d.Auth; a != nil {
+		if err := a.check(req.Header); err != nil {
+			// Like invalid signing secrets: nothing is sent, the attempt fails
+			// without counting against the inbox, and a fix in CAMS applies to the
+			// next attempt (credentials are looked up for each).
+			e := Retryable(fmt.Errorf("agent %s inboxAuth: %w", d.AIAgentAddress, err))
+			e.CountsForBreaker = false
+			return e
+		}
+		req.Header.Set(a.Header, a.Value)
+	}
 
 	resp, err := h.client.Do(req)
 	if err != nil {
@@ -144,7 +244,7 @@ func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
 	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
 
-	err = &StatusError{StatusCode: resp.StatusCode, Body: cleanText(snippet), Location: cleanText([]byte(truncate(resp.Header.Get("Location"), 512)))}
+	err = &StatusError{StatusCode: resp.StatusCode, Body: cleanText(snippet), Location: cleanText([]byte(truncate(resp.Header.Get("Location"), 512))), AuthSent: d.Auth != nil}
 	switch resp.StatusCode {
 	case http.StatusGone:
 		e := Permanent(ReasonDestinationGone, true, err)
@@ -180,15 +280,49 @@ func (h *HTTP) classifyTransport(ctx context.Context, err error) error {
 	return Retryable(err)
 }
 
+// Auth is the credentials an agent's HTTP inbox requires (DESIGN §4 inboxAuth), as
+// the header that carries them. Err, when set, is why the agent's credentials could
+// not be used (invalid in CAMS): the attempt then fails without sending anything.
+// The value is a secret: it is never part of an error, a log or a record.
+type Auth struct {
+	Header string
+	Value  string
+	Err    error
+}
+
+// check refuses credentials that are invalid or would replace a header the router
+// sets itself (the reference CAMS refuses those with a 400; another CAMS may not).
+func (a *Auth) check(set http.Header) error {
+	switch {
+	case a.Err != nil:
+		return a.Err
+	case a.Header == "" || a.Value == "":
+		return errors.New("empty credentials")
+	case len(set.Values(a.Header)) > 0 || strings.HasPrefix(http.CanonicalHeaderKey(a.Header), "Webhook-"):
+		return fmt.Errorf("header %q is one the router sets itself", a.Header)
+	}
+	return nil
+}
+
 // StatusError is a non-2xx answer from an inbox.
 type StatusError struct {
 	StatusCode int
 	Body       string // the start of the response body, for the attempt log
 	Location   string // a redirect's target, which is not followed
+	AuthSent   bool   // the request carried the agent's inboxAuth credentials
 }
 
 func (e *StatusError) Error() string {
 	msg := fmt.Sprintf("inbox answered %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
+		// A failed attempt like any other (retried, then dead-lettered), with a
+		// lastError that says what to fix (issue 15).
+		if e.AuthSent {
+			msg += " (the inbox refused the credentials: check the agent's inboxAuth in CAMS)"
+		} else {
+			msg += " (the inbox refused the request without credentials: set the agent's inboxAuth in CAMS)"
+		}
+	}
 	if e.StatusCode >= 300 && e.StatusCode < 400 {
 		msg += " (redirects are not followed"
 		if e.Location != "" {

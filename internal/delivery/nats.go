@@ -50,10 +50,28 @@ func (n *NATS) Deliver(ctx context.Context, d *Delivery) error {
 	}
 	switch {
 	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
-		return Retryable(fmt.Errorf("error publishing to %s: no stream captures the subject: %w", d.DestName, err))
+		return Retryable(fmt.Errorf("error publishing to %s: %s: %w", d.DestName, n.whyNoResponders(ctx, d.DestName), err))
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return Retryable(fmt.Errorf("error publishing to %s: timed out waiting for the PubAck: %w", d.DestName, err))
+		return Retryable(fmt.Errorf("error publishing to %s: timed out waiting for the PubAck (is the inbox stream electing a leader?): %w", d.DestName, err))
 	default:
 		return Retryable(fmt.Errorf("error publishing to %s: %w", d.DestName, err))
+	}
+}
+
+// whyNoResponders tells apart the two causes of "no responders" on a JetStream
+// publish (issue 9: the log said "no stream captures the subject" while the stream
+// existed and was electing a leader): it asks JetStream which stream captures
+// subject. Bounded by ctx (the attempt's timeout); an unanswered look-up says both
+// causes are possible. Both are transient failures: a stream may be created, and an
+// election ends within seconds (DESIGN §5).
+func (n *NATS) whyNoResponders(ctx context.Context, subject string) string {
+	name, err := n.js.StreamNameBySubject(ctx, subject)
+	switch {
+	case err == nil && name != "":
+		return fmt.Sprintf("stream %s captures the subject but did not answer (no leader: an election in progress, or its cluster lost quorum)", name)
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return "no stream captures the subject"
+	default:
+		return "no stream answered (none captures the subject, or its stream has no leader)"
 	}
 }

@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"net/netip"
 	"syscall"
+
+	"code.dny.dev/ssrf"
 )
 
 // ErrForbiddenAddress is wrapped when an HTTP destination resolves to an address
-// agent inboxes may not use (DESIGN §5): loopback, private, link-local,
-// unique-local, CGNAT, multicast, unspecified, cloud metadata.
+// agent inboxes may not use (DESIGN §5): anything in the IANA IPv4 and IPv6
+// Special-Purpose Address Registries (loopback, private, link-local,
+// unique-local, CGNAT, documentation, benchmarking, 6to4, Teredo, …), multicast,
+// reserved space, every IPv6 address outside global unicast (2000::/3), and cloud
+// metadata addresses, which all fall in those ranges.
 var ErrForbiddenAddress = errors.New("destination address is not allowed")
 
 // ForbiddenAddressError names the refused address.
@@ -23,45 +28,34 @@ func (e *ForbiddenAddressError) Error() string {
 
 func (e *ForbiddenAddressError) Unwrap() error { return ErrForbiddenAddress }
 
-var forbiddenPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),      // "this network"; 0.0.0.0 reaches localhost on Linux
-	netip.MustParsePrefix("10.0.0.0/8"),     // RFC 1918
-	netip.MustParsePrefix("100.64.0.0/10"),  // CGNAT, RFC 6598
-	netip.MustParsePrefix("127.0.0.0/8"),    // loopback
-	netip.MustParsePrefix("169.254.0.0/16"), // link-local, incl. 169.254.169.254 metadata
-	netip.MustParsePrefix("172.16.0.0/12"),  // RFC 1918
-	netip.MustParsePrefix("192.0.0.0/24"),   // IETF protocol assignments (incl. 192.0.0.192 Oracle metadata)
-	netip.MustParsePrefix("192.168.0.0/16"), // RFC 1918
-	netip.MustParsePrefix("198.18.0.0/15"),  // benchmarking, RFC 2544
-	netip.MustParsePrefix("224.0.0.0/4"),    // multicast
-	netip.MustParsePrefix("240.0.0.0/4"),    // reserved, incl. broadcast
-	netip.MustParsePrefix("::/128"),         // unspecified
-	netip.MustParsePrefix("::1/128"),        // loopback
-	netip.MustParsePrefix("64:ff9b::/96"),   // NAT64: embeds an IPv4 address (checked below)
-	netip.MustParsePrefix("fc00::/7"),       // unique-local, incl. fd00:ec2::254 metadata
-	netip.MustParsePrefix("fe80::/10"),      // link-local
-	netip.MustParsePrefix("fec0::/10"),      // deprecated site-local
-	netip.MustParsePrefix("ff00::/8"),       // multicast
-}
+// guardian holds the address rules. The lists are code.dny.dev/ssrf's, generated
+// from the IANA Special-Purpose Address Registries
+// (https://www.iana.org/assignments/iana-ipv4-special-registry,
+// https://www.iana.org/assignments/iana-ipv6-special-registry) so they follow the
+// registries when the module is upgraded rather than a list of our own.
+//
+// Any port and network is the dialler's business (inboxes listen where they
+// like; the HTTP transport dials TCP only); the guard judges addresses alone.
+// Forms that embed an IPv4 address are refused whole by the library: 6to4
+// (2002::/16) and Teredo (2001::/32, inside 2001::/23). NAT64 (64:ff9b::/96) is
+// judged by its embedded IPv4 address below, so an IPv6-only host behind
+// DNS64+NAT64 still reaches public inboxes but never 64:ff9b::7f00:1 (127.0.0.1).
+var guardian = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
 
 // forbidden reports whether agent inboxes may not be reached at a. IPv4-mapped
-// IPv6 (::ffff:127.0.0.1) is unmapped first, so the IPv4 rules hold for it.
+// IPv6 (::ffff:127.0.0.1) is unmapped first, so the IPv4 rules hold for it; a
+// NAT64 address (RFC 6052 well-known prefix) is judged by the IPv4 address in its
+// last 32 bits.
 func forbidden(a netip.Addr) bool {
 	a = a.Unmap()
 	if !a.IsValid() {
 		return true
 	}
-	if a.Is6() && netip.MustParsePrefix("64:ff9b::/96").Contains(a) {
-		// NAT64 well-known prefix: the last 32 bits are an IPv4 address; judge that.
+	if ssrf.IPv6NAT64Prefix.Contains(a) {
 		b := a.As16()
-		return forbidden(netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}))
+		a = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
 	}
-	for _, p := range forbiddenPrefixes {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return guardian.SafeAddr(a) != nil
 }
 
 // guardControl is a net.Dialer Control func: it runs after DNS resolution, on the

@@ -459,13 +459,31 @@ func binaryOf(s composeService) string {
 func TestComposeFile(t *testing.T) {
 	t.Parallel()
 	c := loadCompose(t)
-	for _, name := range []string{"postgres", "nats", "cams", "ingest", "router-1", "router-2", "prometheus", "grafana"} {
+	for _, name := range []string{"postgres", "nats-1", "nats-2", "nats-3", "cams", "ingest", "router", "prometheus", "grafana"} {
 		require.Contains(t, c.Services, name)
 	}
 	require.Equal(t, "postgres:15", c.Services["postgres"].Image)
-	require.True(t, strings.HasPrefix(c.Services["nats"].Image, "nats:2.12"), "nats:2.12")
-	require.Contains(t, c.Services["nats"].Command, "-js")
-	require.True(t, slices.ContainsFunc(c.Services["nats"].Volumes, func(v string) bool { return strings.HasSuffix(v, ":/data") }), "JetStream data on a volume")
+	// A 3-node NATS cluster (DESIGN §11), each node with its own JetStream volume.
+	for _, name := range []string{"nats-1", "nats-2", "nats-3"} {
+		n := c.Services[name]
+		require.True(t, strings.HasPrefix(n.Image, "nats:2.12"), "nats:2.12")
+		require.Equal(t, []string{"-c", "/etc/nats/nats-cluster.conf"}, n.Command)
+		require.Equal(t, name, n.Environment["SERVER_NAME"])
+		require.True(t, slices.ContainsFunc(n.Volumes, func(v string) bool { return strings.HasSuffix(v, ":/data") }), "JetStream data on a volume")
+	}
+	conf, err := os.ReadFile(repoPath(t, "deploy", "nats", "nats-cluster.conf"))
+	require.NoError(t, err)
+	for _, want := range []string{"nats://nats-1:6222", "nats://nats-2:6222", "nats://nats-3:6222", "sync_interval", "store_dir: /data"} {
+		require.Contains(t, string(conf), want)
+	}
+	// Only ingest's port is published by default; routers have none, so
+	// `--scale router=N` works.
+	for name, svc := range c.Services {
+		if len(svc.Profiles) == 0 && name != "ingest" {
+			require.Empty(t, svc.Ports, "%s publishes no host port", name)
+		}
+	}
+	require.Equal(t, []string{"8080:8080"}, c.Services["ingest"].Ports)
 	for _, name := range []string{"prometheus", "grafana"} {
 		require.Equal(t, []string{"observability"}, c.Services[name].Profiles, name)
 	}
@@ -504,15 +522,19 @@ func TestComposeFile(t *testing.T) {
 			require.Contains(t, vars[bin], k, "%s sets %s, which %s does not read", name, k, bin)
 		}
 		// The defaults are valid configurations.
-		var err error
 		var addrVar string
 		switch bin {
 		case "router":
 			routers++
-			_, err = config.LoadRouter(config.FromMap(env))
+			var rc config.Router
+			rc, err = config.LoadRouter(config.FromMap(env))
+			require.Equal(t, 3, rc.NATS.Stream.Replicas, "%s creates R3 streams", name)
+			require.Len(t, strings.Split(rc.NATS.URL, ","), 3, "%s knows every NATS node", name)
 			addrVar = "ROUTER_ADDR"
 		case "ingest":
-			_, err = config.LoadIngest(config.FromMap(env))
+			var ic config.Ingest
+			ic, err = config.LoadIngest(config.FromMap(env))
+			require.Equal(t, 3, ic.NATS.Stream.Replicas, "%s creates R3 streams", name)
 			addrVar = "INGEST_ADDR"
 		case "cams":
 			_, err = config.LoadCAMS(config.FromMap(env))
@@ -529,7 +551,7 @@ func TestComposeFile(t *testing.T) {
 			}
 		}
 	}
-	require.Equal(t, 2, routers, "two router replicas")
+	require.Equal(t, 1, routers, "one scalable router service")
 }
 
 func TestPrometheusScrapesTheComposeServices(t *testing.T) {
@@ -542,6 +564,11 @@ func TestPrometheusScrapesTheComposeServices(t *testing.T) {
 			StaticConfigs []struct {
 				Targets []string `yaml:"targets"`
 			} `yaml:"static_configs"`
+			DNSSDConfigs []struct {
+				Names []string `yaml:"names"`
+				Type  string   `yaml:"type"`
+				Port  int      `yaml:"port"`
+			} `yaml:"dns_sd_configs"`
 		} `yaml:"scrape_configs"`
 	}
 	readYAML(t, repoPath(t, "deploy", "prometheus", "prometheus.yml"), &pc)
@@ -555,6 +582,15 @@ func TestPrometheusScrapesTheComposeServices(t *testing.T) {
 	want := map[string]string{"ingest": "msgrouter-ingest", "router": "msgrouter-router", "cams": "msgrouter-cams"}
 	scraped := map[string]bool{}
 	for _, sc := range pc.ScrapeConfigs {
+		// DNS service discovery (the scaled routers) is checked as static targets.
+		for _, d := range sc.DNSSDConfigs {
+			require.Equal(t, "A", d.Type)
+			for _, n := range d.Names {
+				sc.StaticConfigs = append(sc.StaticConfigs, struct {
+					Targets []string `yaml:"targets"`
+				}{Targets: []string{net.JoinHostPort(n, strconv.Itoa(d.Port))}})
+			}
+		}
 		for _, st := range sc.StaticConfigs {
 			for _, target := range st.Targets {
 				host, port, err := net.SplitHostPort(target)

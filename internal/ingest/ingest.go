@@ -134,7 +134,8 @@ type Handler struct {
 	// async publishes the items of batches: asynchronous publishes on the same
 	// connection, each PubAck awaited at most PublishTimeout (so a lost ack never
 	// leaves a pending entry behind).
-	async jetstream.JetStream
+	async   jetstream.JetStream
+	pubFail *failureLog // failed publishes, aggregated (issue 9)
 }
 
 // NewHandler builds the handler.
@@ -160,9 +161,11 @@ func NewHandler(cfg Config) (*Handler, error) {
 		metrics: m,
 		mux:     httpapi.NewMux(),
 		routes:  http.NewServeMux(),
+		pubFail: newFailureLog(cfg.Logger, PublishFailureLogInterval),
 	}
 	h.handle(RouteMessages, http.HandlerFunc(h.postMessage))
 	h.handle(RouteBatch, http.HandlerFunc(h.postBatch))
+	readiness := stream.NewReadiness(cfg.NC, cfg.JS, time.Second)
 	httpapi.HealthRoutes(h.mux, cfg.Version,
 		httpapi.Check{Name: "ingest", Check: func(*http.Request) error {
 			if h.draining.Load() {
@@ -170,8 +173,9 @@ func NewHandler(cfg Config) (*Handler, error) {
 			}
 			return nil
 		}},
+		// Ready means "a message can be stored now" (issue 9), cached briefly.
 		httpapi.Check{Name: "jetstream", Check: func(r *http.Request) error {
-			return stream.Ready(r.Context(), cfg.NC, cfg.JS)
+			return readiness.Check(r.Context())
 		}},
 	)
 	h.handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -197,7 +201,7 @@ func (h *Handler) Patterns() []string { return h.mux.Patterns() }
 // Drain makes new submissions fail with 503 and readiness report not ready, so load
 // balancers move traffic away while the server shuts down. In-flight requests
 // finish normally.
-func (h *Handler) Drain() { h.draining.Store(true) }
+func (h *Handler) Drain() { h.draining.Store(true); h.pubFail.flush() }
 
 // ServeHTTP serves the API and counts every request by route, status and outcome.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

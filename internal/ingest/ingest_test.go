@@ -585,8 +585,8 @@ func TestHealthAndErrorsOfUnknownRoutes(t *testing.T) {
 	require.NotContains(t, rec.Body.String(), "https://", "self-contained: no CDN")
 }
 
-// TestOpenAPICoversRoutes fails when a route is served but not documented, or a
-// reference in the document leads nowhere.
+// TestOpenAPICoversRoutes fails when a route is served but not documented.
+// TestOpenAPIDocumentMatchesResponses validates the document itself.
 func TestOpenAPICoversRoutes(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -614,30 +614,6 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	for _, code := range []string{"202", "400", "401", "403", "413", "415", "429", "503"} {
 		require.Contains(t, post["responses"], code)
 	}
-
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if ref, ok := v["$ref"].(string); ok {
-				var cur any = doc
-				for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
-					m, ok := cur.(map[string]any)
-					require.True(t, ok, "bad $ref %s", ref)
-					cur, ok = m[part]
-					require.True(t, ok, "dangling $ref %s", ref)
-				}
-			}
-			for _, x := range v {
-				walk(x)
-			}
-		case []any:
-			for _, x := range v {
-				walk(x)
-			}
-		}
-	}
-	walk(doc)
 }
 
 func TestConcurrentSubmissionsPipeline(t *testing.T) {

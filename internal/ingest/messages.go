@@ -88,10 +88,10 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request) {
 			// The client went away; not a failure of ours.
 			h.log.DebugContext(ctx, "client gone before the PubAck", "message_id", id, "error", err)
 		} else {
-			h.log.WarnContext(ctx, "error publishing message", "message_id", id, "error", err)
+			h.pubFail.record(ctx, id, err)
 		}
 		span.RecordError(err)
-		failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the message was not accepted: the queue did not confirm storage in time; retry", retryAfterUnavailable)
+		failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the queue did not confirm storage in time: the message may or may not have been stored; retry (a retry with a senderProvidedMessageId is always safe)", retryAfterUnavailable)
 		return
 	}
 	sender := senderLabel(auth.CallerFrom(r.Context()))

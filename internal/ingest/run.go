@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg config.Ingest, log *slog.Logger, reg *promethe
 		return fmt.Errorf("error creating the JetStream context: %w", err)
 	}
 	ectx, cancel := context.WithTimeout(ctx, ensureTimeout)
-	_, err = stream.Ensure(ectx, js)
+	_, err = stream.EnsureWith(ectx, js, stream.SettingsFrom(cfg.NATS.Stream), log)
 	cancel()
 	if err != nil {
 		return err

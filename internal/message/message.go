@@ -276,11 +276,24 @@ func SenderID(serviceName, senderProvidedMessageID string) uuid.UUID {
 	return uuid.NewSHA1(senderNamespace, name)
 }
 
+// StoredIdentity names a stored stream message for DirectID's sequence derivation:
+// the stream's name and the time JetStream stored the message (its metadata
+// timestamp, nanoseconds). Sequences start again at 1 when a stream is recreated or
+// rebuilt after a server lost its store, possibly with the same creation time; a
+// message stored later under a reused sequence has a later storage time, so the
+// pair never repeats (DESIGN §3). Unlike the stream's creation time, which each
+// router replica learns on its own (and only the one that recreated the consumer
+// used to refresh: issue 8, item 4), the storage time travels with every delivery
+// of the message, so every replica derives the same id, for every redelivery.
+func StoredIdentity(stream string, storedAt time.Time) string {
+	return stream + "@" + storedAt.UTC().Format(time.RFC3339Nano)
+}
+
 // DirectID returns the messageId of a message published straight to the stream
 // (DESIGN §3): the Nats-Msg-Id header if it is a UUID, else a UUIDv5 of it; else the
 // sender-provided derivation when env has one; else a UUIDv5 of stream and sequence
-// (stream should name the stream's incarnation: the router passes its name and
-// creation time, because sequences restart when a stream is recreated).
+// (stream must name more than the stream, because sequences restart when a stream
+// is recreated: the router passes StoredIdentity).
 // env may be nil (the body did not parse).
 func DirectID(natsMsgID string, env *Envelope, stream string, seq uint64) uuid.UUID {
 	if natsMsgID != "" {

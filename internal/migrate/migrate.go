@@ -1,7 +1,8 @@
 // Package migrate applies the embedded SQL migrations of one component (router or
-// cams) in order, each exactly once. A session-level advisory lock serialises
+// cams) in order, each exactly once. A transaction-level advisory lock serialises
 // appliers, so many replicas starting at once are safe: the first applies, the others
-// wait and then find nothing left to do.
+// wait and then find nothing left to do. Everything happens in one transaction, so it
+// also works through PgBouncer in transaction pooling.
 package migrate
 
 import (
@@ -36,17 +37,20 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, component string) (int, erro
 	}
 	sort.Strings(files)
 
-	conn, err := pool.Acquire(ctx)
+	// One transaction holds the lock (pg_advisory_xact_lock, released at commit or
+	// rollback), the bookkeeping and every pending migration: a transaction runs on one
+	// server connection even behind PgBouncer in transaction pooling, where a
+	// session-level lock would be taken on one server connection and released (or
+	// not) on another. Pending migrations apply all or none.
+	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("error connecting to Postgres for migrations: %w", err)
 	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", lockKey); err != nil {
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lockKey); err != nil {
 		return 0, fmt.Errorf("error taking the migration lock: %w", err)
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", lockKey) //nolint:errcheck
-
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		component  text        NOT NULL,
 		version    integer     NOT NULL,
 		name       text        NOT NULL,
@@ -54,7 +58,7 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, component string) (int, erro
 		PRIMARY KEY (component, version))`); err != nil {
 		return 0, fmt.Errorf("error creating schema_migrations: %w", err)
 	}
-	rows, err := conn.Query(ctx, "SELECT version FROM schema_migrations WHERE component = $1", component)
+	rows, err := tx.Query(ctx, "SELECT version FROM schema_migrations WHERE component = $1", component)
 	if err != nil {
 		return 0, fmt.Errorf("error reading schema_migrations: %w", err)
 	}
@@ -73,31 +77,25 @@ func Apply(ctx context.Context, pool *pgxpool.Pool, component string) (int, erro
 		name := path.Base(f)
 		version, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
 		if err != nil {
-			return n, fmt.Errorf("migration %s: name must start with a number", f)
+			return 0, fmt.Errorf("migration %s: name must start with a number", f)
 		}
 		if applied[version] {
 			continue
 		}
 		sql, err := fs.ReadFile(migrations.FS, f)
 		if err != nil {
-			return n, err
-		}
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			return n, err
+			return 0, err
 		}
 		if _, err := tx.Exec(ctx, string(sql)); err != nil {
-			_ = tx.Rollback(ctx)
-			return n, fmt.Errorf("error applying migration %s: %w", f, err)
+			return 0, fmt.Errorf("error applying migration %s: %w", f, err)
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (component, version, name) VALUES ($1, $2, $3)", component, version, name); err != nil {
-			_ = tx.Rollback(ctx)
-			return n, fmt.Errorf("error recording migration %s: %w", f, err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return n, fmt.Errorf("error committing migration %s: %w", f, err)
+			return 0, fmt.Errorf("error recording migration %s: %w", f, err)
 		}
 		n++
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("error committing the migrations: %w", err)
 	}
 	return n, nil
 }

@@ -50,6 +50,8 @@ type View struct {
 	SenderID       *string      `json:"senderId,omitempty"`
 	CorrelationID  *string      `json:"correlationId,omitempty"`
 	SenderMsgID    *string      `json:"senderProvidedMessageId,omitempty"`
+	OrderingKey    *string      `json:"orderingKey,omitempty"` // DESIGN §5a, §6
+	ExpiresAt      *time.Time   `json:"expiresAt,omitempty"`   // DESIGN §5a, §6
 	History        []Attempt    `json:"history,omitempty"`
 	RawBase64      *string      `json:"rawMessageBase64,omitempty"`
 	receivedCursor time.Time
@@ -57,13 +59,14 @@ type View struct {
 
 const viewColumns = `m.message_id, m.ai_agent_address, m.status, m.reason, m.destination_type, m.destination_name,
     m.attempts, m.last_error, m.received_at, m.accepted_at, m.delivered_at, m.finished_at, m.sender_id,
-    m.correlation_id, m.sender_message_id`
+    m.correlation_id, m.sender_message_id, m.ordering_key, m.expires_at`
 
 func scanView(row pgx.Row, raw *[]byte) (View, error) {
 	var v View
 	var dtype, dname *string
 	dest := []any{&v.MessageID, &v.AIAgentAddress, &v.Status, &v.Reason, &dtype, &dname, &v.Attempts, &v.LastError,
-		&v.ReceivedAt, &v.AcceptedAt, &v.DeliveredAt, &v.FinishedAt, &v.SenderID, &v.CorrelationID, &v.SenderMsgID}
+		&v.ReceivedAt, &v.AcceptedAt, &v.DeliveredAt, &v.FinishedAt, &v.SenderID, &v.CorrelationID, &v.SenderMsgID,
+		&v.OrderingKey, &v.ExpiresAt}
 	if raw != nil {
 		dest = append(dest, raw)
 	}
@@ -76,7 +79,7 @@ func scanView(row pgx.Row, raw *[]byte) (View, error) {
 	v.receivedCursor = v.ReceivedAt
 	v.ReceivedAt = v.ReceivedAt.UTC()
 	v.AcceptedAt = v.AcceptedAt.UTC()
-	for _, t := range []*time.Time{v.DeliveredAt, v.FinishedAt} {
+	for _, t := range []*time.Time{v.DeliveredAt, v.FinishedAt, v.ExpiresAt} {
 		if t != nil {
 			*t = t.UTC()
 		}
@@ -122,11 +125,14 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (View, error) {
 type Filter struct {
 	Status  string // "" = any
 	Address string // "" = any
-	Reason  string // bulk replay only
-	Since   time.Time
-	Until   time.Time // bulk replay: failed before this (database clock)
-	Limit   int
-	Cursor  string
+	// OrderingKey selects messages with that senderMetadata.orderingKey; "" = any
+	// (DESIGN §5a).
+	OrderingKey string
+	Reason      string // bulk replay only
+	Since       time.Time
+	Until       time.Time // bulk replay: failed before this (database clock)
+	Limit       int
+	Cursor      string
 }
 
 // ErrBadCursor means a cursor did not come from List.
@@ -170,6 +176,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]View, string, error) {
 	if f.Address != "" {
 		where = append(where, "m.ai_agent_address = "+arg(f.Address))
 	}
+	if f.OrderingKey != "" {
+		where = append(where, "m.ordering_key = "+arg(f.OrderingKey))
+	}
 	if f.Cursor != "" {
 		t, id, err := decodeCursor(f.Cursor)
 		if err != nil {
@@ -200,7 +209,23 @@ func (s *Store) List(ctx context.Context, f Filter) ([]View, string, error) {
 }
 
 // replaySQL moves failed messages back to PENDING with an outbox row that asks for a
-// fresh CAMS lookup. Selecting from failures (not messages.status) keeps it cheap.
+// fresh CAMS lookup. Candidates come from failures (not messages.status), which keeps
+// the scan cheap; but the candidates are a snapshot, so the statement that changes a
+// message re-checks every condition on the message row itself (issue 8, item 3): a
+// message replayed, delivered, re-failed or purged since the snapshot is left alone.
+// In READ COMMITTED an UPDATE that meets a row changed by a transaction that
+// committed after its snapshot re-evaluates its WHERE clause on the new version
+// (PostgreSQL docs, "Transaction Isolation", 13.2.1), so the re-check sees the
+// latest state. messages.finished_at equals failures.failed_at (both are now() of
+// the transaction that failed the message).
+//
+// Lock order is messages, then failures, then outbox: the same as Purge
+// (messages, failures), so a replay and a purge never deadlock. The failures row
+// goes only with the message that was really moved back to PENDING.
+//
+// An expired message is never replayed (DESIGN §5a). A keyed message goes to the
+// back of its key: after every pending message of the key, in its old order among
+// the messages replayed together (DESIGN §5a).
 const replaySQL = `
 WITH picked AS (
     SELECT message_id FROM failures
@@ -210,26 +235,43 @@ WITH picked AS (
       AND ($4::text = '' OR reason = $4)
       AND ($5::timestamptz IS NULL OR failed_at >= $5)
       AND ($7::timestamptz IS NULL OR failed_at < $7)
+      AND NOT EXISTS (SELECT 1 FROM messages x WHERE x.message_id = failures.message_id AND x.expires_at <= now())
     ORDER BY failed_at
     LIMIT $6
-    FOR UPDATE SKIP LOCKED
-), f AS (
-    DELETE FROM failures USING picked WHERE failures.message_id = picked.message_id RETURNING failures.message_id
 ), m AS (
     UPDATE messages SET status = 'PENDING', reason = NULL, attempts = 0, last_error = NULL,
            finished_at = NULL, delivered_at = NULL
-    FROM f WHERE messages.message_id = f.message_id AND messages.status IN ('REJECTED', 'DEAD_LETTERED')
-    RETURNING messages.message_id
+    FROM picked
+    WHERE messages.message_id = picked.message_id
+      AND messages.status IN ('REJECTED', 'DEAD_LETTERED')
+      AND ($2::text = '' OR messages.status = $2)
+      AND ($3::text = '' OR messages.ai_agent_address = $3)
+      AND ($4::text = '' OR messages.reason = $4)
+      AND ($5::timestamptz IS NULL OR messages.finished_at >= $5)
+      AND ($7::timestamptz IS NULL OR messages.finished_at < $7)
+      AND (messages.expires_at IS NULL OR messages.expires_at > now())
+    RETURNING messages.message_id, messages.ai_agent_address, messages.ordering_key, messages.order_seq, messages.expires_at
+), f AS (
+    DELETE FROM failures USING m WHERE failures.message_id = m.message_id
+), ob AS (
+    INSERT INTO outbox (message_id, due_at, route, ai_agent_address, ordering_key, order_seq, expires_at)
+    SELECT m.message_id, now(), true, m.ai_agent_address, m.ordering_key,
+           CASE WHEN m.ordering_key IS NOT NULL THEN
+               greatest(coalesce((SELECT max(o.order_seq) FROM outbox o
+                                  WHERE o.ai_agent_address = m.ai_agent_address AND o.ordering_key = m.ordering_key), 0),
+                        coalesce(m.order_seq, 0))
+               + row_number() OVER (PARTITION BY m.ai_agent_address, m.ordering_key ORDER BY m.order_seq, m.message_id)
+           END,
+           m.expires_at
+    FROM m
+    ON CONFLICT (message_id) DO NOTHING
 )
-INSERT INTO outbox (message_id, due_at, route)
-SELECT message_id, now(), true FROM m
-ON CONFLICT (message_id) DO NOTHING
-RETURNING message_id`
+SELECT (SELECT count(*) FROM picked), (SELECT count(*) FROM m)`
 
 // Replay routes a REJECTED or DEAD_LETTERED message afresh: PENDING, attempts reset,
 // same messageId, fresh CAMS lookup before its next delivery.
 func (s *Store) Replay(ctx context.Context, id uuid.UUID) error {
-	n, err := s.replay(ctx, &id, Filter{}, 1)
+	_, n, err := s.replay(ctx, &id, Filter{}, 1)
 	if err != nil {
 		return err
 	}
@@ -243,6 +285,10 @@ func (s *Store) Replay(ctx context.Context, id uuid.UUID) error {
 	}
 	if err != nil {
 		return fmt.Errorf("error reading message %s: %w", id, err)
+	}
+	var expired bool
+	if err := s.pool.QueryRow(ctx, "SELECT coalesce(expires_at <= now(), false) FROM messages WHERE message_id = $1", id).Scan(&expired); err == nil && expired {
+		return fmt.Errorf("%w: it expired (senderMetadata.expiresAt has passed)", ErrNotReplayable)
 	}
 	return fmt.Errorf("%w: it is %s", ErrNotReplayable, status)
 }
@@ -258,15 +304,18 @@ func (s *Store) ReplayMatching(ctx context.Context, f Filter) (int, error) {
 	f.Until = started
 	total := 0
 	for {
-		n, err := s.replay(ctx, nil, f, 2000)
+		// Stop when nothing was picked, not when nothing was replayed: a batch
+		// whose candidates were all replayed meanwhile by someone else replays 0.
+		picked, n, err := s.replay(ctx, nil, f, 2000)
 		total += n
-		if err != nil || n == 0 {
+		if err != nil || picked == 0 {
 			return total, err
 		}
 	}
 }
 
-func (s *Store) replay(ctx context.Context, id *uuid.UUID, f Filter, limit int) (int, error) {
+// replay runs replaySQL once: how many candidates it picked, how many it replayed.
+func (s *Store) replay(ctx context.Context, id *uuid.UUID, f Filter, limit int) (picked, replayed int, err error) {
 	var since, until *time.Time
 	if !f.Since.IsZero() {
 		since = &f.Since
@@ -274,32 +323,54 @@ func (s *Store) replay(ctx context.Context, id *uuid.UUID, f Filter, limit int) 
 	if !f.Until.IsZero() {
 		until = &f.Until
 	}
-	tag, err := s.pool.Exec(ctx, replaySQL, id, f.Status, f.Address, f.Reason, since, limit, until)
+	err = s.pool.QueryRow(ctx, replaySQL, id, f.Status, f.Address, f.Reason, since, limit, until).Scan(&picked, &replayed)
 	if err != nil {
-		return 0, fmt.Errorf("error replaying messages: %w", err)
+		return 0, 0, fmt.Errorf("error replaying messages: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return picked, replayed, nil
 }
 
-// Purge deletes up to limit finished messages (and their history) that finished
-// before cutoff. The received_at bound lets the scan use its index: a message
-// finishes after it is received.
-func (s *Store) Purge(ctx context.Context, cutoff time.Time, limit int) (int, error) {
-	tag, err := s.pool.Exec(ctx, `
+// purgeSQL deletes up to $2 messages that finished before $1, with their history
+// and failure rows. The candidates are a snapshot; the DELETE re-checks on the
+// message row itself that it is still finished, and finished before the cutoff, so
+// a message replayed (PENDING again, with an outbox row) or finished anew since the
+// snapshot is kept (issue 8, item 3: purge racing with replay left a 404 and an
+// orphan outbox row). READ COMMITTED re-evaluates the DELETE's WHERE clause on the
+// latest committed version of a row changed after the snapshot (PostgreSQL docs,
+// 13.2.1). History and failure rows go only with the messages really deleted. Lock
+// order: messages, then failures (as replaySQL). The received_at bound lets the
+// scan use its index: a message finishes after it is received.
+const purgeSQL = `
 WITH old AS (
     SELECT message_id FROM messages
     WHERE received_at < $1 AND finished_at < $1 AND status <> 'PENDING'
     ORDER BY received_at LIMIT $2
+), gone AS (
+    DELETE FROM messages m USING old
+    WHERE m.message_id = old.message_id
+      AND m.status IN ('DELIVERED', 'REJECTED', 'DEAD_LETTERED') AND m.finished_at < $1
+    RETURNING m.message_id
 ), h AS (
-    DELETE FROM delivery_attempts d USING old WHERE d.message_id = old.message_id
+    DELETE FROM delivery_attempts d USING gone WHERE d.message_id = gone.message_id
 ), f AS (
-    DELETE FROM failures f USING old WHERE f.message_id = old.message_id
+    DELETE FROM failures f USING gone WHERE f.message_id = gone.message_id
 )
-DELETE FROM messages m USING old WHERE m.message_id = old.message_id`, cutoff, limit)
-	if err != nil {
-		return 0, fmt.Errorf("error purging old messages: %w", err)
+SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM gone)`
+
+// Purge deletes up to limit finished messages (and their history) that finished
+// before cutoff, and returns how many it deleted. A message that changed state
+// since it was picked (replayed, finished again) is kept.
+func (s *Store) Purge(ctx context.Context, cutoff time.Time, limit int) (int, error) {
+	_, n, err := s.purge(ctx, cutoff, limit)
+	return n, err
+}
+
+// purge runs purgeSQL once: how many candidates it picked, how many it deleted.
+func (s *Store) purge(ctx context.Context, cutoff time.Time, limit int) (picked, deleted int, err error) {
+	if err := s.pool.QueryRow(ctx, purgeSQL, cutoff, limit).Scan(&picked, &deleted); err != nil {
+		return 0, 0, fmt.Errorf("error purging old messages: %w", err)
 	}
-	return int(tag.RowsAffected()), nil
+	return picked, deleted, nil
 }
 
 // Stats are the outbox gauges.

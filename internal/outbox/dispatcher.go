@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -42,6 +43,18 @@ type Config struct {
 	Breakers  Breakers
 	// LookupFresh routes replayed messages afresh (bypassing any cache).
 	LookupFresh LookupFunc
+	// Lookup looks an agent up through the CAMS cache (at most CAMS_CACHE_TTL
+	// old) before every retry, so retries follow the agent's current mapping
+	// (DESIGN §5). nil = retries go to the inbox they were routed to.
+	Lookup LookupFunc
+	// HoldMaxAge is HOLD_MAX_AGE (DESIGN §5a). Defaults to 24h.
+	HoldMaxAge time.Duration
+	// HoldCheck is how often a held agent is looked up in CAMS (once per agent).
+	// Defaults to 2s.
+	HoldCheck time.Duration
+	// ExpiryCheck is how often expired waiting messages are dead-lettered.
+	// Defaults to 1s.
+	ExpiryCheck time.Duration
 	// Secrets returns an agent's own signing secrets, for rows whose agent had
 	// some when it was routed and that were not just taken over in-process (an
 	// error makes the row wait: signing with the wrong secret is not an option).
@@ -71,6 +84,10 @@ type Config struct {
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
 	TracerProvider trace.TracerProvider
+	// InboxAuth returns an agent's inbox credentials for each HTTP attempt, looked
+	// up at delivery time (never stored in the outbox; DESIGN §4); nil = none. An
+	// error makes the row wait, like Secrets. Nil func = no credentials.
+	InboxAuth func(ctx context.Context, address string) (*cams.InboxAuth, error)
 }
 
 func (c *Config) withDefaults() {
@@ -90,6 +107,15 @@ func (c *Config) withDefaults() {
 		// Long enough to queue behind a few slow attempts and still deliver; short
 		// enough that rows held by a replica that died come back soon.
 		c.Lease = max(10*time.Second, 3*c.Timeout)
+	}
+	if c.HoldMaxAge <= 0 {
+		c.HoldMaxAge = 24 * time.Hour
+	}
+	if c.HoldCheck <= 0 {
+		c.HoldCheck = 2 * time.Second
+	}
+	if c.ExpiryCheck <= 0 {
+		c.ExpiryCheck = time.Second
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 250 * time.Millisecond
@@ -119,7 +145,9 @@ type Job struct {
 	Claimed
 	SigningSecrets []string
 	haveSecrets    bool
-	deadline       time.Time // local: after it, the lease may have passed to another claim
+	auth           *delivery.Auth // looked up for each attempt, never stored
+	routeChecked   bool           // looked up in CAMS for this claim already (agentaware.go)
+	deadline       time.Time      // local: after it, the lease may have passed to another claim
 }
 
 // Dispatcher delivers outbox rows. Rows reach it two ways: handed over in-process
@@ -131,6 +159,8 @@ type Dispatcher struct {
 	cfg     Config
 	log     *slog.Logger
 	m       *metrics
+	am      *agentMetrics
+	holds   holds
 	tracer  trace.Tracer
 	results chan done
 	poke    chan struct{}
@@ -143,6 +173,7 @@ type Dispatcher struct {
 	resultsClosed bool
 	stopping      atomic.Bool
 	queued        atomic.Int64
+	unwritten     atomic.Int64 // results given up on when Stop's context ended, reported by Stop
 
 	ctx       context.Context // cancelled when Stop gives up waiting
 	cancel    context.CancelFunc
@@ -151,6 +182,12 @@ type Dispatcher struct {
 	completer sync.WaitGroup
 	startOnce sync.Once
 	stopOnce  sync.Once
+
+	// writeCtx bounds result writes: cancelled when Stop's context ends, so a
+	// write retrying against an unreachable Postgres gives up (DESIGN §8.4). A
+	// result not written is safe: the row comes back after its lease.
+	writeCtx    context.Context
+	writeCancel context.CancelFunc
 }
 
 type lane struct {
@@ -172,7 +209,7 @@ const routeLane = "\x00route"
 // New returns a Dispatcher; Start runs it.
 func New(cfg Config) *Dispatcher {
 	cfg.withDefaults()
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		m:       newMetrics(cfg.Registerer),
@@ -180,7 +217,10 @@ func New(cfg Config) *Dispatcher {
 		results: make(chan done, 4096),
 		poke:    make(chan struct{}, 1),
 		lanes:   map[string]*lane{},
+		holds:   holds{agents: map[string]*heldAgent{}},
 	}
+	d.am = newAgentMetrics(cfg.Registerer, d)
+	return d
 }
 
 // Lease is how long claims made for this dispatcher last.
@@ -190,11 +230,13 @@ func (d *Dispatcher) Lease() time.Duration { return d.cfg.Lease }
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.startOnce.Do(func() {
 		d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
+		d.writeCtx, d.writeCancel = context.WithCancel(context.WithoutCancel(ctx))
 		var sweepCtx context.Context
 		sweepCtx, d.sweepStop = context.WithCancel(d.ctx)
-		d.workers.Add(2)
+		d.workers.Add(3)
 		go d.sweep(sweepCtx)
 		go d.reapLanes(sweepCtx)
+		go d.watchAgents(sweepCtx)
 		for range 2 {
 			d.completer.Add(1)
 			go d.complete()
@@ -206,7 +248,15 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // Stop stops claiming, hands queued rows back, lets in-flight deliveries finish
 // until ctx ends (then cancels them: a cancelled delivery is handed back, not
 // counted as an attempt), writes the last results and returns. Idempotent.
+//
+// Stop returns by the time ctx ends plus the time to abandon a database call
+// (DESIGN §8.4: shutdown is bounded, also while Postgres is down): when ctx ends,
+// deliveries are cancelled and result writes give up. It then returns an error
+// wrapping ctx.Err() saying some results were not written; those rows are claimed
+// again after their lease (at-least-once, never lost). Every goroutine the
+// Dispatcher started has ended when Stop returns.
 func (d *Dispatcher) Stop(ctx context.Context) error {
+	var err error
 	d.stopOnce.Do(func() {
 		if d.cancel == nil {
 			return
@@ -219,22 +269,27 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 			delete(d.lanes, k)
 		}
 		d.mu.Unlock()
-		waited := make(chan struct{})
-		go func() { d.workers.Wait(); close(waited) }()
-		select {
-		case <-waited:
-		case <-ctx.Done():
+		// Once ctx ends, in-flight deliveries and result writes are cut short; both
+		// then finish at once (a cancelled delivery is a Release, a cancelled write
+		// is given up), so the waits below end promptly.
+		giveUp := context.AfterFunc(ctx, func() {
 			d.cancel()
-			<-waited
-		}
+			d.writeCancel()
+		})
+		defer giveUp()
+		d.workers.Wait()
 		d.resultsMu.Lock()
 		d.resultsClosed = true
 		close(d.results)
 		d.resultsMu.Unlock()
 		d.completer.Wait()
 		d.cancel()
+		d.writeCancel()
+		if n := d.unwritten.Load(); n > 0 {
+			err = fmt.Errorf("dispatcher stopped with %d delivery results not written (their rows come back after the lease): %w", n, context.Cause(ctx))
+		}
 	})
-	return nil
+	return err
 }
 
 // Poke makes the sweep look for due rows now (after a replay).
@@ -255,8 +310,18 @@ func (d *Dispatcher) NewJob(c Claimed, claimedAt time.Time, secrets []string, ha
 // Handoff queues jobs taken over by this process. It never blocks: a job that finds
 // its lane full waits in the outbox instead.
 func (d *Dispatcher) Handoff(jobs ...*Job) {
+	keyed := false
 	for _, j := range jobs {
+		if j.OrderingKey != "" {
+			// Not leased to us: the sweep claims each key's head once the
+			// row has settled (ordering.go, DESIGN §5a).
+			keyed = true
+			continue
+		}
 		d.submit(j)
+	}
+	if keyed {
+		time.AfterFunc(orderSettle, d.Poke)
 	}
 }
 
@@ -370,18 +435,23 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) int {
 		return 0 // lanes are busy: leave rows in the outbox, where they wait for free
 	}
 	claimedAt := time.Now()
-	rows, err := d.cfg.Store.Claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
+	rows, looked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.WarnContext(ctx, "outbox sweep failed", slog.Any("error", err))
 		}
-		return 0
+		if len(rows) == 0 {
+			return 0
+		}
 	}
 	d.m.claimed.Add(float64(len(rows)))
 	for _, c := range rows {
+		if c.OrderingKey != "" && c.Attempts == 0 {
+			d.am.orderingWait.Observe(claimedAt.Sub(c.AcceptedAt).Seconds())
+		}
 		d.submit(d.NewJob(c, claimedAt, nil, false))
 	}
-	return len(rows)
+	return looked // rows parked behind their key's head count too: more may be due
 }
 
 func (d *Dispatcher) process(l *lane, j *Job) {
@@ -395,8 +465,17 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 		d.m.leaseExpired.Inc()
 		return
 	}
+	if d.agentAware(l, j) {
+		return
+	}
 	if l.route {
 		d.route(j)
+		return
+	}
+	if err := cams.ValidateInbox(j.DestType, j.DestName); err != nil {
+		// A route stored before it was refused (an older router, DESIGN §4): never
+		// publish to a system subject or the router's own.
+		d.finish(j, Result{Kind: Rejected, Reason: routing.ReasonConfigError, Error: err.Error()})
 		return
 	}
 	if j.DestType == cams.TypeHTTPEndpoint && j.AgentSecrets && !j.haveSecrets && d.cfg.Secrets != nil {
@@ -407,6 +486,19 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 			return
 		}
 		j.SigningSecrets, j.haveSecrets = secrets, true
+	}
+	if j.DestType == cams.TypeHTTPEndpoint && d.cfg.InboxAuth != nil {
+		a, err := d.cfg.InboxAuth(d.ctx, j.Address)
+		if err != nil {
+			d.m.waits.WithLabelValues("cams_unavailable").Inc()
+			d.finish(j, Result{Kind: Wait, Delay: d.cfg.BreakerWait})
+			return
+		}
+		j.auth = nil
+		if a != nil {
+			h, v, err := a.Credential()
+			j.auth = &delivery.Auth{Header: h, Value: v, Err: err}
+		}
 	}
 	key := breaker.Key(j.DestType, j.DestName)
 	report, err := d.cfg.Breakers.Allow(key)
@@ -457,6 +549,7 @@ func (d *Dispatcher) deliver(j *Job, report func(breaker.Outcome)) {
 		SenderMessageID: j.SenderMessageID,
 		Traceparent:     tp,
 		SigningSecrets:  j.SigningSecrets,
+		Auth:            j.auth,
 	}
 	attemptCtx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	start := time.Now()
@@ -513,10 +606,15 @@ func (d *Dispatcher) route(j *Job) {
 		return
 	}
 	m, err := d.cfg.LookupFresh(ctx, j.Address)
+	hold := isHold(m, err)
 	dec, err := routing.Decide(m, err)
 	if err != nil {
 		d.m.waits.WithLabelValues("cams_unavailable").Inc()
 		d.finish(j, Result{Kind: Wait, Delay: d.cfg.BreakerWait})
+		return
+	}
+	if hold {
+		d.hold(j, time.Now())
 		return
 	}
 	if dec.Rejected() {
@@ -530,7 +628,7 @@ func (d *Dispatcher) route(j *Job) {
 		}
 		return
 	}
-	j.Route, j.DestType, j.DestName = false, dec.DestType, dec.DestName
+	j.Route, j.DestType, j.DestName, j.routeChecked = false, dec.DestType, dec.DestName, true
 	j.SigningSecrets, j.haveSecrets = dec.SigningSecrets, true
 	d.submit(j)
 }
@@ -565,6 +663,14 @@ func (d *Dispatcher) complete() {
 			}
 		}
 		d.write(batch)
+		for _, b := range batch {
+			if b.job.OrderingKey != "" {
+				// Its key's next message may be the head now: claim it at once
+				// rather than at the next poll (DESIGN §5a).
+				d.Poke()
+				break
+			}
+		}
 	}
 }
 
@@ -587,23 +693,32 @@ func (d *Dispatcher) write(batch []done) {
 	// committed part of the batch before failing; applying a result twice is
 	// harmless, and the statuses of each try are kept.
 	final := make(map[uuid.UUID]string, len(results))
+	var err error
 	for try := 0; ; try++ {
-		// Results must be written even while stopping: use a context of our own.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		got, err := d.cfg.Store.Complete(ctx, results, d.cfg.MaxAttempts)
+		// Results are written even while stopping (a context of our own), until
+		// Stop's context ends (writeCtx).
+		ctx, cancel := context.WithTimeout(d.writeCtx, 10*time.Second)
+		var got map[uuid.UUID]string
+		got, err = d.cfg.Store.Complete(ctx, results, d.cfg.MaxAttempts)
 		cancel()
 		maps.Copy(final, got)
 		if err == nil {
 			break
 		}
 		wait := min(100*time.Millisecond<<min(try, 4), 2*time.Second)
-		if time.Now().Add(wait).After(deadline) {
+		if time.Now().Add(wait).After(deadline) || d.writeCtx.Err() != nil {
 			d.log.Warn("giving up recording delivery results: their rows are claimed again once the lease expires",
 				slog.Int("results", len(results)), slog.Int("tries", try+1), slog.Any("error", err))
 			break
 		}
 		d.log.Warn("error recording delivery results, retrying", slog.Int("results", len(results)), slog.Int("try", try+1), slog.Any("error", err))
-		time.Sleep(wait)
+		select {
+		case <-time.After(wait):
+		case <-d.writeCtx.Done():
+		}
+	}
+	if err != nil && d.writeCtx.Err() != nil {
+		d.unwritten.Add(int64(len(results)))
 	}
 	now := time.Now()
 	for _, b := range batch {

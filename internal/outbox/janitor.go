@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -69,12 +70,22 @@ func (j *Janitor) Start(ctx context.Context) {
 	}()
 }
 
-// Stop ends the loops. Idempotent.
-func (j *Janitor) Stop() {
+// Stop ends the loops and waits for them until ctx ends (DESIGN §8.4: shutdown is
+// bounded, also while Postgres is down). The loops' statements are cancelled at
+// once, so they end promptly; if ctx ends first Stop returns an error wrapping
+// ctx.Err(). Idempotent.
+func (j *Janitor) Stop(ctx context.Context) error {
 	if j.stop != nil {
 		j.stop()
 	}
-	j.wg.Wait()
+	done := make(chan struct{})
+	go func() { j.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("janitor did not stop in time: %w", ctx.Err())
+	}
 }
 
 func (j *Janitor) sample(ctx context.Context) {
@@ -110,13 +121,13 @@ func (j *Janitor) vacuum(ctx context.Context, all bool) {
 func (j *Janitor) Purge(ctx context.Context) {
 	cutoff := time.Now().Add(-j.retention)
 	for ctx.Err() == nil {
-		n, err := j.store.Purge(ctx, cutoff, 1000)
+		picked, n, err := j.store.purge(ctx, cutoff, 1000)
 		if err != nil {
 			j.log.WarnContext(ctx, "error purging old messages", slog.Any("error", err))
 			return
 		}
 		j.purged.Add(float64(n))
-		if n < 1000 {
+		if picked < 1000 {
 			return
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/msgrouter/msgrouter/internal/pgtext"
@@ -67,30 +68,47 @@ type Record struct {
 	// later delivery (a retry, another replica) knows to fetch them. The secrets
 	// themselves are never stored.
 	AgentSecrets bool
+	// OrderingKey is senderMetadata.orderingKey ("" = unkeyed) and OrderSeq the
+	// stream sequence the message was accepted at: together with Address they give
+	// its place in its key (DESIGN §5a, ordering.go).
+	OrderingKey string
+	OrderSeq    uint64
+	// ExpiresAt is senderMetadata.expiresAt (zero = never; DESIGN §5a, expiry.go).
+	ExpiresAt time.Time
 }
 
 const takeoverSQL = `
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::bytea[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::text[],
-                         $13::timestamptz[], $14::text[], $17::boolean[])
+                         $13::timestamptz[], $14::text[], $17::boolean[], $18::text[], $19::bigint[],
+                         $20::timestamptz[])
         AS t(message_id, ai_agent_address, status, reason, destination_type, destination_name,
              payload, raw, sender_id, correlation_id, sender_message_id, traceparent, accepted_at, last_error,
-             agent_secrets)
+             agent_secrets, ordering_key, order_seq, expires_at)
 ), ins AS (
     INSERT INTO messages (message_id, ai_agent_address, status, reason, destination_type, destination_name,
                           payload, raw, sender_id, correlation_id, sender_message_id, traceparent,
-                          accepted_at, last_error, finished_at, agent_secrets)
+                          accepted_at, last_error, finished_at, agent_secrets, ordering_key, order_seq, expires_at)
     SELECT message_id, ai_agent_address, status, NULLIF(reason, ''), NULLIF(destination_type, ''),
            NULLIF(destination_name, ''), payload, raw, NULLIF(sender_id, ''), NULLIF(correlation_id, ''),
            NULLIF(sender_message_id, ''), NULLIF(traceparent, ''), accepted_at, NULLIF(last_error, ''),
-           CASE WHEN status = 'PENDING' THEN NULL ELSE now() END, agent_secrets
+           CASE WHEN status = 'PENDING' THEN NULL ELSE now() END, agent_secrets, NULLIF(ordering_key, ''),
+           order_seq, expires_at
     FROM input
     ON CONFLICT (message_id) DO NOTHING
-    RETURNING message_id, status, reason, ai_agent_address
+    RETURNING message_id, status, reason, ai_agent_address, ordering_key, order_seq, expires_at
 ), ob AS (
-    INSERT INTO outbox (message_id, due_at, lease_token)
-    SELECT message_id, now() + $15::interval, $16::uuid FROM ins WHERE status = 'PENDING'
+    -- Keyed rows are not leased to the taking-over process: they wait a moment
+    -- (orderSettle) so that an earlier message of their key still in another
+    -- batch can land first, then the sweep claims each key's head (ordering.go).
+    INSERT INTO outbox (message_id, due_at, lease_token, ai_agent_address, ordering_key, order_seq, expires_at)
+    SELECT message_id,
+           CASE WHEN ordering_key IS NULL THEN now() + $15::interval ELSE now() + $21::interval END,
+           CASE WHEN ordering_key IS NULL THEN $16::uuid END,
+           ai_agent_address, ordering_key,
+           CASE WHEN ordering_key IS NOT NULL THEN order_seq END, expires_at
+    FROM ins WHERE status = 'PENDING'
 ), fl AS (
     INSERT INTO failures (message_id, status, reason, ai_agent_address)
     SELECT message_id, status, reason, ai_agent_address FROM ins WHERE status <> 'PENDING'
@@ -110,7 +128,10 @@ func (s *Store) Takeover(ctx context.Context, recs []Record, token uuid.UUID, le
 	sender, corr, smid, tp, lastErr := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	accepted := make([]time.Time, n)
 	secrets := make([]bool, n)
+	okey, oseq, expires := make([]string, n), make([]int64, n), make([]pgtype.Timestamptz, n)
 	for i, r := range recs {
+		okey[i], oseq[i] = r.OrderingKey, int64(r.OrderSeq)
+		expires[i] = pgtype.Timestamptz{Time: r.ExpiresAt, Valid: !r.ExpiresAt.IsZero()}
 		secrets[i] = r.AgentSecrets
 		ids[i], addr[i], status[i], reason[i], dtype[i], dname[i] = r.ID, r.Address, r.Status, r.Reason, r.DestType, r.DestName
 		payload[i], raw[i] = r.Payload, r.Raw
@@ -118,7 +139,7 @@ func (s *Store) Takeover(ctx context.Context, recs []Record, token uuid.UUID, le
 		accepted[i] = r.AcceptedAt
 	}
 	rows, err := s.pool.Query(ctx, takeoverSQL, ids, addr, status, reason, dtype, dname, payload, raw,
-		sender, corr, smid, tp, accepted, lastErr, lease, token, secrets)
+		sender, corr, smid, tp, accepted, lastErr, lease, token, secrets, okey, oseq, expires, orderSettle)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("error taking messages over: %w", err)
 	}
@@ -185,47 +206,108 @@ type Claimed struct {
 	SenderMessageID string
 	Traceparent     string
 	AcceptedAt      time.Time
-	Attempts        int  // attempts already made since the last replay
-	Route           bool // look the agent up afresh before delivering
-	AgentSecrets    bool // fetch the agent's own signing secrets from CAMS
+	Attempts        int       // attempts already made since the last replay
+	Route           bool      // look the agent up afresh before delivering
+	AgentSecrets    bool      // fetch the agent's own signing secrets from CAMS
+	OrderingKey     string    // "" = unkeyed (DESIGN §5a)
+	ExpiresAt       time.Time // zero = never (DESIGN §5a)
+	// Swept is true for rows claimed by the sweep (retries, replays, leftovers,
+	// keyed rows), false for rows handed over in-process right after the takeover
+	// routed them: only swept rows look the agent up again (DESIGN §5).
+	Swept bool
+	// Hold is set by the takeover when routing found the agent INACTIVE with
+	// inactivePolicy HOLD: the job is held, not attempted (DESIGN §5a).
+	Hold bool
 }
 
+// claimSQL claims due rows; a keyed row only when it is the head of its key (no
+// pending row of the same address and key comes before it), so a key has at most
+// one row in flight and its messages go out in order (DESIGN §5a). Keyed rows it
+// finds behind their head are parked instead (agentaware_store.go): the trigger of
+// migration 0002 makes a key's next row due when its head leaves the outbox. The
+// last column tells parked rows from claimed ones.
 const claimSQL = `
 WITH due AS (
-    SELECT message_id FROM outbox
-    WHERE due_at <= now()
-    ORDER BY due_at
+    SELECT o.message_id,
+           (o.ordering_key IS NOT NULL AND EXISTS (
+               SELECT 1 FROM outbox p
+               WHERE p.ai_agent_address = o.ai_agent_address AND p.ordering_key = o.ordering_key
+                 AND p.ordering_key IS NOT NULL
+                 AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id))) AS behind
+    FROM outbox o
+    WHERE o.due_at <= now()
+    ORDER BY o.due_at
     LIMIT $1
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF o SKIP LOCKED
 ), claimed AS (
-    UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3
-    FROM due WHERE o.message_id = due.message_id
+    -- Re-checked in the statement that changes the row (issue 8, item 3): the
+    -- row is locked by due, and a row changed since the snapshot is re-evaluated
+    -- on its latest version (READ COMMITTED), so a row completed, released or
+    -- re-scheduled meanwhile is never claimed.
+    UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3, held = false, parked = false
+    FROM due WHERE o.message_id = due.message_id AND NOT due.behind AND o.due_at <= now()
     RETURNING o.message_id, o.route
+), parked AS (
+    UPDATE outbox o SET due_at = now() + $4::interval, parked = true
+    FROM due WHERE o.message_id = due.message_id AND due.behind AND o.due_at <= now()
+    RETURNING o.message_id
 )
 SELECT m.message_id, m.ai_agent_address, coalesce(m.destination_type, ''), coalesce(m.destination_name, ''),
        m.payload, coalesce(m.sender_id, ''), coalesce(m.correlation_id, ''), coalesce(m.sender_message_id, ''),
-       coalesce(m.traceparent, ''), m.accepted_at, m.attempts, c.route, m.agent_secrets
-FROM claimed c JOIN messages m ON m.message_id = c.message_id`
+       coalesce(m.traceparent, ''), m.accepted_at, m.attempts, c.route, m.agent_secrets,
+       coalesce(m.ordering_key, ''), m.expires_at, false
+FROM claimed c JOIN messages m ON m.message_id = c.message_id
+UNION ALL
+SELECT p.message_id, '', '', '', NULL::bytea, '', '', '', '', now(), 0, false, false, '', NULL::timestamptz, true
+FROM parked p`
 
 // Claim leases up to limit due rows (fresh rows nobody holds, retries whose time has
-// come, rows whose lease expired) to a new token for lease, on the database clock.
-// The claim commits at once: no transaction stays open across delivery.
+// come, rows whose lease expired, heads of ordering keys) to a new token for lease,
+// on the database clock. The claim commits at once: no transaction stays open
+// across delivery.
 func (s *Store) Claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, error) {
+	out, _, err := s.claim(ctx, limit, lease)
+	return out, err
+}
+
+// claim is Claim that also reports how many rows it looked at (claimed or parked),
+// so a sweep knows whether more may be due.
+func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, int, error) {
 	token := uuid.New()
-	rows, err := s.pool.Query(ctx, claimSQL, limit, lease, token)
+	rows, err := s.pool.Query(ctx, claimSQL, limit, lease, token, parkFor)
 	if err != nil {
-		return nil, fmt.Errorf("error claiming outbox rows: %w", err)
+		return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Claimed, error) {
-		c := Claimed{Token: token}
-		err := row.Scan(&c.ID, &c.Address, &c.DestType, &c.DestName, &c.Payload, &c.SenderID, &c.CorrelationID,
-			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route, &c.AgentSecrets)
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("error claiming outbox rows: %w", err)
+	var out []Claimed
+	var parked []uuid.UUID
+	for rows.Next() {
+		c := Claimed{Token: token, Swept: true}
+		var expires pgtype.Timestamptz
+		var isParked bool
+		if err := rows.Scan(&c.ID, &c.Address, &c.DestType, &c.DestName, &c.Payload, &c.SenderID, &c.CorrelationID,
+			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route, &c.AgentSecrets,
+			&c.OrderingKey, &expires, &isParked); err != nil {
+			rows.Close()
+			return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+		}
+		if isParked {
+			parked = append(parked, c.ID)
+			continue
+		}
+		if expires.Valid {
+			c.ExpiresAt = expires.Time
+		}
+		out = append(out, c)
 	}
-	return out, nil
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+	}
+	if len(parked) > 0 {
+		if err := s.unparkHeads(ctx, parked); err != nil {
+			return out, len(out) + len(parked), err
+		}
+	}
+	return out, len(out) + len(parked), nil
 }
 
 // Outcome kinds of a finished claim.
@@ -239,6 +321,8 @@ const (
 	Wait                      // no attempt made (breaker open, CAMS down): try again after Delay
 	Release                   // no attempt made (shutting down): due again at once
 	Rejected                  // routing afresh rejected it (Reason)
+	Hold                      // no attempt: the agent is INACTIVE with inactivePolicy HOLD; look again after Delay (hold.go)
+	Expire                    // no attempt: dead-letter at once with Reason (EXPIRED, or AGENT_INACTIVE after HOLD_MAX_AGE)
 )
 
 // Result is what became of one claimed row.
@@ -421,6 +505,7 @@ func (s *Store) completeOnce(ctx context.Context, results []Result, maxAttempts 
 			return collect(rows, got, StatusRejected)
 		})
 	}
+	queueAgentAware(b, results, got)
 	if b.Len() == 2 {
 		return nil
 	}

@@ -229,6 +229,8 @@ func (f *storeFixture) history(id uuid.UUID) []Attempt {
 }
 
 // snapshot renders every table the store writes, for "nothing changed" assertions.
+// SUPERSEDED history rows (a stale result's trace, DESIGN §6) are left out: tests
+// that care count them with history.
 func (f *storeFixture) snapshot() string {
 	f.t.Helper()
 	var s string
@@ -236,7 +238,7 @@ func (f *storeFixture) snapshot() string {
 	    'messages', (SELECT coalesce(json_agg(x ORDER BY x.message_id), '[]') FROM messages x),
 	    'outbox',   (SELECT coalesce(json_agg(x ORDER BY x.message_id), '[]') FROM outbox x),
 	    'failures', (SELECT coalesce(json_agg(x ORDER BY x.message_id), '[]') FROM failures x),
-	    'attempts', (SELECT coalesce(json_agg(x ORDER BY x.message_id, x.at, x.attempt), '[]') FROM delivery_attempts x)
+	    'attempts', (SELECT coalesce(json_agg(x ORDER BY x.message_id, x.at, x.attempt), '[]') FROM delivery_attempts x WHERE x.outcome <> 'SUPERSEDED')
 	)::text`).Scan(&s)
 	require.NoError(f.t, err)
 	return s
@@ -809,6 +811,23 @@ func TestCompleteStaleTokenChangesNothing(t *testing.T) {
 			final := f.complete(k.max, res)
 			require.Empty(t, final, "a stale result reports no status")
 			require.Equal(t, before, f.snapshot(), "a stale result changes nothing")
+			// ... but an attempt that was made stays visible in the history, as
+			// SUPERSEDED (DESIGN §6); a non-attempt leaves no trace.
+			var superseded []Attempt
+			for _, a := range f.history(r.ID) {
+				if a.Outcome == OutcomeSuperseded {
+					superseded = append(superseded, a)
+				}
+			}
+			switch k.result.Kind {
+			case Delivered, Failed, Dead:
+				require.Len(t, superseded, 1, "the superseded attempt is in the history")
+				if k.result.Error != "" {
+					require.Equal(t, k.result.Error, *superseded[0].Error)
+				}
+			default:
+				require.Empty(t, superseded, "no attempt was made")
+			}
 			o := f.mustOutbox(r.ID)
 			require.Equal(t, current.Token, *o.Token, "the row stays with the current claim")
 
@@ -910,8 +929,11 @@ func TestCompleteStaleAndCurrentResultsInOneBatch(t *testing.T) {
 				require.Equal(t, 1, m.Attempts)
 				require.True(t, time.Date(2026, 1, 2, 0, 0, 0, 2e6, time.UTC).Equal(*m.DeliveredAt), "delivered_at %v", *m.DeliveredAt)
 				h := f.history(id)
-				require.Len(t, h, 1, "one attempt, one history row")
-				require.Equal(t, 2, h[0].DurationMs)
+				require.Len(t, h, 2, "the current attempt and the superseded one")
+				require.Equal(t, OutcomeSuperseded, h[0].Outcome, "the stale attempt (earlier) is SUPERSEDED")
+				require.Equal(t, 1, h[0].DurationMs)
+				require.Equal(t, StatusDelivered, h[1].Outcome)
+				require.Equal(t, 2, h[1].DurationMs)
 			},
 		},
 		{

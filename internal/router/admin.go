@@ -94,8 +94,8 @@ var statuses = map[string]bool{
 
 func (a *admin) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := outbox.Filter{Status: q.Get("status"), Address: q.Get("aiAgentAddress"), Cursor: q.Get("cursor"), Limit: 100}
-	if !storable(w, "aiAgentAddress", f.Address) || !storable(w, "cursor", f.Cursor) {
+	f := outbox.Filter{Status: q.Get("status"), Address: q.Get("aiAgentAddress"), OrderingKey: q.Get("orderingKey"), Cursor: q.Get("cursor"), Limit: 100}
+	if !storable(w, "aiAgentAddress", f.Address) || !storable(w, "orderingKey", f.OrderingKey) || !storable(w, "cursor", f.Cursor) {
 		return
 	}
 	if f.Status != "" && !statuses[f.Status] {

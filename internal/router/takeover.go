@@ -1,7 +1,3 @@
-// Package router is the router service: it takes messages over from the stream
-// (parse, look the agent up, decide, write message records and outbox rows in one
-// statement, then ack), hands the new rows to the outbox dispatcher in-process, and
-// serves the admin API. Run wires it all from configuration.
 package router
 
 import (
@@ -12,7 +8,6 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,25 +46,6 @@ type Takeover struct {
 	// maxNak caps the delay before a message CAMS could not route comes back.
 	maxNak time.Duration
 	tracer trace.Tracer
-	// streamIdentity names this incarnation of the stream for messageIds derived
-	// from a sequence number: the stream's name and creation time. Sequences start
-	// again at 1 when a stream is recreated (its store lost, or deleted by an
-	// operator); with the name alone, new messages would get the ids of old ones
-	// and be dropped as duplicates by Postgres.
-	streamIdentity atomic.Pointer[string]
-}
-
-// SetStream records the stream's identity (name and creation time).
-func (t *Takeover) SetStream(name string, created time.Time) {
-	id := name + "@" + created.UTC().Format(time.RFC3339Nano)
-	t.streamIdentity.Store(&id)
-}
-
-func (t *Takeover) streamName(fallback string) string {
-	if id := t.streamIdentity.Load(); id != nil {
-		return *id
-	}
-	return fallback
 }
 
 // NewTakeover returns the consumer's Handler.
@@ -133,7 +109,9 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			continue
 		}
 		env, perr := message.Parse(msg.Data())
-		id := message.DirectID(msg.Headers().Get("Nats-Msg-Id"), env, t.streamName(meta.Stream), meta.Sequence.Stream)
+		// Sequences restart when the stream is recreated or rebuilt: the id also
+		// names the message's storage time, which every replica sees (DESIGN §3).
+		id := message.DirectID(msg.Headers().Get("Nats-Msg-Id"), env, message.StoredIdentity(meta.Stream, meta.Timestamp), meta.Sequence.Stream)
 		it.rec = outbox.Record{ID: id, AcceptedAt: meta.Timestamp}
 		it.raw = msg.Data()
 		if first, ok := seen[id]; ok {
@@ -165,6 +143,10 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		}
 		it.rec.Address, it.rec.Payload = env.AIAgentAddress, env.Payload
 		it.rec.SenderID, it.rec.CorrelationID, it.rec.SenderMessageID = env.ServiceName(), env.CorrelationID(), env.SenderProvidedMessageID()
+		it.rec.OrderingKey, it.rec.OrderSeq = env.OrderingKey(), meta.Sequence.Stream // DESIGN §5a
+		if exp, ok := env.ExpiresAt(); ok {
+			it.rec.ExpiresAt = exp
+		}
 		if addrs[env.AIAgentAddress] == nil {
 			addrs[env.AIAgentAddress] = &lookupResult{err: errNotLookedUp}
 		}
@@ -251,6 +233,7 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			ID: it.rec.ID, Token: token, Address: it.rec.Address, DestType: it.rec.DestType, DestName: it.rec.DestName,
 			Payload: it.rec.Payload, SenderID: it.rec.SenderID, CorrelationID: it.rec.CorrelationID,
 			SenderMessageID: it.rec.SenderMessageID, Traceparent: it.rec.Traceparent, AcceptedAt: it.rec.AcceptedAt,
+			OrderingKey: it.rec.OrderingKey, ExpiresAt: it.rec.ExpiresAt, Hold: addrs[it.rec.Address].dec.Hold,
 		}, takenAt, it.secrets, true))
 	}
 	t.dispatcher.Handoff(jobs...)

@@ -6,9 +6,6 @@ package routing
 import (
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
-	"unicode"
 
 	"github.com/msgrouter/msgrouter/internal/cams"
 )
@@ -28,6 +25,10 @@ type Decision struct {
 	SigningSecrets []string
 	Reason         string // non-empty when rejected
 	Detail         string // human explanation of a rejection
+	// Hold is true when the agent is INACTIVE with inactivePolicy HOLD: the
+	// message is routed to its inbox but waits, unattempted, until the agent is
+	// ACTIVE again (DESIGN §5a; the outbox dispatcher holds it).
+	Hold bool
 }
 
 // Rejected reports whether the message is rejected for good.
@@ -52,65 +53,22 @@ func Decide(m *cams.Mapping, lookupErr error) (Decision, error) {
 	switch m.Status {
 	case cams.StatusActive:
 	case cams.StatusInactive:
-		return Decision{Reason: ReasonAgentInactive, Detail: "the agent is INACTIVE in CAMS"}, nil
+		if m.InactivePolicy != cams.InactivePolicyHold {
+			return Decision{Reason: ReasonAgentInactive, Detail: "the agent is INACTIVE in CAMS"}, nil
+		}
 	default:
 		return reject("unknown status %q", m.Status), nil
 	}
-	switch m.InboxDestinationType {
-	case cams.TypeNATSSubject:
-		if err := ValidSubject(m.InboxName); err != nil {
-			return reject("inboxName: %v", err), nil
-		}
-	case cams.TypeHTTPEndpoint:
-		if err := ValidURL(m.InboxName); err != nil {
-			return reject("inboxName: %v", err), nil
-		}
-	default:
-		return reject("unknown inboxDestinationType %q", m.InboxDestinationType), nil
+	// The same rule as the reference CAMS's 400 (cams.ValidateInbox): CAMS may be
+	// another implementation, so a system subject, the router's own subject or a
+	// malformed inbox is refused here too.
+	if err := cams.ValidateInbox(m.InboxDestinationType, m.InboxName); err != nil {
+		return reject("%v", err), nil
 	}
-	return Decision{DestType: m.InboxDestinationType, DestName: m.InboxName, SigningSecrets: m.SigningSecrets}, nil
+	return Decision{DestType: m.InboxDestinationType, DestName: m.InboxName, SigningSecrets: m.SigningSecrets,
+		Hold: m.Status == cams.StatusInactive}, nil
 }
 
 func reject(format string, args ...any) Decision {
 	return Decision{Reason: ReasonConfigError, Detail: fmt.Sprintf(format, args...)}
-}
-
-// ValidSubject checks a publish subject: dot-separated non-empty tokens, no
-// wildcards, no whitespace or control characters.
-func ValidSubject(s string) error {
-	if s == "" {
-		return errors.New("subject is empty")
-	}
-	for _, tok := range strings.Split(s, ".") {
-		if tok == "" {
-			return fmt.Errorf("subject %q has an empty token", s)
-		}
-		if tok == "*" || tok == ">" {
-			return fmt.Errorf("subject %q has a wildcard", s)
-		}
-	}
-	for _, r := range s {
-		if unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("subject %q has whitespace or a control character", s)
-		}
-	}
-	return nil
-}
-
-// ValidURL checks an absolute http or https URL with a host.
-func ValidURL(s string) error {
-	if s == "" {
-		return errors.New("URL is empty")
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("URL %q does not parse", s)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("URL %q is not http or https", s)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("URL %q has no host", s)
-	}
-	return nil
 }

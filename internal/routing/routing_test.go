@@ -9,6 +9,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/routing"
+	"github.com/msgrouter/msgrouter/internal/stream"
 )
 
 func TestDecide(t *testing.T) {
@@ -41,6 +42,16 @@ func TestDecide(t *testing.T) {
 		{name: "ftp url", m: active(cams.TypeHTTPEndpoint, "ftp://x/y"), reason: routing.ReasonConfigError},
 		{name: "url without host", m: active(cams.TypeHTTPEndpoint, "http:///x"), reason: routing.ReasonConfigError},
 		{name: "garbage url", m: active(cams.TypeHTTPEndpoint, "http://[::1"), reason: routing.ReasonConfigError},
+		{name: "jetstream api purge", m: active(cams.TypeNATSSubject, "$JS.API.STREAM.PURGE.ROUTER_MESSAGES"), reason: routing.ReasonConfigError},
+		{name: "jetstream ack", m: active(cams.TypeNATSSubject, "$JS.ACK.ROUTER_MESSAGES.router.1.2.3.4.0"), reason: routing.ReasonConfigError},
+		{name: "kv", m: active(cams.TypeNATSSubject, "$KV.b.k"), reason: routing.ReasonConfigError},
+		{name: "object store", m: active(cams.TypeNATSSubject, "$O.b.c"), reason: routing.ReasonConfigError},
+		{name: "system account", m: active(cams.TypeNATSSubject, "$SYS.REQ.SERVER.PING"), reason: routing.ReasonConfigError},
+		{name: "reply inbox", m: active(cams.TypeNATSSubject, "_INBOX.x.y"), reason: routing.ReasonConfigError},
+		{name: "router subject", m: active(cams.TypeNATSSubject, "router.messages"), reason: routing.ReasonConfigError},
+		{name: "under router subject", m: active(cams.TypeNATSSubject, "router.messages.crm"), reason: routing.ReasonConfigError},
+		{name: "wildcard inside token", m: active(cams.TypeNATSSubject, "agents.a*b"), reason: routing.ReasonConfigError},
+		{name: "lookalike of router subject", m: active(cams.TypeNATSSubject, "router.messagesx"), wantType: cams.TypeNATSSubject},
 		{name: "cams down", err: errors.New("connection refused"), transient: true},
 		{name: "nil mapping", transient: true},
 	}
@@ -63,6 +74,13 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The reserved subject the shared validation refuses is the one the stream captures.
+func TestRouterSubjectIsTheStreams(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, stream.Subject, cams.RouterSubject)
+	require.Equal(t, stream.Subject+".>", stream.SubjectAll)
 }
 
 func BenchmarkDecide(b *testing.B) {

@@ -276,15 +276,34 @@ type Agent struct {
 	RegistrationTimestamp *time.Time `json:"registrationTimestamp,omitempty"`
 	LastUpdatedTimestamp  *time.Time `json:"lastUpdatedTimestamp,omitempty"`
 	UpdatedBy             string     `json:"updatedBy,omitempty"`
+	InactivePolicy        string     `json:"inactivePolicy,omitempty"` // REJECT or HOLD
+	// SigningSecrets and InboxAuth's secrets are "***" in CAMS answers.
+	SigningSecrets []string   `json:"signingSecrets,omitempty"`
+	InboxAuth      *InboxAuth `json:"inboxAuth,omitempty"`
+}
+
+// InboxAuth is the credentials an agent's HTTP inbox requires (DESIGN §4).
+type InboxAuth struct {
+	Type     string `json:"type"` // BEARER, HEADER or BASIC
+	Token    string `json:"token,omitempty"`
+	Name     string `json:"name,omitempty"`
+	Value    string `json:"value,omitempty"`
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
 }
 
 // AgentUpdate is a partial update: nil fields are left as they are.
 type AgentUpdate struct {
-	InboxDestinationType *string `json:"inboxDestinationType,omitempty"`
-	InboxName            *string `json:"inboxName,omitempty"`
-	Status               *string `json:"status,omitempty"`
-	Description          *string `json:"description,omitempty"`
-	OwnerTeam            *string `json:"ownerTeam,omitempty"`
+	InboxDestinationType *string   `json:"inboxDestinationType,omitempty"`
+	InboxName            *string   `json:"inboxName,omitempty"`
+	Status               *string   `json:"status,omitempty"`
+	Description          *string   `json:"description,omitempty"`
+	OwnerTeam            *string   `json:"ownerTeam,omitempty"`
+	InactivePolicy       *string   `json:"inactivePolicy,omitempty"`
+	SigningSecrets       *[]string `json:"signingSecrets,omitempty"`
+	// InboxAuth is a *InboxAuth to set credentials, or json.RawMessage("null") to
+	// remove them; nil leaves them as they are.
+	InboxAuth any `json:"inboxAuth,omitempty"`
 }
 
 // AgentPage is one page of GET /v1/agent-inboxes.

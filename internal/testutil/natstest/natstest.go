@@ -63,6 +63,20 @@ func (s *Server) Restart(t testing.TB) {
 	t.Cleanup(n.Shutdown)
 }
 
+// RestartEmpty shuts the server down and starts it again on the same port with an
+// empty store: a NATS server that lost its disk. Streams, consumers and messages
+// are gone; stream sequences start again at 1.
+func (s *Server) RestartEmpty(t testing.TB) {
+	t.Helper()
+	s.Shutdown()
+	s.WaitForShutdown()
+	o := *s.opts
+	o.StoreDir = t.TempDir()
+	n := run(t, &o)
+	s.Server, s.opts = n.Server, n.opts
+	t.Cleanup(n.Shutdown)
+}
+
 // Connect returns a connection and a JetStream handle, closed when t ends.
 func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()

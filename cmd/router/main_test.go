@@ -1,0 +1,231 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
+	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
+)
+
+var (
+	binDir   string
+	buildBin sync.Once
+	binPath  string
+	binErr   error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "router-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// build compiles this command once for all tests.
+func build(t *testing.T) string {
+	t.Helper()
+	buildBin.Do(func() {
+		binPath = filepath.Join(binDir, "router")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	require.NoError(t, binErr)
+	return binPath
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the child writes to it.
+type syncBuffer struct {
+	mu  chan struct{}
+	buf bytes.Buffer
+}
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.Write(p)
+}
+func (b *syncBuffer) String() string {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.String()
+}
+
+// Issue 14: a .env file as the Python Message Router Service's README has it —
+// DATABASE_URL in SQLAlchemy's asyncpg form and CAMS_API_URL — starts the router
+// binary unchanged, against the real Postgres and a CAMS, and a message flows.
+func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
+	t.Parallel()
+	bin := build(t)
+
+	// The same Postgres the tests use, written as the Python service would.
+	pc, err := pgx.ParseConfig(pgtest.NewURL(t))
+	require.NoError(t, err)
+	password := pc.Password
+	if password == "" {
+		password = "s3cret-py" // trust authentication ignores it; the log must not show it
+	}
+	host := pc.Host
+	if strings.HasPrefix(host, "/") {
+		host = "127.0.0.1" // the libpq default is the local socket; the README form is host:port
+	}
+	dbURL := fmt.Sprintf("postgresql+asyncpg://%s:%s@%s:%d/%s", pc.User, password, host, pc.Port, pc.Database)
+
+	// A CAMS answering the contract's lookup (DESIGN §4) for one agent.
+	camsSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/agent-inboxes/agent-sales@example.com" {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"errorCode":"NOT_FOUND","message":"unknown agent"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(cams.Mapping{AIAgentAddress: "agent-sales@example.com",
+			InboxDestinationType: cams.TypeNATSSubject, InboxName: "agents.sales.inbox", Status: cams.StatusActive})
+	}))
+	t.Cleanup(camsSrv.Close)
+
+	dir := t.TempDir()
+	dotenv := "# .env of the Message Router Service\nDATABASE_URL=" + dbURL + "\nCAMS_API_URL=" + camsSrv.URL + "\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".env"), []byte(dotenv), 0o600))
+
+	ns := natstest.Start(t)
+	nc, js := ns.Connect(t)
+	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "INBOX", Subjects: []string{"agents.>"}})
+	require.NoError(t, err)
+	inbox, err := nc.SubscribeSync("agents.sales.inbox")
+	require.NoError(t, err)
+
+	addr := freeAddr(t)
+	var env []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); k != "DATABASE_URL" && k != "CAMS_API_URL" && k != "ENV_FILE" && !strings.HasPrefix(k, "PG") {
+			env = append(env, kv)
+		}
+	}
+	stderr := newSyncBuffer()
+	cmd := exec.Command(bin)
+	cmd.Dir = dir
+	cmd.Env = append(env, "NATS_URL="+ns.URL, "ROUTER_ADDR="+addr, "LOG_FORMAT=text", "SHUTDOWN_TIMEOUT=5s", "OTEL_TRACES_EXPORTER=none")
+	cmd.Stderr = stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	var early error
+	exitedEarly := false
+	require.Eventually(t, func() bool {
+		select {
+		case early = <-exited:
+			exitedEarly = true
+			return true
+		default:
+		}
+		resp, err := client.Get("http://" + addr + "/health/ready")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond, "router ready (Postgres and NATS answer)")
+	require.False(t, exitedEarly, "router exited early (%v):\n%s", early, stderr.String())
+
+	// A message through CAMS to the inbox, recorded in that Postgres.
+	id := uuid.NewString()
+	msg := nats.NewMsg("router.messages")
+	msg.Header.Set("Nats-Msg-Id", id)
+	msg.Data = []byte(`{"aiAgentAddress":"agent-sales@example.com","payload":{"command":"processData","value":42}}`)
+	_, err = js.PublishMsg(t.Context(), msg)
+	require.NoError(t, err)
+	got, err := inbox.NextMsg(20 * time.Second)
+	require.NoError(t, err, "delivered to the inbox CAMS named; stderr:\n%s", stderr.String())
+	require.Equal(t, id, got.Header.Get("messageId"))
+	require.Eventually(t, func() bool {
+		resp, err := client.Get("http://" + addr + "/v1/messages/" + id)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var v struct{ Status string }
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		return v.Status == "DELIVERED"
+	}, 20*time.Second, 50*time.Millisecond)
+	conn, err := pgx.Connect(t.Context(), fmt.Sprintf("host=%s port=%d user=%s dbname=%s password=%s", host, pc.Port, pc.User, pc.Database, password))
+	require.NoError(t, err)
+	defer conn.Close(t.Context())
+	var status string
+	require.NoError(t, conn.QueryRow(t.Context(), "SELECT status FROM messages WHERE message_id = $1", id).Scan(&status))
+	require.Equal(t, "DELIVERED", status, "the record is in the database the .env named")
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "exit 0 after SIGTERM")
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit within 20s of SIGTERM")
+	}
+	logs := stderr.String()
+	require.Contains(t, logs, "read configuration from a dotenv file")
+	require.Contains(t, logs, "DATABASE_URL accepted in SQLAlchemy form")
+	require.Equal(t, 1, strings.Count(logs, "SQLAlchemy form"), "one INFO line")
+	require.NotContains(t, logs, password, "the password is never logged")
+}
+
+// A malformed .env stops the binary at start with one line naming file and line.
+func TestMalformedDotEnvStopsRouter(t *testing.T) {
+	t.Parallel()
+	bin := build(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".env"), []byte("CAMS_API_URL=http://cams:8001\nDATABASE_URL=\"postgresql+asyncpg://u:topsecret@db/r\n"), 0o600))
+	for _, tc := range []struct{ name, envFile, line string }{
+		{"./.env", "", "router: .env, line 2: unterminated quoted value\n"},
+		{"ENV_FILE missing", filepath.Join(dir, "nope.env"), "router: ENV_FILE: cannot read " + filepath.Join(dir, "nope.env") + ": no such file or directory\n"},
+	} {
+		cmd := exec.Command(bin)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "ENV_FILE="+tc.envFile)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		require.ErrorAs(t, err, &exit, tc.name)
+		require.Equal(t, 2, exit.ExitCode(), tc.name)
+		require.Equal(t, tc.line, stderr.String(), tc.name)
+	}
+}

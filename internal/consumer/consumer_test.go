@@ -1,0 +1,75 @@
+package consumer_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/consumer"
+	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
+)
+
+// A batch stuck in its handler (a takeover waiting on an unreachable Postgres)
+// must not hold Stop past its context (DESIGN §8.4): Stop returns an error when its
+// context ends, the handler's context is cancelled so it gives up, and the batch,
+// not acked, is redelivered to whoever pulls next.
+func TestStopBoundedWhileAHandlerHangs(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	_, js := srv.Connect(t)
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}})
+	require.NoError(t, err)
+	cfg := jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second, MaxDeliver: -1}
+
+	entered := make(chan struct{}, 1)
+	var gaveUp atomic.Bool
+	c, err := consumer.New(ctx, consumer.Config{Stream: st, Consumer: cfg, Handler: func(ctx context.Context, msgs []jetstream.Msg) []consumer.Action {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-ctx.Done() // stuck until the stop deadline
+		gaveUp.Store(true)
+		return nil // no verdict: the messages are left to AckWait
+	}})
+	require.NoError(t, err)
+	require.NoError(t, c.Start(ctx))
+	require.NoError(t, c.Start(ctx), "Start is idempotent")
+	_, err = js.Publish(ctx, "s.1", []byte("m"))
+	require.NoError(t, err)
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never got the message")
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = c.Stop(sctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 3*time.Second, "Stop is bounded by its context")
+	require.Eventually(t, gaveUp.Load, 5*time.Second, 10*time.Millisecond, "the stuck handler's context was cancelled")
+	require.NoError(t, c.Stop(ctx), "idempotent")
+
+	// Not acked: another consumer instance gets it again.
+	got := make(chan struct{}, 1)
+	c2, err := consumer.New(ctx, consumer.Config{Stream: st, Consumer: cfg, Handler: func(_ context.Context, msgs []jetstream.Msg) []consumer.Action {
+		got <- struct{}{}
+		out := make([]consumer.Action, len(msgs))
+		return out // Ack
+	}})
+	require.NoError(t, err)
+	require.NoError(t, c2.Start(ctx))
+	defer c2.Stop(ctx) //nolint:errcheck
+	select {
+	case <-got:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the batch cut short was never redelivered")
+	}
+}

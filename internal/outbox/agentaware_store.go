@@ -1,0 +1,181 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Reasons of the agent-aware delivery (DESIGN §5a, §6).
+const (
+	ReasonExpired       = "EXPIRED"
+	ReasonAgentInactive = "AGENT_INACTIVE"
+)
+
+// Outcome of a history entry whose result was discarded because another claim held
+// the row by then (DESIGN §6).
+const OutcomeSuperseded = "SUPERSEDED"
+
+// orderSettle is how long a keyed row waits after its takeover before it may be
+// claimed. Router replicas take batches over concurrently, so an earlier message of
+// a key can commit a little after a later one; the head rule (claimSQL) puts it
+// first only if it lands before the later one is claimed. A batch delayed longer
+// than this (a replica killed mid-takeover, a stalled CAMS lookup) can still let a
+// later message of its key go first: see README "Ordering keys".
+var orderSettle = 150 * time.Millisecond
+
+// holdSQL puts held rows back to wait without an attempt (DESIGN §5a): the row is
+// marked held (releaseHeldSQL finds it when the agent is ACTIVE again) and the
+// message shows reason AGENT_INACTIVE while it stays PENDING. Fenced by the lease.
+const holdSQL = `
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS r(id, token, delay_ms)
+), o AS (
+    UPDATE outbox o SET due_at = now() + r.delay_ms * interval '1 millisecond', lease_token = NULL, held = true
+    FROM r WHERE o.message_id = r.id AND o.lease_token = r.token
+    RETURNING o.message_id
+)
+UPDATE messages m SET reason = 'AGENT_INACTIVE' FROM o
+WHERE m.message_id = o.message_id AND m.reason IS DISTINCT FROM 'AGENT_INACTIVE'`
+
+// expireSQL dead-letters held-by-token rows without an attempt (expiry, or a hold
+// past HOLD_MAX_AGE). Fenced by the lease.
+const expireSQL = `
+WITH r AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[]) AS r(id, token, reason, err)
+), d AS (
+    DELETE FROM outbox o USING r WHERE o.message_id = r.id AND o.lease_token = r.token
+    RETURNING o.message_id, r.reason, r.err
+), m AS (
+    UPDATE messages m SET status = 'DEAD_LETTERED', reason = d.reason, last_error = d.err, finished_at = now()
+    FROM d WHERE m.message_id = d.message_id
+    RETURNING m.message_id, m.reason, m.ai_agent_address
+)
+INSERT INTO failures (message_id, status, reason, ai_agent_address)
+SELECT message_id, 'DEAD_LETTERED', reason, ai_agent_address FROM m
+ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, failed_at = now()
+RETURNING message_id`
+
+// supersededSQL keeps attempts whose result was discarded (another claim held the
+// row by then) in the history, as SUPERSEDED (DESIGN §6). It runs after the
+// statements that applied the batch's results, in the same transaction: a result
+// that was applied has written its own history row at the same instant.
+const supersededSQL = `
+INSERT INTO delivery_attempts (message_id, attempt, at, outcome, error, duration_ms)
+SELECT r.id, m.attempts, r.at, 'SUPERSEDED', NULLIF(r.err, ''), r.dur
+FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::text[]) AS r(id, at, dur, err)
+JOIN messages m ON m.message_id = r.id
+WHERE NOT EXISTS (SELECT 1 FROM delivery_attempts d WHERE d.message_id = r.id AND d.at = r.at)`
+
+// queueAgentAware adds the statements of the Hold and Expire results, and the
+// history of superseded attempts, to a Complete batch.
+func queueAgentAware(b *pgx.Batch, results []Result, final map[uuid.UUID]string) {
+	var hold waiting
+	var exp rejected
+	var sup failed
+	for _, r := range results {
+		switch r.Kind {
+		case Hold:
+			hold.add(r)
+		case Expire:
+			exp.add(r)
+		case Delivered, Failed, Dead:
+			sup.delivered.add(r)
+			sup.err = append(sup.err, truncate(r.Error))
+		}
+	}
+	if len(hold.ids) > 0 {
+		b.Queue(holdSQL, hold.ids, hold.tokens, hold.delay)
+	}
+	if len(exp.ids) > 0 {
+		b.Queue(expireSQL, exp.ids, exp.tokens, exp.reason, exp.err).Query(func(rows pgx.Rows) error {
+			return collect(rows, final, StatusDeadLettered)
+		})
+	}
+	if len(sup.ids) > 0 {
+		b.Queue(supersededSQL, sup.ids, sup.at, sup.dur, sup.err)
+	}
+}
+
+// expireWaitingSQL dead-letters expired rows that no live claim holds, whatever
+// they wait for: a retry's time, an open breaker, a hold, the head of their key.
+const expireWaitingSQL = `
+WITH d AS (
+    DELETE FROM outbox o
+    WHERE o.message_id IN (
+        SELECT message_id FROM outbox
+        WHERE expires_at <= now() AND (lease_token IS NULL OR due_at <= now())
+        ORDER BY expires_at LIMIT $1
+        FOR UPDATE SKIP LOCKED)
+    RETURNING o.message_id, o.expires_at
+), m AS (
+    UPDATE messages m SET status = 'DEAD_LETTERED', reason = 'EXPIRED',
+           last_error = 'expired at ' || to_char(d.expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') || ' before it could be delivered',
+           finished_at = now()
+    FROM d WHERE m.message_id = d.message_id
+    RETURNING m.message_id, m.ai_agent_address
+)
+INSERT INTO failures (message_id, status, reason, ai_agent_address)
+SELECT message_id, 'DEAD_LETTERED', 'EXPIRED', ai_agent_address FROM m
+ON CONFLICT (message_id) DO UPDATE SET status = excluded.status, reason = excluded.reason, failed_at = now()`
+
+// ExpireWaiting dead-letters, as EXPIRED, up to limit messages past their
+// expiresAt that are waiting in the outbox (not held by a live claim), and returns
+// how many (DESIGN §5a: never delivered after expiresAt, and visible as such).
+func (s *Store) ExpireWaiting(ctx context.Context, limit int) (int, error) {
+	tag, err := s.pool.Exec(ctx, expireWaitingSQL, limit)
+	if err != nil {
+		return 0, fmt.Errorf("error expiring waiting messages: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ReleaseHeld makes the held rows of an agent due at once (CAMS shows it ACTIVE
+// again, DESIGN §5a) and returns how many.
+func (s *Store) ReleaseHeld(ctx context.Context, address string) (int, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE outbox SET due_at = now(), held = false
+        WHERE ai_agent_address = $1 AND held AND lease_token IS NULL`, address)
+	if err != nil {
+		return 0, fmt.Errorf("error releasing held messages: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// HeldCount returns how many messages are held for INACTIVE agents.
+func (s *Store) HeldCount(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE held`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("error counting held messages: %w", err)
+	}
+	return n, nil
+}
+
+// parkFor is how long a row parked behind the head of its key waits at most before
+// a claim looks at it again; normally the trigger of migration 0002 wakes it first.
+var parkFor = 30 * time.Second
+
+// unparkHeadsSQL makes due again the parked rows that are heads of their key by now.
+// It runs after the parking claim committed, with a snapshot of its own, and it
+// waits (FOR KEY SHARE) for any transaction still deleting an earlier row of the key:
+// a head that left the outbox while the claim parked its successor — its trigger
+// ran before the successor was visible or parked — is seen gone here, so no key is
+// left parked behind a head that is no more.
+const unparkHeadsSQL = `
+UPDATE outbox o SET due_at = now(), parked = false
+WHERE o.message_id = ANY($1) AND o.parked
+  AND NOT EXISTS (
+      SELECT 1 FROM outbox p
+      WHERE p.ai_agent_address = o.ai_agent_address AND p.ordering_key = o.ordering_key
+        AND p.ordering_key IS NOT NULL
+        AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id)
+      FOR KEY SHARE OF p)`
+
+func (s *Store) unparkHeads(ctx context.Context, ids []uuid.UUID) error {
+	if _, err := s.pool.Exec(ctx, unparkHeadsSQL, ids); err != nil {
+		return fmt.Errorf("error checking parked rows: %w", err)
+	}
+	return nil
+}

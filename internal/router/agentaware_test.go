@@ -1,0 +1,580 @@
+package router_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/cams"
+)
+
+// agentCAMS is a fake CAMS for the agent-aware tests: mappings can be changed,
+// deleted or made unanswerable mid-test, and it counts lookups per address.
+type agentCAMS struct {
+	mu      sync.Mutex
+	agents  map[string]cams.Mapping
+	lookups map[string]int
+	down    atomic.Bool
+	srv     *httptest.Server
+}
+
+func newAgentCAMS(t *testing.T) *agentCAMS {
+	f := &agentCAMS{agents: map[string]cams.Mapping{}, lookups: map[string]int{}}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/v1/agent-inboxes/"))
+		if err != nil {
+			http.Error(w, "bad path", http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		f.lookups[addr]++
+		m, ok := f.agents[addr]
+		f.mu.Unlock()
+		if f.down.Load() {
+			http.Error(w, `{"errorCode":"UNAVAILABLE","message":"down"}`, http.StatusServiceUnavailable)
+			return
+		}
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = io.WriteString(w, `{"errorCode":"NOT_FOUND","message":"unknown agent"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(m)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *agentCAMS) set(addr, typ, inbox, status, policy string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := time.Now().UTC()
+	f.agents[addr] = cams.Mapping{AIAgentAddress: addr, InboxDestinationType: typ, InboxName: inbox, Status: status,
+		InactivePolicy: policy, RegistrationTimestamp: now, LastUpdatedTimestamp: now}
+}
+
+func (f *agentCAMS) remove(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.agents, addr)
+}
+
+func (f *agentCAMS) lookupsOf(addr string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lookups[addr]
+}
+
+func setupAgents(t *testing.T, overrides map[string]string) (*env, *agentCAMS) {
+	t.Helper()
+	fc := newAgentCAMS(t)
+	vars := map[string]string{"CAMS_API_URL": fc.srv.URL, "BREAKER_FAILURES": "1000", "DELIVERY_MAX_ATTEMPTS": "1000"}
+	for k, v := range overrides {
+		vars[k] = v
+	}
+	return setup(t, vars), fc
+}
+
+// keyed is a message body with an ordering key and/or an expiry.
+func keyed(addr, key string, i int, expiresAt time.Time) string {
+	md := map[string]string{}
+	if key != "" {
+		md["orderingKey"] = key
+	}
+	if !expiresAt.IsZero() {
+		md["expiresAt"] = expiresAt.UTC().Format(time.RFC3339Nano)
+	}
+	b, _ := json.Marshal(map[string]any{"aiAgentAddress": addr, "payload": map[string]any{"k": key, "i": i}, "senderMetadata": md})
+	return string(b)
+}
+
+// recorder is an HTTP inbox that records when it was last called and can fail.
+type recorder struct {
+	mu    sync.Mutex
+	calls int
+	last  time.Time
+	fail  atomic.Bool
+	srv   *httptest.Server
+}
+
+func newRecorder(t *testing.T) *recorder {
+	r := &recorder{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		r.mu.Lock()
+		r.calls++
+		r.last = time.Now()
+		r.mu.Unlock()
+		if r.fail.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *recorder) snapshot() (int, time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.calls, r.last
+}
+
+// waitAttempts waits until the message has made at least n attempts.
+func (e *env) waitAttempts(id string, n int) view {
+	e.t.Helper()
+	var last view
+	require.Eventually(e.t, func() bool {
+		_, v := e.get(id)
+		last = v
+		return v.Attempts >= n
+	}, 20*time.Second, 10*time.Millisecond, "message %s never made %d attempts (last: %+v)", id, n, last)
+	return last
+}
+
+// DESIGN §5, issue 8 item 7: a retry follows the agent's current mapping.
+func TestRetryFollowsCAMS(t *testing.T) {
+	t.Parallel()
+	t.Run("deleted", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, nil)
+		old := newRecorder(t)
+		old.fail.Store(true)
+		fc.set("gone", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusActive, "")
+		id := uuid.NewString()
+		e.publish(body("gone", `{}`), id)
+		e.waitAttempts(id, 1)
+		fc.remove("gone")
+		v := e.waitStatus(id, "REJECTED")
+		require.Equal(t, "AGENT_NOT_FOUND", v.Reason)
+	})
+	t.Run("inactive", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, nil)
+		old := newRecorder(t)
+		old.fail.Store(true)
+		fc.set("sleepy", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusActive, "")
+		id := uuid.NewString()
+		e.publish(body("sleepy", `{}`), id)
+		e.waitAttempts(id, 1)
+		fc.set("sleepy", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusInactive, "")
+		v := e.waitStatus(id, "REJECTED")
+		require.Equal(t, "AGENT_INACTIVE", v.Reason)
+	})
+	t.Run("inactiveHold", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, nil)
+		in := newRecorder(t)
+		in.fail.Store(true)
+		fc.set("napper", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusActive, cams.InactivePolicyHold)
+		id := uuid.NewString()
+		e.publish(body("napper", `{}`), id)
+		e.waitAttempts(id, 1)
+		fc.set("napper", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusInactive, cams.InactivePolicyHold)
+		v := e.waitReason(id, "AGENT_INACTIVE")
+		require.Equal(t, "PENDING", v.Status)
+		held := v.Attempts
+		in.fail.Store(false)
+		calls, _ := in.snapshot()
+		_, v = e.get(id)
+		require.Equal(t, held, v.Attempts, "held: no attempts while INACTIVE")
+		fc.set("napper", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusActive, cams.InactivePolicyHold)
+		v = e.waitStatus(id, "DELIVERED")
+		require.Equal(t, held+1, v.Attempts)
+		after, _ := in.snapshot()
+		require.Equal(t, calls+1, after, "one attempt after reactivation")
+	})
+	t.Run("moved", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, nil)
+		old := newRecorder(t)
+		old.fail.Store(true)
+		fc.set("mover", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusActive, "")
+		id := uuid.NewString()
+		e.publish(body("mover", `{}`), id)
+		e.waitAttempts(id, 2)
+		fc.set("mover", cams.TypeNATSSubject, "inbox.moved", cams.StatusActive, "")
+		movedAt := time.Now()
+		v := e.waitStatus(id, "DELIVERED")
+		require.Equal(t, "NATS_SUBJECT", v.Destination.Type)
+		require.Equal(t, "inbox.moved", v.Destination.Name)
+		msgs := e.inboxMsgs("inbox.moved")
+		require.Len(t, msgs, 1)
+		require.Equal(t, id, msgs[0].Headers().Get("messageId"))
+		// The old inbox saw nothing once the new one had the message: at most an
+		// attempt already under way when the mapping changed.
+		meta, err := msgs[0].Metadata()
+		require.NoError(t, err)
+		calls, last := old.snapshot()
+		require.True(t, last.Before(meta.Timestamp), "the old inbox was called after the new one received the message")
+		require.LessOrEqual(t, calls, v.Attempts, "every call of the old inbox was a recorded attempt")
+		_ = movedAt
+	})
+	t.Run("camsDownLastKnownInbox", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, map[string]string{"BREAKER_OPEN_TIMEOUT": "30s"})
+		old := newRecorder(t)
+		old.fail.Store(true)
+		fc.set("known", cams.TypeHTTPEndpoint, old.srv.URL, cams.StatusActive, "")
+		id := uuid.NewString()
+		e.publish(body("known", `{}`), id)
+		e.waitAttempts(id, 1)
+		fc.down.Store(true)
+		before := fc.lookupsOf("known")
+		old.fail.Store(false)
+		v := e.waitStatus(id, "DELIVERED")
+		require.Greater(t, fc.lookupsOf("known"), before, "the retry asked CAMS")
+		require.Equal(t, old.srv.URL, v.Destination.Name, "CAMS could not answer: the retry went to the last known inbox")
+	})
+}
+
+type orderLog struct {
+	mu       sync.Mutex
+	got      map[string][]int // key → payload indexes answered 2xx, in order
+	inflight map[string]int
+	overlap  atomic.Int64 // deliveries of one key that overlapped
+}
+
+// orderedInbox answers 500 at random (failRate) and records, per key, the order in
+// which it accepted messages and whether two of one key were ever in flight at once.
+func orderedInbox(t *testing.T, failRate float64, failIf func(key string, i int) bool) (*httptest.Server, *orderLog) {
+	l := &orderLog{got: map[string][]int{}, inflight: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			K string `json:"k"`
+			I int    `json:"i"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&p)
+		l.mu.Lock()
+		l.inflight[p.K]++
+		if p.K != "" && l.inflight[p.K] > 1 {
+			l.overlap.Add(1)
+		}
+		l.mu.Unlock()
+		time.Sleep(time.Duration(rand.IntN(3)) * time.Millisecond) // widen the window an overlap would need
+		fail := rand.Float64() < failRate || (failIf != nil && failIf(p.K, p.I))
+		l.mu.Lock()
+		l.inflight[p.K]--
+		if !fail {
+			l.got[p.K] = append(l.got[p.K], p.I)
+		}
+		l.mu.Unlock()
+		if fail {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, l
+}
+
+func (l *orderLog) of(key string) []int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]int(nil), l.got[key]...)
+}
+
+// DESIGN §5a: per (address, key), delivery in acceptance order, one at a time, under
+// random inbox failures, across two router replicas and a restart of one.
+func TestOrderingKeysKeepOrderUnderFailures(t *testing.T) {
+	t.Parallel()
+	e, fc := setupAgents(t, map[string]string{"DELIVERY_BACKOFF_INITIAL": "5ms", "DELIVERY_BACKOFF_MAX": "30ms"})
+	srv, log := orderedInbox(t, 0.3, nil)
+	fc.set("ordered", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+	// A second replica on the same stream and database.
+	second := &env{t: t, nats: e.nats, js: e.js, nc: e.nc, inbox: e.inbox, cfg: e.cfg}
+	second.start()
+	keys := []string{"conv-a", "conv-b", "conv-c", "conv-d"}
+	const perKey = 40
+	var ids []string
+	for i := range perKey {
+		for _, k := range keys {
+			id := uuid.NewString()
+			ids = append(ids, id)
+			e.publish(keyed("ordered", k, i, time.Time{}), id)
+		}
+		if i == perKey/2 {
+			second.stop()
+			second.start()
+		}
+	}
+	for _, id := range ids {
+		e.waitStatus(id, "DELIVERED")
+	}
+	want := make([]int, perKey)
+	for i := range want {
+		want[i] = i
+	}
+	for _, k := range keys {
+		require.Equal(t, want, log.of(k), "key %s delivered out of order", k)
+	}
+	require.Zero(t, log.overlap.Load(), "two messages of one key were in flight at once")
+}
+
+// DESIGN §5a: a failing message holds back only its own key; other keys and
+// unkeyed messages of the same agent flow; once it is terminal the key moves on.
+func TestFailingKeyBlocksOnlyItself(t *testing.T) {
+	t.Parallel()
+	e, fc := setupAgents(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "4", "DELIVERY_BACKOFF_INITIAL": "300ms", "DELIVERY_BACKOFF_MAX": "300ms"})
+	srv, _ := orderedInbox(t, 0, func(k string, i int) bool { return k == "stuck" && i == 0 })
+	fc.set("agent", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+	head, behind := uuid.NewString(), uuid.NewString()
+	e.publish(keyed("agent", "stuck", 0, time.Time{}), head)
+	e.publish(keyed("agent", "stuck", 1, time.Time{}), behind)
+	var others []string
+	for i := range 5 {
+		a, b := uuid.NewString(), uuid.NewString()
+		e.publish(keyed("agent", "free", i, time.Time{}), a)
+		e.publish(keyed("agent", "", i, time.Time{}), b)
+		others = append(others, a, b)
+	}
+	for _, id := range others {
+		e.waitStatus(id, "DELIVERED")
+	}
+	_, hv := e.get(head)
+	require.Equal(t, "PENDING", hv.Status, "the failing head is still retrying while the others are delivered")
+	_, bv := e.get(behind)
+	require.Equal(t, "PENDING", bv.Status)
+	require.Zero(t, bv.Attempts, "the message behind the failing head waits without attempts")
+	hv = e.waitStatus(head, "DEAD_LETTERED")
+	require.Equal(t, "MAX_ATTEMPTS_EXCEEDED", hv.Reason)
+	e.waitStatus(behind, "DELIVERED")
+}
+
+// DESIGN §5a: a replayed message goes to the back of its key.
+func TestReplayGoesToBackOfKey(t *testing.T) {
+	t.Parallel()
+	e, fc := setupAgents(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "1"})
+	var failFirst atomic.Bool
+	failFirst.Store(true)
+	srv, log := orderedInbox(t, 0, func(k string, i int) bool { return i == 0 && k == "q" && failFirst.Swap(false) })
+	fc.set("rq", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+	first := uuid.NewString()
+	e.publish(keyed("rq", "q", 0, time.Time{}), first)
+	e.waitStatus(first, "DEAD_LETTERED")
+	fc.set("rq", cams.TypeHTTPEndpoint, srv.URL, cams.StatusInactive, cams.InactivePolicyHold) // park the key
+	var later []string
+	for i := 1; i <= 3; i++ {
+		id := uuid.NewString()
+		later = append(later, id)
+		e.publish(keyed("rq", "q", i, time.Time{}), id)
+	}
+	e.waitReason(later[0], "AGENT_INACTIVE")
+	resp, err := http.Post(e.adminURL+"/v1/messages/"+first+"/replay", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	fc.set("rq", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+	e.waitStatus(first, "DELIVERED")
+	for _, id := range later {
+		e.waitStatus(id, "DELIVERED")
+	}
+	require.Equal(t, []int{1, 2, 3, 0}, log.of("q"), "the replayed message went to the back of its key")
+}
+
+// waitReason waits until the message shows reason (while PENDING or not).
+func (e *env) waitReason(id, reason string) view {
+	e.t.Helper()
+	var last view
+	require.Eventually(e.t, func() bool {
+		_, v := e.get(id)
+		last = v
+		return v.Reason == reason
+	}, 20*time.Second, 10*time.Millisecond, "message %s never showed reason %s (last: %+v)", id, reason, last)
+	return last
+}
+
+// DESIGN §5a: held messages wait without attempts, cost one CAMS lookup per agent
+// per check, and are delivered in order once the agent is ACTIVE again.
+func TestHoldForInactiveAgent(t *testing.T) {
+	t.Parallel()
+	e, fc := setupAgents(t, nil)
+	fc.set("held", cams.TypeNATSSubject, "inbox.held", cams.StatusInactive, cams.InactivePolicyHold)
+	const n = 25
+	var ids []string
+	for i := range n {
+		id := uuid.NewString()
+		ids = append(ids, id)
+		key := "k"
+		if i%5 == 4 {
+			key = "" // some unkeyed ones too
+		}
+		e.publish(keyed("held", key, i, time.Time{}), id)
+	}
+	for i, id := range ids {
+		if i == 0 || i%5 == 4 {
+			// The key's head and the unkeyed ones found the agent INACTIVE; the
+			// rest of the key waits behind its head.
+			e.waitReason(id, "AGENT_INACTIVE")
+		}
+	}
+	for _, id := range ids {
+		_, v := e.get(id)
+		require.Equal(t, "PENDING", v.Status)
+		require.Zero(t, v.Attempts, "holding is not an attempt")
+	}
+	// Lookups while held: bounded by one per agent per check (2s), not one per
+	// message per poll. Wait long enough for every held row to come due again.
+	start, base := time.Now(), fc.lookupsOf("held")
+	require.Eventually(t, func() bool { return time.Since(start) > 12*time.Second }, 20*time.Second, 100*time.Millisecond)
+	elapsed := time.Since(start)
+	got := fc.lookupsOf("held") - base
+	require.LessOrEqual(t, got, 2*int(elapsed/(2*time.Second))+2, "CAMS lookups while holding %d messages for %s", n, elapsed)
+
+	fc.set("held", cams.TypeNATSSubject, "inbox.held", cams.StatusActive, cams.InactivePolicyHold)
+	reactivated := time.Now()
+	for _, id := range ids {
+		v := e.waitStatus(id, "DELIVERED")
+		require.Equal(t, 1, v.Attempts)
+	}
+	t.Logf("held messages delivered %s after reactivation", time.Since(reactivated))
+	var order []int
+	for _, m := range e.inboxMsgs("inbox.held") {
+		var p struct {
+			K string `json:"k"`
+			I int    `json:"i"`
+		}
+		require.NoError(t, json.Unmarshal(m.Data(), &p))
+		if p.K == "k" {
+			order = append(order, p.I)
+		}
+	}
+	var want []int
+	for i := range n {
+		if i%5 != 4 {
+			want = append(want, i)
+		}
+	}
+	require.Equal(t, want, order, "held keyed messages delivered in order")
+}
+
+// DESIGN §5a: HOLD_MAX_AGE after acceptance, a held message is dead-lettered.
+func TestHoldMaxAgeDeadLetters(t *testing.T) {
+	t.Parallel()
+	e, fc := setupAgents(t, map[string]string{"HOLD_MAX_AGE": "2s"})
+	fc.set("never", cams.TypeNATSSubject, "inbox.never", cams.StatusInactive, cams.InactivePolicyHold)
+	id := uuid.NewString()
+	e.publish(body("never", `{}`), id)
+	e.waitReason(id, "AGENT_INACTIVE")
+	v := e.waitStatus(id, "DEAD_LETTERED")
+	require.Equal(t, "AGENT_INACTIVE", v.Reason)
+	require.Zero(t, v.Attempts)
+	require.Empty(t, e.inboxMsgs("inbox.never"))
+}
+
+// DESIGN §5a: an expired message is never delivered, whatever it waits for, and
+// ends DEAD_LETTERED/EXPIRED; replaying it is 409.
+func TestExpiry(t *testing.T) {
+	t.Parallel()
+	t.Run("atRouting", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, nil)
+		fc.set("x", cams.TypeNATSSubject, "inbox.x", cams.StatusActive, "")
+		id := uuid.NewString()
+		e.publish(keyed("x", "", 0, time.Now().Add(-time.Second)), id) // a direct producer
+		v := e.waitStatus(id, "DEAD_LETTERED")
+		require.Equal(t, "EXPIRED", v.Reason)
+		require.Zero(t, v.Attempts)
+		require.Empty(t, e.inboxMsgs("inbox.x"))
+		resp, err := http.Post(e.adminURL+"/v1/messages/"+id+"/replay", "", nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusConflict, resp.StatusCode, "replaying an expired message")
+	})
+	t.Run("retrying", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, nil)
+		in := newRecorder(t)
+		in.fail.Store(true)
+		fc.set("x", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusActive, "")
+		id := uuid.NewString()
+		exp := time.Now().Add(1500 * time.Millisecond)
+		e.publish(keyed("x", "", 0, exp), id)
+		v := e.waitStatus(id, "DEAD_LETTERED")
+		require.Equal(t, "EXPIRED", v.Reason)
+		require.Positive(t, v.Attempts)
+		_, last := in.snapshot()
+		require.True(t, last.Before(exp), "an attempt was made after expiresAt")
+	})
+	t.Run("held", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, nil)
+		fc.set("x", cams.TypeNATSSubject, "inbox.x", cams.StatusInactive, cams.InactivePolicyHold)
+		id := uuid.NewString()
+		e.publish(keyed("x", "", 0, time.Now().Add(1500*time.Millisecond)), id)
+		e.waitReason(id, "AGENT_INACTIVE")
+		v := e.waitStatus(id, "DEAD_LETTERED")
+		require.Equal(t, "EXPIRED", v.Reason)
+		require.Zero(t, v.Attempts)
+	})
+	t.Run("behindOpenBreaker", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, map[string]string{"BREAKER_FAILURES": "1", "BREAKER_OPEN_TIMEOUT": "1m"})
+		in := newRecorder(t)
+		in.fail.Store(true)
+		fc.set("x", cams.TypeHTTPEndpoint, in.srv.URL, cams.StatusActive, "")
+		opener := uuid.NewString()
+		e.publish(body("x", `{}`), opener)
+		e.waitAttempts(opener, 1) // the breaker is open now, for a minute
+		id := uuid.NewString()
+		e.publish(keyed("x", "", 0, time.Now().Add(1500*time.Millisecond)), id)
+		v := e.waitStatus(id, "DEAD_LETTERED")
+		require.Equal(t, "EXPIRED", v.Reason)
+		require.Zero(t, v.Attempts, "it waited behind the breaker, never attempted")
+	})
+	t.Run("behindItsKey", func(t *testing.T) {
+		t.Parallel()
+		e, fc := setupAgents(t, nil)
+		srv, _ := orderedInbox(t, 0, func(k string, i int) bool { return i == 0 })
+		fc.set("x", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+		e.publish(keyed("x", "k", 0, time.Time{}), uuid.NewString())
+		id := uuid.NewString()
+		e.publish(keyed("x", "k", 1, time.Now().Add(1500*time.Millisecond)), id)
+		v := e.waitStatus(id, "DEAD_LETTERED")
+		require.Equal(t, "EXPIRED", v.Reason)
+		require.Zero(t, v.Attempts)
+	})
+}
+
+// The admin API shows orderingKey and expiresAt and filters by orderingKey.
+func TestAdminOrderingKeyFilter(t *testing.T) {
+	t.Parallel()
+	e, fc := setupAgents(t, nil)
+	fc.set("f", cams.TypeNATSSubject, "inbox.f", cams.StatusActive, "")
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Millisecond)
+	a, b := uuid.NewString(), uuid.NewString()
+	e.publish(keyed("f", "alpha", 0, exp), a)
+	e.publish(keyed("f", "beta", 0, time.Time{}), b)
+	e.waitStatus(a, "DELIVERED")
+	e.waitStatus(b, "DELIVERED")
+	resp, err := http.Get(e.adminURL + "/v1/messages?orderingKey=alpha")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var page struct {
+		Items []struct {
+			MessageID   string     `json:"messageId"`
+			OrderingKey string     `json:"orderingKey"`
+			ExpiresAt   *time.Time `json:"expiresAt"`
+		} `json:"items"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&page))
+	require.Len(t, page.Items, 1, fmt.Sprint(page.Items))
+	require.Equal(t, a, page.Items[0].MessageID)
+	require.Equal(t, "alpha", page.Items[0].OrderingKey)
+	require.NotNil(t, page.Items[0].ExpiresAt)
+	require.True(t, exp.Equal(*page.Items[0].ExpiresAt))
+}

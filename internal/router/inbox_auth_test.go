@@ -1,0 +1,223 @@
+package router_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent log writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// recordingInbox records the headers of every request per path and answers with
+// the status set for the path (204 by default).
+type recordingInbox struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    map[string][]http.Header
+	status map[string]int
+}
+
+func newRecordingInbox(t *testing.T) *recordingInbox {
+	in := &recordingInbox{got: map[string][]http.Header{}, status: map[string]int{}}
+	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		in.mu.Lock()
+		in.got[r.URL.Path] = append(in.got[r.URL.Path], r.Header.Clone())
+		st := in.status[r.URL.Path]
+		in.mu.Unlock()
+		if st == 0 {
+			st = http.StatusNoContent
+		}
+		w.WriteHeader(st)
+	}))
+	t.Cleanup(in.srv.Close)
+	return in
+}
+
+func (in *recordingInbox) last(path string) http.Header {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if h := in.got[path]; len(h) > 0 {
+		return h[len(h)-1]
+	}
+	return nil
+}
+
+func headerNames(h http.Header) []string {
+	var out []string
+	for k := range h {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestInboxAuth (issue 15, DESIGN §4): each credential type reaches a real HTTP
+// inbox in the right header and nothing else changes; a credentials change in CAMS
+// applies within CAMS_CACHE_TTL; a 401/403 is a failed attempt whose lastError says
+// the inbox refused the credentials; the planted secrets never show in the router's
+// or CAMS's logs, /metrics, the admin API or CAMS's answers.
+func TestInboxAuth(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	var camsLogs, routerLogs syncBuffer
+	camsReg := prometheus.NewRegistry()
+	camsH := cams.NewHandler(cams.HandlerConfig{
+		Store:  cams.NewStore(pgtest.New(t)),
+		Logger: slog.New(slog.NewJSONHandler(&camsLogs, &slog.HandlerOptions{Level: slog.LevelDebug})), Registerer: camsReg,
+	})
+	camsSrv := httptest.NewServer(camsH)
+	t.Cleanup(camsSrv.Close)
+	client, err := cams.NewClient(cams.ClientConfig{BaseURL: camsSrv.URL})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close() })
+
+	const ttl = time.Second
+	e := setup(t, map[string]string{"CAMS_API_URL": camsSrv.URL, "CAMS_CACHE_TTL": ttl.String(), "LOG_LEVEL": "debug", "DELIVERY_MAX_ATTEMPTS": "100"},
+		router.Options{Logger: slog.New(slog.NewJSONHandler(&routerLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	inbox := newRecordingInbox(t)
+
+	planted := map[string]string{
+		"bearer":   "planted-bearer-" + uuid.NewString(),
+		"header":   "planted-apikey-" + uuid.NewString(),
+		"password": "planted-pass-" + uuid.NewString(),
+		"rotated":  "planted-rotated-" + uuid.NewString(),
+		"refused":  "planted-refused-" + uuid.NewString(),
+	}
+	sig := "whsec_" + base64.StdEncoding.EncodeToString([]byte("planted-signing-key-0123456789"))
+	register := func(addr string, auth *cams.InboxAuth, secrets []string) {
+		t.Helper()
+		_, err := client.Create(ctx, cams.Mapping{AIAgentAddress: addr, InboxDestinationType: cams.TypeHTTPEndpoint,
+			InboxName: inbox.srv.URL + "/" + addr, InboxAuth: auth, SigningSecrets: secrets})
+		require.NoError(t, err)
+	}
+	register("plain", nil, []string{sig})
+	register("bearer", &cams.InboxAuth{Type: cams.AuthBearer, Token: planted["bearer"]}, []string{sig})
+	register("header", &cams.InboxAuth{Type: cams.AuthHeader, Name: "X-API-Key", Value: planted["header"]}, []string{sig})
+	register("basic", &cams.InboxAuth{Type: cams.AuthBasic, Username: "agent-user", Password: planted["password"]}, []string{sig})
+
+	send := func(addr string) string {
+		id := uuid.NewString()
+		e.publish(body(addr, `{"hello":"world"}`), id)
+		return id
+	}
+	var ids []string
+	for _, a := range []string{"plain", "bearer", "header", "basic"} {
+		id := send(a)
+		ids = append(ids, id)
+		e.waitStatus(id, "DELIVERED")
+	}
+	plain := inbox.last("/plain")
+	require.Empty(t, plain.Values("Authorization"))
+	require.Empty(t, plain.Values("X-Api-Key"))
+	want := map[string]struct{ header, value string }{
+		"bearer": {"Authorization", "Bearer " + planted["bearer"]},
+		"header": {"X-Api-Key", planted["header"]},
+		"basic":  {"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("agent-user:"+planted["password"]))},
+	}
+	for addr, w := range want {
+		h := inbox.last("/" + addr)
+		require.Equal(t, []string{w.value}, h.Values(w.header), addr)
+		// Nothing else changes: the same headers as the agent without credentials,
+		// plus the one carrying them.
+		require.ElementsMatch(t, append(headerNames(plain), w.header), headerNames(h), addr)
+		for _, k := range []string{"Content-Type", "Webhook-Signature", "Webhook-Id", "X-Message-Id", "Idempotency-Key"} {
+			require.NotEmpty(t, h.Get(k), "%s: %s", addr, k)
+		}
+	}
+
+	// A credentials change in CAMS applies within CAMS_CACHE_TTL (plus the time a
+	// message takes): no restart, nothing stored by the router.
+	_, err = client.Update(ctx, "bearer", map[string]any{"inboxAuth": map[string]any{"type": "BEARER", "token": planted["rotated"]}})
+	require.NoError(t, err)
+	changed := time.Now()
+	require.Eventually(t, func() bool {
+		id := send("bearer")
+		ids = append(ids, id)
+		e.waitStatus(id, "DELIVERED")
+		return inbox.last("/bearer").Get("Authorization") == "Bearer "+planted["rotated"]
+	}, ttl+10*time.Second, 50*time.Millisecond)
+	t.Logf("new credentials in use %s after the change (CAMS_CACHE_TTL %s)", time.Since(changed).Round(10*time.Millisecond), ttl)
+
+	// 401 with credentials, 403 without: failed attempts that say why.
+	register("refused", &cams.InboxAuth{Type: cams.AuthBearer, Token: planted["refused"]}, nil)
+	register("forbidden", nil, nil)
+	inbox.mu.Lock()
+	inbox.status["/refused"], inbox.status["/forbidden"] = http.StatusUnauthorized, http.StatusForbidden
+	inbox.mu.Unlock()
+	for addr, text := range map[string]string{"refused": "the inbox refused the credentials", "forbidden": "without credentials: set the agent's inboxAuth"} {
+		id := send(addr)
+		ids = append(ids, id)
+		var last view
+		require.Eventually(t, func() bool {
+			_, last = e.get(id)
+			return last.Attempts >= 1 && strings.Contains(last.LastError, text)
+		}, 20*time.Second, 20*time.Millisecond, "%s: lastError %q", addr, last.LastError)
+		require.Equal(t, "PENDING", last.Status, "a failed attempt, retried")
+	}
+
+	// Never shown: logs, metrics, admin API, CAMS answers.
+	outputs := map[string]string{"router logs": routerLogs.String(), "CAMS logs": camsLogs.String()}
+	httpGet := func(url string) string {
+		resp, err := http.Get(url)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return string(b)
+	}
+	outputs["router /metrics"] = httpGet(e.adminURL + "/metrics")
+	outputs["CAMS /metrics"] = httpGet(camsSrv.URL + "/metrics")
+	outputs["admin list"] = httpGet(e.adminURL + "/v1/messages?limit=1000")
+	for _, id := range ids {
+		outputs["admin get "+id] = httpGet(e.adminURL + "/v1/messages/" + id)
+	}
+	outputs["CAMS list"] = httpGet(camsSrv.URL + "/v1/agent-inboxes")
+	for _, a := range []string{"bearer", "header", "basic"} {
+		outputs["CAMS get "+a] = httpGet(camsSrv.URL + "/v1/agent-inboxes/" + a)
+	}
+	require.Contains(t, outputs["CAMS list"], `"***"`)
+	require.Contains(t, routerLogs.String(), "delivery attempt failed", "the logs were captured")
+	secrets := []string{sig[6:], base64.StdEncoding.EncodeToString([]byte("agent-user:" + planted["password"]))}
+	for _, p := range planted {
+		secrets = append(secrets, p)
+	}
+	for where, text := range outputs {
+		for _, s := range secrets {
+			require.NotContains(t, text, s, "a secret leaked into %s", where)
+		}
+	}
+}

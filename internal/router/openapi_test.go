@@ -1,0 +1,88 @@
+package router_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/cams"
+	"github.com/msgrouter/msgrouter/internal/testutil/openapitest"
+)
+
+// TestOpenAPIDocumentMatchesResponses loads the served document with kin-openapi
+// (valid OpenAPI 3, every $ref resolved) and checks real answers of a running
+// router, success and errors, against it.
+func TestOpenAPIDocumentMatchesResponses(t *testing.T) {
+	t.Parallel()
+	e := setup(t, map[string]string{"ADMIN_API_KEYS": "ops:ops-secret"})
+	doc := openapitest.Fetch(t, e.adminURL+"/openapi.json")
+
+	gone := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) }))
+	t.Cleanup(gone.Close)
+	e.cams.set("agent-a@example.com", cams.TypeNATSSubject, "inbox.a", cams.StatusActive)
+	e.cams.set("agent-gone@example.com", cams.TypeHTTPEndpoint, gone.URL, cams.StatusActive)
+	delivered, dead, rejected := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	e.publish(body("agent-a@example.com", `{"n":1}`), delivered)
+	e.publish(body("agent-gone@example.com", `{"n":2}`), dead)
+	e.publish(body("nobody@example.com", `{"n":3}`), rejected)
+	req := func(method, path, body string, header ...string) *http.Request {
+		r, err := http.NewRequestWithContext(t.Context(), method, e.adminURL+path, strings.NewReader(body))
+		require.NoError(t, err)
+		if body != "" {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		r.Header.Set("Authorization", "Bearer ops-secret")
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Set(header[i], header[i+1])
+		}
+		return r
+	}
+	for id, status := range map[string]string{delivered: "DELIVERED", dead: "DEAD_LETTERED", rejected: "REJECTED"} {
+		require.Eventually(t, func() bool {
+			resp, err := http.DefaultClient.Do(req(http.MethodGet, "/v1/messages/"+id, ""))
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			var v view
+			return json.NewDecoder(resp.Body).Decode(&v) == nil && v.Status == status
+		}, 20*time.Second, 20*time.Millisecond, "message %s never became %s", id, status)
+	}
+
+	tests := []struct {
+		name string
+		req  *http.Request
+		want int
+	}{
+		{"message", req(http.MethodGet, "/v1/messages/"+delivered, ""), http.StatusOK},
+		{"dead-lettered message", req(http.MethodGet, "/v1/messages/"+dead, ""), http.StatusOK},
+		{"rejected message", req(http.MethodGet, "/v1/messages/"+rejected, ""), http.StatusOK},
+		{"unknown message", req(http.MethodGet, "/v1/messages/"+uuid.NewString(), ""), http.StatusNotFound},
+		{"no key", req(http.MethodGet, "/v1/messages/"+delivered, "", "Authorization", "Bearer wrong"), http.StatusUnauthorized},
+		{"list", req(http.MethodGet, "/v1/messages?status=DELIVERED", ""), http.StatusOK},
+		{"list, bad filter", req(http.MethodGet, "/v1/messages?status=BOGUS", ""), http.StatusBadRequest},
+		{"dead letters", req(http.MethodGet, "/v1/dead-letters", ""), http.StatusOK},
+		{"overview", req(http.MethodGet, "/v1/overview", ""), http.StatusOK},
+		{"replay delivered", req(http.MethodPost, "/v1/messages/"+delivered+"/replay", ""), http.StatusConflict},
+		{"replay unknown", req(http.MethodPost, "/v1/messages/"+uuid.NewString()+"/replay", ""), http.StatusNotFound},
+		{"replay dead letters, bad body", req(http.MethodPost, "/v1/dead-letters/replay", `{"status":"DELIVERED"}`), http.StatusBadRequest},
+		{"replay dead-lettered", req(http.MethodPost, "/v1/messages/"+dead+"/replay", ""), http.StatusAccepted},
+		{"replay dead letters", req(http.MethodPost, "/v1/dead-letters/replay", `{}`), http.StatusAccepted},
+		{"agent", req(http.MethodGet, "/v1/agents/agent-a@example.com", ""), http.StatusOK},
+		{"unknown agent", req(http.MethodGet, "/v1/agents/nobody@example.com", ""), http.StatusNotFound},
+		{"document", req(http.MethodGet, "/openapi.json", ""), http.StatusOK},
+		{"console", req(http.MethodGet, "/console/", ""), http.StatusOK},
+		{"health", req(http.MethodGet, "/health", ""), http.StatusOK},
+		{"live", req(http.MethodGet, "/health/live", ""), http.StatusOK},
+		{"ready", req(http.MethodGet, "/health/ready", ""), http.StatusOK},
+		{"metrics", req(http.MethodGet, "/metrics", ""), http.StatusOK},
+	}
+	for _, tt := range tests { // in order: replays change what later rows see
+		code, got := doc.Do(t, tt.req)
+		require.Equal(t, tt.want, code, "%s: %s", tt.name, got)
+	}
+}
