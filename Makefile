@@ -30,7 +30,7 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-bench: build ## start the system and run the standard load scenarios (see BENCHMARKS.md)
+bench: build ## start the system as separate processes and measure each stage: drain, all, ingest (see BENCHMARKS.md)
 	./scripts/bench.sh
 
 gobench: ## Go micro-benchmarks of the hot functions

@@ -33,10 +33,12 @@ func cmdBench(ctx context.Context, a *app, args []string) error {
 	fs.IntVar(&c.OrderingKeys, "ordering-keys", 0, "spread messages over N ordering keys (DESIGN §5a); 0 = unkeyed")
 	fs.IntVar(&c.PayloadBytes, "payload-bytes", bench.DefaultPayloadBytes, "approximate payload size")
 	fs.DurationVar(&c.Warmup, "warmup", 0, "send this long first, left out of the results")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", bench.DefaultDrainTimeout, "how long to wait for deliveries after sending")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 0, "how long to wait for deliveries after sending (default 30s; 5m for --stage drain)")
 	fs.StringVar(&c.HTTPListen, "http-listen", bench.DefaultHTTPListen, "address of the HTTP inbox receiver")
 	fs.StringVar(&c.HTTPAdvertise, "http-advertise", "", "base URL the router uses to reach the receiver (default http://<listen address>)")
 	fs.StringVar(&c.RunID, "run-id", "", "name of the run (default random)")
+	var sf stageFlags
+	sf.register(fs, &c)
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	args, err := a.parse(fs, args)
 	if err != nil {
@@ -46,6 +48,9 @@ func cmdBench(ctx context.Context, a *app, args []string) error {
 		return err
 	}
 	c.Mode, c.Inbox = strings.ToLower(c.Mode), strings.ToLower(c.Inbox)
+	if err := sf.apply(a, &c); err != nil {
+		return err
+	}
 	if c.Count > 0 {
 		c.Duration = 0
 	}
@@ -82,6 +87,9 @@ func cmdBench(ctx context.Context, a *app, args []string) error {
 		err = bench.WriteTable(a.stdout, res)
 	}
 	if err != nil {
+		return err
+	}
+	if err := sf.writeSummary(c, res); err != nil {
 		return err
 	}
 	if res.Missing > 0 || res.Accepted == 0 {

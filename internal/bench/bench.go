@@ -124,9 +124,13 @@ type Config struct {
 	// NoDeliveryHint is how long after the first accept with nothing delivered the
 	// run prints a hint. Defaults to 10s.
 	NoDeliveryHint time.Duration
+
+	// Stage, Batch, StartRouter and CPU: see stage.go.
+	StageConfig
 }
 
 func (c Config) withDefaults() Config {
+	c = c.stageDefaults()
 	c.NATSURL = cmp.Or(c.NATSURL, nats.DefaultURL)
 	c.Mode = cmp.Or(c.Mode, ModeHTTP)
 	c.Inbox = cmp.Or(c.Inbox, InboxNATS)
@@ -175,6 +179,9 @@ func (c Config) validate() error {
 	case c.PayloadBytes < 0 || c.PayloadBytes > 16<<20:
 		return bad("payload bytes must be between 0 and 16 MiB")
 	}
+	if err := c.validateStage(); err != nil {
+		return err
+	}
 	for _, r := range c.RunID {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
 			return bad("run id %q may hold only letters, digits, - and _", c.RunID)
@@ -184,7 +191,9 @@ func (c Config) validate() error {
 }
 
 // usesNATS reports whether the run needs a NATS connection.
-func (c Config) usesNATS() bool { return c.Mode == ModeNATS || c.Inbox != InboxHTTP }
+func (c Config) usesNATS() bool {
+	return c.Mode == ModeNATS || c.Stage != StageIngest && c.Inbox != InboxHTTP
+}
 
 // StreamName is the inbox stream of a run.
 func StreamName(runID string) string { return "BENCH_INBOX_" + runID }
@@ -225,6 +234,8 @@ type run struct {
 	errs  map[string]int64
 
 	loadStart, measureStart, loadEnd time.Time
+
+	stage stageState
 }
 
 // Run performs one bench run and returns its result. It returns an error only when
@@ -261,18 +272,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	if cfg.Inbox != InboxHTTP {
-		if err := r.startNATSInbox(ctx, onCleanup); err != nil {
+	if cfg.Stage != StageIngest {
+		if cfg.Inbox != InboxHTTP {
+			if err := r.startNATSInbox(ctx, onCleanup); err != nil {
+				return nil, err
+			}
+		}
+		if cfg.Inbox != InboxNATS {
+			if err := r.startHTTPInbox(onCleanup); err != nil {
+				return nil, err
+			}
+		}
+		if err := r.registerAgents(ctx, onCleanup); err != nil {
 			return nil, err
 		}
 	}
-	if cfg.Inbox != InboxNATS {
-		if err := r.startHTTPInbox(onCleanup); err != nil {
+	if cfg.Stage == StageDrain {
+		if err := r.ensureRouterStream(ctx); err != nil {
 			return nil, err
 		}
-	}
-	if err := r.registerAgents(ctx, onCleanup); err != nil {
-		return nil, err
 	}
 	r.buildTemplates()
 
@@ -284,17 +302,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		defer close(progressDone)
 		r.progress(progressStop)
 	}()
+	cpuStarted := r.startCPUWindow()
 
 	r.load(ctx)
 	interrupted := ctx.Err() != nil
+	var stageErr error
 	if !interrupted {
-		r.drain(ctx)
+		stageErr = r.afterLoad(ctx, cpuStarted, onCleanup)
+		interrupted = ctx.Err() != nil
 	}
 	close(progressStop)
 	<-progressDone
 
 	res := r.result()
 	res.Interrupted = interrupted
+	r.stageResult(res)
+	if stageErr != nil {
+		cleanup()
+		return nil, stageErr
+	}
 	cleanup()
 	res.CleanupErrors = cleanupErrs
 	return res, nil

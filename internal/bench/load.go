@@ -35,7 +35,11 @@ func (r *run) load(ctx context.Context) {
 		wg.Go(func() { r.natsSender(ctx, jobs) })
 	} else {
 		for range r.cfg.Clients {
-			wg.Go(func() { r.httpSender(ctx, jobs) })
+			if r.cfg.Batch > 1 {
+				wg.Go(func() { r.httpBatchSender(ctx, jobs) })
+			} else {
+				wg.Go(func() { r.httpSender(ctx, jobs) })
+			}
 		}
 	}
 	if r.cfg.Rate > 0 {

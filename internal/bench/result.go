@@ -47,6 +47,21 @@ type Result struct {
 		SubmitToDelivery Latency `json:"submitToDelivery"`
 	} `json:"latency"`
 
+	// Stage is all, ingest or drain; Batch > 1 when messages went in batches.
+	Stage string `json:"stage"`
+	Batch int    `json:"batch,omitempty"`
+	// Drain is the drain stage's timing (nil for the other stages).
+	Drain *DrainResult `json:"drain,omitempty"`
+	// RouterCounters are the router's outbox counters at the end of a drain
+	// (Config.RouterMetricsURL), by series.
+	RouterCounters map[string]float64 `json:"routerCounters,omitempty"`
+	// CPU is the budget: CPU time per process group over CPUWindowSeconds, per
+	// message of the window (CPUMessages: delivered, or accepted for ingest). The
+	// last line is the total.
+	CPU              []CPUBudget `json:"cpu,omitempty"`
+	CPUWindowSeconds float64     `json:"cpuWindowSeconds,omitempty"`
+	CPUMessages      int64       `json:"cpuMessages,omitempty"`
+
 	Interrupted   bool     `json:"interrupted,omitempty"`
 	Hints         []string `json:"hints,omitempty"`
 	CleanupErrors []string `json:"cleanupErrors,omitempty"`
@@ -149,8 +164,11 @@ func WriteTable(w io.Writer, res *Result) error {
 	if res.TargetRate > 0 {
 		loop = fmt.Sprintf("%.0f msgs/s target (open loop, %d senders)", res.TargetRate, res.Clients)
 	}
-	fmt.Fprintf(w, "run %s: mode %s, inbox %s, %s, %d agents, ~%d-byte payloads, %.1fs measured after %.1fs warmup\n",
-		res.RunID, res.Mode, res.Inbox, loop, res.Agents, res.PayloadBytes, res.DurationSeconds, res.WarmupSeconds)
+	if res.Batch > 1 {
+		loop += fmt.Sprintf(", batches of %d", res.Batch)
+	}
+	fmt.Fprintf(w, "run %s: stage %s, mode %s, inbox %s, %s, %d agents, ~%d-byte payloads, %.1fs measured after %.1fs warmup\n",
+		res.RunID, cmp.Or(res.Stage, StageAll), res.Mode, res.Inbox, loop, res.Agents, res.PayloadBytes, res.DurationSeconds, res.WarmupSeconds)
 	if res.OrderingKeys > 0 {
 		fmt.Fprintf(w, "messages spread over %d ordering keys\n", res.OrderingKeys)
 	}
@@ -179,6 +197,9 @@ func WriteTable(w io.Writer, res *Result) error {
 		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t\n", row.name, l.Count, l.P50Ms, l.P90Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.MeanMs)
 	}
 	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if err := writeStage(w, res); err != nil {
 		return err
 	}
 	if len(res.Errors) > 0 {

@@ -73,6 +73,10 @@ func Start(t testing.TB, o Options) *Env {
 
 	var n atomic.Int64
 	ingest := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/messages/batch" && authorized(r, o.APIKey) {
+			serveBatch(w, r, js)
+			return
+		}
 		if r.Method != http.MethodPost || r.URL.Path != "/v1/messages" {
 			writeError(w, http.StatusNotFound, "NOT_FOUND", "no route")
 			return
@@ -364,4 +368,39 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, status, map[string]string{"errorCode": code, "message": msg})
+}
+
+// serveBatch is the fake POST /v1/messages/batch (DESIGN §2): each item published
+// like a single message, one result per item, in order.
+func serveBatch(w http.ResponseWriter, r *http.Request, js jetstream.JetStream) {
+	var req struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil || len(req.Messages) == 0 {
+		writeError(w, http.StatusBadRequest, "INVALID_REQUEST", "not a batch")
+		return
+	}
+	type result struct {
+		MessageID string `json:"messageId,omitempty"`
+		ErrorCode string `json:"errorCode,omitempty"`
+		Message   string `json:"message,omitempty"`
+	}
+	results := make([]result, len(req.Messages))
+	for i, body := range req.Messages {
+		env, err := message.Parse(body)
+		if err != nil {
+			results[i] = result{ErrorCode: "INVALID_REQUEST", Message: err.Error()}
+			continue
+		}
+		id, _ := env.ID()
+		m := nats.NewMsg(stream.Subject)
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, id.String())
+		if _, err := js.PublishMsg(r.Context(), m); err != nil {
+			results[i] = result{ErrorCode: "UNAVAILABLE", Message: err.Error()}
+			continue
+		}
+		results[i] = result{MessageID: id.String()}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"results": results})
 }
