@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/msgrouter/msgrouter/internal/bench/apiclient"
+	"github.com/msgrouter/msgrouter/internal/apiclient"
 )
 
 // Exit codes of the contract (DESIGN §10).

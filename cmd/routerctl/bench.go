@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/msgrouter/msgrouter/internal/bench"
-	"github.com/msgrouter/msgrouter/internal/bench/apiclient"
+	"github.com/msgrouter/msgrouter/internal/apiclient"
 )
 
 func cmdBench(ctx context.Context, a *app, args []string) error {

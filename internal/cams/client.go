@@ -117,7 +117,7 @@ func (c ClientConfig) withDefaults() ClientConfig {
 
 // Client looks agents up in CAMS for the router. It is read-only: the admin calls
 // (register, update, delete, health reports) are the API client's
-// (internal/bench/apiclient, used by routerctl and the tests).
+// (internal/apiclient, used by routerctl and the tests).
 //
 // Lookups go through, in order: a TTL cache of found mappings (a bounded LRU,
 // golang-lru); singleflight, so

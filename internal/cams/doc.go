@@ -13,7 +13,7 @@
 // The client is read-only. The data model and the validation rules it shares with
 // routing are internal/cams/mapping (pure); the reference server is
 // internal/camsserver; admin calls (register, update, delete, health reports) are
-// the API client's (internal/bench/apiclient). Addresses may contain any character
+// the API client's (internal/apiclient). Addresses may contain any character
 // but whitespace and controls; they travel in the path escaped
 // (mapping.EscapeAddress) and come back byte for byte.
 package cams

@@ -27,6 +27,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/msgrouter/msgrouter/internal/apiclient"
 	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
@@ -280,35 +281,17 @@ func (s *system) send(key string, msg map[string]any, header ...string) string {
 
 const uuidRE = `^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`
 
-// messageView is the router's admin view of a message (DESIGN §6).
-type messageView struct {
-	MessageID      string `json:"messageId"`
-	AIAgentAddress string `json:"aiAgentAddress"`
-	Status         string `json:"status"`
-	Reason         string `json:"reason"`
-	Attempts       int    `json:"attempts"`
-	LastError      string `json:"lastError"`
-	Destination    *struct {
-		Type string `json:"type"`
-		Name string `json:"name"`
-	} `json:"destination"`
-	History []struct {
-		Attempt int    `json:"attempt"`
-		Outcome string `json:"outcome"`
-	} `json:"history"`
-}
-
 // waitFinal polls the router's admin API until the message reaches a terminal
 // status and returns its view.
-func (s *system) waitFinal(key, id string) messageView {
+func (s *system) waitFinal(key, id string) apiclient.Message {
 	s.t.Helper()
-	var v messageView
+	var v apiclient.Message
 	require.Eventually(s.t, func() bool {
 		code, _, body := s.request(http.MethodGet, s.urls["router"]+"/v1/messages/"+id, key, nil)
 		if code != http.StatusOK {
 			return false
 		}
-		v = messageView{}
+		v = apiclient.Message{}
 		require.NoError(s.t, json.Unmarshal(body, &v))
 		return v.Status == "DELIVERED" || v.Status == "REJECTED" || v.Status == "DEAD_LETTERED"
 	}, 30*time.Second, 20*time.Millisecond, "message %s reaches a terminal status", id)

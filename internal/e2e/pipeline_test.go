@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/msgrouter/msgrouter/internal/apiclient"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
@@ -101,7 +102,7 @@ func TestPipeline(t *testing.T) {
 		require.Len(t, s.hooks.received(first), 1, "the HTTP inbox got the message once")
 
 		_, _, body := s.request(http.MethodGet, s.urls["router"]+"/v1/messages/"+first, "", nil)
-		var v messageView
+		var v apiclient.Message
 		require.NoError(t, json.Unmarshal(body, &v))
 		require.Equal(t, "DELIVERED", v.Status)
 		require.Equal(t, httpAgent, v.AIAgentAddress, "the first submission wins")

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/msgrouter/msgrouter/internal/apiclient"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
 
@@ -134,9 +135,9 @@ func (r *recorder) snapshot() (int, time.Time) {
 }
 
 // waitAttempts waits until the message has made at least n attempts.
-func (e *env) waitAttempts(id string, n int) view {
+func (e *env) waitAttempts(id string, n int) apiclient.Message {
 	e.t.Helper()
-	var last view
+	var last apiclient.Message
 	require.Eventually(e.t, func() bool {
 		_, v := e.get(id)
 		last = v
@@ -387,9 +388,9 @@ func TestReplayGoesToBackOfKey(t *testing.T) {
 }
 
 // waitReason waits until the message shows reason (while PENDING or not).
-func (e *env) waitReason(id, reason string) view {
+func (e *env) waitReason(id, reason string) apiclient.Message {
 	e.t.Helper()
-	var last view
+	var last apiclient.Message
 	require.Eventually(e.t, func() bool {
 		_, v := e.get(id)
 		last = v
@@ -564,13 +565,7 @@ func TestAdminOrderingKeyFilter(t *testing.T) {
 	resp, err := http.Get(e.adminURL + "/v1/messages?orderingKey=alpha")
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var page struct {
-		Items []struct {
-			MessageID   string     `json:"messageId"`
-			OrderingKey string     `json:"orderingKey"`
-			ExpiresAt   *time.Time `json:"expiresAt"`
-		} `json:"items"`
-	}
+	var page apiclient.MessagePage
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&page))
 	require.Len(t, page.Items, 1, fmt.Sprint(page.Items))
 	require.Equal(t, a, page.Items[0].MessageID)

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/bench/apiclient"
+	"github.com/msgrouter/msgrouter/internal/apiclient"
 	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/router"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
@@ -181,7 +181,7 @@ func TestInboxAuth(t *testing.T) {
 	for addr, text := range map[string]string{"refused": "the inbox refused the credentials", "forbidden": "without credentials: set the agent's inboxAuth"} {
 		id := send(addr)
 		ids = append(ids, id)
-		var last view
+		var last apiclient.Message
 		require.Eventually(t, func() bool {
 			_, last = e.get(id)
 			return last.Attempts >= 1 && strings.Contains(last.LastError, text)

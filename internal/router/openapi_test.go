@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
+	"github.com/msgrouter/msgrouter/internal/apiclient"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/testutil/openapitest"
 )
@@ -48,7 +49,7 @@ func TestOpenAPIDocumentMatchesResponses(t *testing.T) {
 			resp, err := http.DefaultClient.Do(req(http.MethodGet, "/v1/messages/"+id, ""))
 			require.NoError(t, err)
 			defer resp.Body.Close()
-			var v view
+			var v apiclient.Message
 			return json.NewDecoder(resp.Body).Decode(&v) == nil && v.Status == status
 		}, 20*time.Second, 20*time.Millisecond, "message %s never became %s", id, status)
 	}

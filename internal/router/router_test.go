@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
+	"github.com/msgrouter/msgrouter/internal/apiclient"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/consumer"
@@ -179,36 +180,20 @@ func (e *env) publish(body string, msgID string) {
 	require.NoError(e.t, err)
 }
 
-type view struct {
-	MessageID   string `json:"messageId"`
-	Status      string `json:"status"`
-	Reason      string `json:"reason"`
-	Attempts    int    `json:"attempts"`
-	LastError   string `json:"lastError"`
-	Destination *struct {
-		Type, Name string
-	} `json:"destination"`
-	History []struct {
-		Attempt int    `json:"attempt"`
-		Outcome string `json:"outcome"`
-	} `json:"history"`
-	Raw string `json:"rawMessageBase64"`
-}
-
-func (e *env) get(id string) (int, view) {
+func (e *env) get(id string) (int, apiclient.Message) {
 	e.t.Helper()
 	resp, err := http.Get(e.adminURL + "/v1/messages/" + id)
 	require.NoError(e.t, err)
 	defer resp.Body.Close()
-	var v view
+	var v apiclient.Message
 	_ = json.NewDecoder(resp.Body).Decode(&v)
 	return resp.StatusCode, v
 }
 
 // waitStatus waits until the message is in status and returns its view.
-func (e *env) waitStatus(id, status string) view {
+func (e *env) waitStatus(id, status string) apiclient.Message {
 	e.t.Helper()
-	var last view
+	var last apiclient.Message
 	require.Eventually(e.t, func() bool {
 		code, v := e.get(id)
 		last = v
@@ -319,7 +304,7 @@ func TestRejections(t *testing.T) {
 		require.Zero(t, v.Attempts)
 	}
 	_, v := e.get(ids["garbage"])
-	require.NotEmpty(t, v.Raw, "raw bytes of a poison message are kept for inspection")
+	require.NotEmpty(t, v.RawMessageBase64, "raw bytes of a poison message are kept for inspection")
 
 	// Poison messages are terminated, not redelivered forever.
 	cons, err := e.js.Consumer(context.Background(), stream.Name, stream.ConsumerName)
@@ -491,8 +476,8 @@ func TestAdminList(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var page struct {
-			Items      []view  `json:"items"`
-			NextCursor *string `json:"nextCursor"`
+			Items      []apiclient.Message `json:"items"`
+			NextCursor *string             `json:"nextCursor"`
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&page)
 		return len(page.Items) == 2 && page.NextCursor != nil
@@ -504,7 +489,7 @@ func TestAdminList(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var page struct {
-			Items []view `json:"items"`
+			Items []apiclient.Message `json:"items"`
 		}
 		_ = json.NewDecoder(resp.Body).Decode(&page)
 		return len(page.Items) == 5

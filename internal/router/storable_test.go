@@ -163,7 +163,7 @@ func TestUnstorableTextFailsNoBatch(t *testing.T) {
 		v := e.waitStatus(poisonIDs[name], "REJECTED")
 		require.Equal(t, p.reason, v.Reason, name)
 		if p.reason == "INVALID_MESSAGE" {
-			raw, err := base64.StdEncoding.DecodeString(v.Raw)
+			raw, err := base64.StdEncoding.DecodeString(v.RawMessageBase64)
 			require.NoError(t, err)
 			require.Equal(t, p.body, string(raw), "%s: raw bytes kept exactly", name)
 		}
@@ -222,7 +222,7 @@ func TestPostgresRefusingARowFailsNoBatch(t *testing.T) {
 	v := e.waitStatus(poisonID, "REJECTED")
 	require.Equal(t, "INVALID_MESSAGE", v.Reason)
 	require.Contains(t, v.LastError, "cannot be stored")
-	raw, err := base64.StdEncoding.DecodeString(v.Raw)
+	raw, err := base64.StdEncoding.DecodeString(v.RawMessageBase64)
 	require.NoError(t, err)
 	require.Equal(t, poisonBody, string(raw))
 	for _, id := range good {

@@ -1,6 +1,6 @@
 // Package apiclient is a small typed HTTP client for msgrouter's three APIs as an
 // outside caller sees them: ingest (DESIGN §2), CAMS (§4) and the router's admin API
-// (§6). routerctl and the bench engine share it. It depends on the wire contract only,
+// (§6). routerctl, its bench engine and the tests share it. It depends on the wire contract only,
 // never on the servers' packages, so it keeps working against any implementation of
 // the same API.
 //
@@ -193,6 +193,12 @@ type Message struct {
 	ReceivedAt     *time.Time   `json:"receivedAt,omitempty"`
 	DeliveredAt    *time.Time   `json:"deliveredAt,omitempty"`
 	History        []Attempt    `json:"history,omitempty"`
+	// OrderingKey and ExpiresAt are the sender's metadata, when set (DESIGN §5a, §6).
+	OrderingKey string     `json:"orderingKey,omitempty"`
+	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
+	// RawMessageBase64 is the message as received, kept when it could not be parsed
+	// (REJECTED/INVALID_MESSAGE) so an operator can inspect it (DESIGN §6).
+	RawMessageBase64 string `json:"rawMessageBase64,omitempty"`
 }
 
 // MessagePage is one page of GET /v1/messages.
