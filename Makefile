@@ -34,7 +34,7 @@ bench: build ## start the system as separate processes and measure each stage: d
 	./scripts/bench.sh
 
 gobench: ## Go micro-benchmarks of the hot functions
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/... ./cmd/routerctl/...
 
 chaos: build ## fault-injection suite: real processes, kills, restarts, outages (~4 min; ARGS=--short ~2 min)
 	./bin/chaos $(ARGS)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/msgrouter/msgrouter/internal/bench"
+	"github.com/msgrouter/msgrouter/cmd/routerctl/internal/bench"
 	"github.com/msgrouter/msgrouter/internal/apiclient"
 )
 

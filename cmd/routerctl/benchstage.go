@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/msgrouter/msgrouter/internal/bench"
+	"github.com/msgrouter/msgrouter/cmd/routerctl/internal/bench"
 )
 
 // stageFlags are bench's flags for issue 11's stages, kept apart from the load

@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/msgrouter/msgrouter/cmd/routerctl/internal/bench/benchtest"
 	"github.com/msgrouter/msgrouter/internal/apiclient"
-	"github.com/msgrouter/msgrouter/internal/bench/benchtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/msgrouter/msgrouter/internal/bench/benchtest"
+	"github.com/msgrouter/msgrouter/cmd/routerctl/internal/bench/benchtest"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/logging"
 	"github.com/msgrouter/msgrouter/internal/router"

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/msgrouter/msgrouter/cmd/routerctl/internal/bench/benchtest"
 	"github.com/msgrouter/msgrouter/internal/apiclient"
-	"github.com/msgrouter/msgrouter/internal/bench/benchtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
