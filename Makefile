@@ -25,9 +25,10 @@ test-browser: ## operator console tests in headless Chromium (needs node/npm and
 	cd test/browser && npm ci --no-audit --no-fund --loglevel=error
 	node test/browser/run.mjs
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet, no nats-server in production binaries, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@if $(GO) list -deps ./cmd/ingest ./cmd/router ./cmd/cams | grep -q nats-server; then echo "lint: a production binary links nats-server (issue 10; go list -deps ./cmd/ingest ./cmd/router ./cmd/cams)"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 bench: build ## start the system as separate processes and measure each stage: drain, all, ingest (see BENCHMARKS.md)
