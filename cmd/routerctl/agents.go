@@ -3,105 +3,73 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/pflag"
+
 	"github.com/msgrouter/msgrouter/internal/apiclient"
 )
 
-var agentSubcommands = []struct{ name, args, summary string }{
-	{"list", "[--limit N] [--cursor C] [--all]", "list registered agents"},
-	{"get", "<address>", "show one agent"},
-	{"create", "<address> --type NATS_SUBJECT|HTTP_ENDPOINT --inbox NAME [--description D] [--owner-team T] [--status S] [--inactive-policy REJECT|HOLD] [credential flags]", "register an agent"},
-	{"update", "<address> [--type T] [--inbox NAME] [--description D] [--owner-team T] [--status S] [--inactive-policy P] [credential flags | --auth-none]", "change the given fields only"},
-	{"delete", "<address>", "remove an agent"},
-	{"health", "<address> HEALTHY|UNHEALTHY [--details TEXT]", "report an agent's health (UNHEALTHY marks it INACTIVE)"},
+// agentCommands are the subcommands of routerctl agents.
+func agentCommands() []command {
+	withSub := func(sub string, build func(*app, *pflag.FlagSet, string) runFunc) func(*app, *pflag.FlagSet) runFunc {
+		return func(a *app, fs *pflag.FlagSet) runFunc { return build(a, fs, sub) }
+	}
+	return []command{
+		{use: "list [--limit N] [--cursor C] [--all]", short: "list registered agents", build: agentsList},
+		{use: "get <address>", short: "show one agent", build: withSub("get", agentsGetDelete)},
+		{use: "create <address> --type NATS_SUBJECT|HTTP_ENDPOINT --inbox NAME [--description D] [--owner-team T] [--status S] [--inactive-policy REJECT|HOLD] [credential flags]", short: "register an agent", build: withSub("create", agentsWrite)},
+		{use: "update <address> [--type T] [--inbox NAME] [--description D] [--owner-team T] [--status S] [--inactive-policy P] [credential flags | --auth-none]", short: "change the given fields only", build: withSub("update", agentsWrite)},
+		{use: "delete <address>", short: "remove an agent", build: withSub("delete", agentsGetDelete)},
+		{use: "health <address> HEALTHY|UNHEALTHY [--details TEXT]", short: "report an agent's health (UNHEALTHY marks it INACTIVE)", build: agentsHealth},
+	}
 }
 
-func cmdAgents(ctx context.Context, a *app, args []string) error {
-	usage := func() {
-		fmt.Fprintln(a.stdout, "usage: routerctl agents <subcommand> [flags]\n\nManage agent registrations in CAMS.\n\nsubcommands:")
-		for _, s := range agentSubcommands {
-			fmt.Fprintf(a.stdout, "  %-7s %s\n  %-7s   %s\n", s.name, s.summary, "", s.args)
-		}
-	}
-	if len(args) == 0 {
-		return usagef("agents needs a subcommand: list, get, create, update, delete, health")
-	}
-	sub, rest := args[0], args[1:]
-	switch sub {
-	case "-h", "-help", "--help", "help":
-		usage()
-		return flag.ErrHelp
-	case "list":
-		return agentsList(ctx, a, rest)
-	case "get", "delete":
-		return agentsGetDelete(ctx, a, sub, rest)
-	case "create", "update":
-		return agentsWrite(ctx, a, sub, rest)
-	case "health":
-		return agentsHealth(ctx, a, rest)
-	}
-	return usagef("unknown agents subcommand %q (routerctl agents --help lists them)", sub)
-}
-
-func subFlags(a *app, name string) *flag.FlagSet {
-	for _, s := range agentSubcommands {
-		if s.name == name {
-			return a.flags("agents "+name, s.args, strings.ToUpper(s.summary[:1])+s.summary[1:]+".")
-		}
-	}
-	panic("unknown agents subcommand " + name)
-}
-
-func agentsList(ctx context.Context, a *app, args []string) error {
-	fs := subFlags(a, "list")
+func agentsList(a *app, fs *pflag.FlagSet) runFunc {
 	limit := fs.Int("limit", 100, "page size; with --all, how many per request")
 	cursor := fs.String("cursor", "", "continue from this cursor")
 	all := fs.Bool("all", false, "follow the cursors and list every agent")
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(args, 0, "no arguments"); err != nil {
-		return err
-	}
-	if *limit < 1 {
-		return usagef("--limit must be at least 1")
-	}
-	out := &apiclient.AgentPage{Items: []apiclient.Agent{}}
-	c := *cursor
-	for {
-		p, err := a.api().ListAgents(ctx, *limit, c)
-		if err != nil {
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 0, "no arguments"); err != nil {
 			return err
 		}
-		out.Items = append(out.Items, p.Items...)
-		out.NextCursor = p.NextCursor
-		if !*all || p.NextCursor == "" || p.NextCursor == c {
-			break
+		if *limit < 1 {
+			return usagef("--limit must be at least 1")
 		}
-		c = p.NextCursor
+		out := &apiclient.AgentPage{Items: []apiclient.Agent{}}
+		c := *cursor
+		for {
+			p, err := a.api().ListAgents(ctx, *limit, c)
+			if err != nil {
+				return err
+			}
+			out.Items = append(out.Items, p.Items...)
+			out.NextCursor = p.NextCursor
+			if !*all || p.NextCursor == "" || p.NextCursor == c {
+				break
+			}
+			c = p.NextCursor
+		}
+		if a.g.json {
+			return a.printJSON(out)
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ADDRESS\tTYPE\tINBOX\tSTATUS\tOWNER")
+		for _, ag := range out.Items {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ag.AIAgentAddress, ag.InboxDestinationType, ag.InboxName, orDash(ag.Status), orDash(ag.OwnerTeam))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if out.NextCursor != "" {
+			fmt.Fprintf(a.stderr, "more: --cursor %s (or --all)\n", out.NextCursor)
+		}
+		return nil
 	}
-	if a.g.json {
-		return a.printJSON(out)
-	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tTYPE\tINBOX\tSTATUS\tOWNER")
-	for _, ag := range out.Items {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ag.AIAgentAddress, ag.InboxDestinationType, ag.InboxName, orDash(ag.Status), orDash(ag.OwnerTeam))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if out.NextCursor != "" {
-		fmt.Fprintf(a.stderr, "more: --cursor %s (or --all)\n", out.NextCursor)
-	}
-	return nil
 }
 
 func (a *app) printAgent(ag *apiclient.Agent) error {
@@ -128,34 +96,30 @@ func (a *app) printAgent(ag *apiclient.Agent) error {
 	return tw.Flush()
 }
 
-func agentsGetDelete(ctx context.Context, a *app, sub string, args []string) error {
-	fs := subFlags(a, sub)
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(args, 1, "one agent address"); err != nil {
-		return err
-	}
-	if sub == "get" {
-		ag, err := a.api().GetAgent(ctx, args[0])
-		if err != nil {
+func agentsGetDelete(a *app, fs *pflag.FlagSet, sub string) runFunc {
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 1, "one agent address"); err != nil {
 			return err
 		}
-		return a.printAgent(ag)
+		if sub == "get" {
+			ag, err := a.api().GetAgent(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			return a.printAgent(ag)
+		}
+		if err := a.api().DeleteAgent(ctx, args[0]); err != nil {
+			return err
+		}
+		if a.g.json {
+			return a.printJSON(map[string]string{"deleted": args[0]})
+		}
+		fmt.Fprintf(a.stdout, "deleted %s\n", args[0])
+		return nil
 	}
-	if err := a.api().DeleteAgent(ctx, args[0]); err != nil {
-		return err
-	}
-	if a.g.json {
-		return a.printJSON(map[string]string{"deleted": args[0]})
-	}
-	fmt.Fprintf(a.stdout, "deleted %s\n", args[0])
-	return nil
 }
 
-func agentsWrite(ctx context.Context, a *app, sub string, args []string) error {
-	fs := subFlags(a, sub)
+func agentsWrite(a *app, fs *pflag.FlagSet, sub string) runFunc {
 	typ := fs.String("type", "", "inbox destination type: NATS_SUBJECT or HTTP_ENDPOINT")
 	inbox := fs.String("inbox", "", "inbox name: a NATS subject or an http(s) URL")
 	desc := fs.String("description", "", "description")
@@ -163,98 +127,93 @@ func agentsWrite(ctx context.Context, a *app, sub string, args []string) error {
 	status := fs.String("status", "", "ACTIVE or INACTIVE")
 	policy := fs.String("inactive-policy", "", "REJECT (default) or HOLD: what happens to messages while the agent is INACTIVE")
 	cf := credentialFlags(fs, sub == "update")
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(args, 1, "one agent address"); err != nil {
-		return err
-	}
-	*typ, *status, *policy = strings.ToUpper(*typ), strings.ToUpper(*status), strings.ToUpper(*policy)
-	if *typ != "" && *typ != apiclient.TypeNATSSubject && *typ != apiclient.TypeHTTPEndpoint {
-		return usagef("--type must be NATS_SUBJECT or HTTP_ENDPOINT")
-	}
-	if *policy != "" && *policy != "REJECT" && *policy != "HOLD" {
-		return usagef("--inactive-policy must be REJECT or HOLD")
-	}
-	auth, secrets, err := cf.read(a.stdin)
-	if err != nil {
-		return err
-	}
-	if sub == "create" {
-		if *typ == "" || *inbox == "" {
-			return usagef("agents create needs --type and --inbox")
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 1, "one agent address"); err != nil {
+			return err
 		}
-		ag, err := a.api().CreateAgent(ctx, &apiclient.Agent{
-			AIAgentAddress: args[0], InboxDestinationType: *typ, InboxName: *inbox,
-			Status: *status, Description: *desc, OwnerTeam: *owner,
-			InactivePolicy: *policy, InboxAuth: auth, SigningSecrets: secrets,
+		*typ, *status, *policy = strings.ToUpper(*typ), strings.ToUpper(*status), strings.ToUpper(*policy)
+		if *typ != "" && *typ != apiclient.TypeNATSSubject && *typ != apiclient.TypeHTTPEndpoint {
+			return usagef("--type must be NATS_SUBJECT or HTTP_ENDPOINT")
+		}
+		if *policy != "" && *policy != "REJECT" && *policy != "HOLD" {
+			return usagef("--inactive-policy must be REJECT or HOLD")
+		}
+		auth, secrets, err := cf.read(a.stdin)
+		if err != nil {
+			return err
+		}
+		if sub == "create" {
+			if *typ == "" || *inbox == "" {
+				return usagef("agents create needs --type and --inbox")
+			}
+			ag, err := a.api().CreateAgent(ctx, &apiclient.Agent{
+				AIAgentAddress: args[0], InboxDestinationType: *typ, InboxName: *inbox,
+				Status: *status, Description: *desc, OwnerTeam: *owner,
+				InactivePolicy: *policy, InboxAuth: auth, SigningSecrets: secrets,
+			})
+			if err != nil {
+				return err
+			}
+			return a.printAgent(ag)
+		}
+		// Only the flags given on the command line are sent: a partial update.
+		var u apiclient.AgentUpdate
+		fs.Visit(func(f *pflag.Flag) {
+			switch f.Name {
+			case "type":
+				u.InboxDestinationType = typ
+			case "inbox":
+				u.InboxName = inbox
+			case "description":
+				u.Description = desc
+			case "owner-team":
+				u.OwnerTeam = owner
+			case "status":
+				u.Status = status
+			case "inactive-policy":
+				u.InactivePolicy = policy
+			}
 		})
+		switch {
+		case *cf.none:
+			u.InboxAuth = json.RawMessage("null")
+		case auth != nil:
+			u.InboxAuth = auth
+		}
+		if secrets != nil {
+			u.SigningSecrets = &secrets
+		}
+		if u.InboxDestinationType == nil && u.InboxName == nil && u.Description == nil && u.OwnerTeam == nil &&
+			u.Status == nil && u.InactivePolicy == nil && u.InboxAuth == nil && u.SigningSecrets == nil {
+			return usagef("agents update needs at least one of --type, --inbox, --description, --owner-team, --status, --inactive-policy or a credential flag")
+		}
+		ag, err := a.api().UpdateAgent(ctx, args[0], &u)
 		if err != nil {
 			return err
 		}
 		return a.printAgent(ag)
 	}
-	// Only the flags given on the command line are sent: a partial update.
-	var u apiclient.AgentUpdate
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "type":
-			u.InboxDestinationType = typ
-		case "inbox":
-			u.InboxName = inbox
-		case "description":
-			u.Description = desc
-		case "owner-team":
-			u.OwnerTeam = owner
-		case "status":
-			u.Status = status
-		case "inactive-policy":
-			u.InactivePolicy = policy
-		}
-	})
-	switch {
-	case *cf.none:
-		u.InboxAuth = json.RawMessage("null")
-	case auth != nil:
-		u.InboxAuth = auth
-	}
-	if secrets != nil {
-		u.SigningSecrets = &secrets
-	}
-	if u.InboxDestinationType == nil && u.InboxName == nil && u.Description == nil && u.OwnerTeam == nil &&
-		u.Status == nil && u.InactivePolicy == nil && u.InboxAuth == nil && u.SigningSecrets == nil {
-		return usagef("agents update needs at least one of --type, --inbox, --description, --owner-team, --status, --inactive-policy or a credential flag")
-	}
-	ag, err := a.api().UpdateAgent(ctx, args[0], &u)
-	if err != nil {
-		return err
-	}
-	return a.printAgent(ag)
 }
 
-func agentsHealth(ctx context.Context, a *app, args []string) error {
-	fs := subFlags(a, "health")
+func agentsHealth(a *app, fs *pflag.FlagSet) runFunc {
 	details := fs.String("details", "", "free-text details")
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 2, "an agent address and HEALTHY or UNHEALTHY"); err != nil {
+			return err
+		}
+		st := strings.ToUpper(args[1])
+		if st != "HEALTHY" && st != "UNHEALTHY" {
+			return usagef("health status must be HEALTHY or UNHEALTHY, not %q", args[1])
+		}
+		if err := a.api().ReportHealth(ctx, &apiclient.HealthReport{AIAgentAddress: args[0], Status: st, Details: *details}); err != nil {
+			return err
+		}
+		if a.g.json {
+			return a.printJSON(map[string]string{"aiAgentAddress": args[0], "status": st})
+		}
+		fmt.Fprintf(a.stdout, "reported %s %s\n", args[0], st)
+		return nil
 	}
-	if err := wantArgs(args, 2, "an agent address and HEALTHY or UNHEALTHY"); err != nil {
-		return err
-	}
-	st := strings.ToUpper(args[1])
-	if st != "HEALTHY" && st != "UNHEALTHY" {
-		return usagef("health status must be HEALTHY or UNHEALTHY, not %q", args[1])
-	}
-	if err := a.api().ReportHealth(ctx, &apiclient.HealthReport{AIAgentAddress: args[0], Status: st, Details: *details}); err != nil {
-		return err
-	}
-	if a.g.json {
-		return a.printJSON(map[string]string{"aiAgentAddress": args[0], "status": st})
-	}
-	fmt.Fprintf(a.stdout, "reported %s %s\n", args[0], st)
-	return nil
 }
 
 // credFlags are the credential flags of agents create/update (issue 15). Secrets
@@ -265,7 +224,7 @@ type credFlags struct {
 	none                                                                               *bool
 }
 
-func credentialFlags(fs *flag.FlagSet, update bool) *credFlags {
+func credentialFlags(fs *pflag.FlagSet, update bool) *credFlags {
 	c := &credFlags{
 		bearerFile:        fs.String("auth-bearer-file", "", "file holding the inbox's bearer token (- = stdin): Authorization: Bearer <token>"),
 		headerName:        fs.String("auth-header-name", "", "header the inbox wants its key in, e.g. X-API-Key (with --auth-header-value-file)"),

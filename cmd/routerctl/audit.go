@@ -11,6 +11,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/spf13/pflag"
+
 	"github.com/msgrouter/msgrouter/internal/audit"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/stream"
@@ -22,15 +24,7 @@ import (
 // audits being up, nor trust its code beyond the shared id derivation, and it runs
 // its reads on the operator's machine instead of a production replica. It reads
 // only: a role with SELECT on messages and outbox is enough.
-func cmdAudit(ctx context.Context, a *app, args []string) error {
-	fs := a.flags("audit", "[--since 1h] [--grace 1m] [--pending-threshold 5m] [--database-url URL] [--json]",
-		"Reconcile what JetStream accepted (stream ROUTER_MESSAGES, read with an ordered\n"+
-			"ephemeral consumer: the router's consumer is not disturbed) with the router's\n"+
-			"records in Postgres: counts by status, every messageId the stream holds that\n"+
-			"Postgres does not know after the grace period, and every message PENDING longer\n"+
-			"than the threshold. Exit status 1 when a message is missing, 0 otherwise.\n"+
-			"Needs --nats-url (NATS_URL) and --database-url (DATABASE_URL; SQLAlchemy forms\n"+
-			"such as postgresql+asyncpg:// are accepted).")
+func cmdAudit(a *app, fs *pflag.FlagSet) runFunc {
 	since := fs.Duration("since", audit.DefaultSince, "read the stream from this long ago (JetStream storage time; keep it below the router's MESSAGE_RETENTION, or purged records count as missing)")
 	grace := fs.Duration("grace", audit.DefaultGrace, "a message younger than this without a record is not yet missing")
 	threshold := fs.Duration("pending-threshold", audit.DefaultPendingThreshold, "report records PENDING for longer than this")
@@ -38,75 +32,73 @@ func cmdAudit(ctx context.Context, a *app, args []string) error {
 	maxListed := fs.Int("max-listed", audit.DefaultMaxListed, "list at most this many ids per category (counts stay exact)")
 	// No default shown: the help must not print a password from DATABASE_URL.
 	dbURL := fs.String("database-url", "", "Postgres `URL` of the router's records (env DATABASE_URL)")
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(args, 0, "no arguments"); err != nil {
-		return err
-	}
-	switch {
-	case *since <= 0:
-		return usagef("--since must be positive")
-	case *grace < 0:
-		return usagef("--grace must not be negative")
-	case *threshold <= 0:
-		return usagef("--pending-threshold must be positive")
-	case *chunk < 1 || *chunk > 1_000_000:
-		return usagef("--chunk-size must be in [1, 1000000]")
-	case *maxListed < 1:
-		return usagef("--max-listed must be at least 1")
-	}
-	url, _, err := config.NormalizeDatabaseURL(cmp.Or(*dbURL, a.getenv("DATABASE_URL")))
-	if err != nil {
-		return usagef("--database-url: %v", err)
-	}
-
-	// The same credentials and TLS variables as the router (DESIGN §7).
-	nc, err := stream.Connect(config.NATS{URL: a.g.natsURL, CredsFile: a.getenv("NATS_CREDS_FILE"), NKeyFile: a.getenv("NATS_NKEY_FILE"),
-		TLSCA: a.getenv("NATS_TLS_CA"), TLSCert: a.getenv("NATS_TLS_CERT"), TLSKey: a.getenv("NATS_TLS_KEY")}, "routerctl-audit")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("error opening JetStream: %w", err)
-	}
-	pc, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return usagef("--database-url: %v", err)
-	}
-	pc.MaxConns = 2
-	pc.ConnConfig.RuntimeParams["application_name"] = "routerctl-audit"
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return fmt.Errorf("error connecting to Postgres at %s: %w", config.MaskDSN(url), err)
-	}
-	defer pool.Close()
-	pctx, cancel := context.WithTimeout(ctx, a.g.timeout)
-	err = pool.Ping(pctx)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("cannot reach Postgres at %s: %w", config.MaskDSN(url), err)
-	}
-
-	r, err := audit.Run(ctx, js, pool, audit.Config{Since: *since, Grace: *grace, PendingThreshold: *threshold,
-		ChunkSize: *chunk, MaxListed: *maxListed})
-	if err != nil {
-		return err
-	}
-	if a.g.json {
-		if err := a.printJSON(r); err != nil {
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 0, "no arguments"); err != nil {
 			return err
 		}
-	} else {
-		a.printAudit(r)
+		switch {
+		case *since <= 0:
+			return usagef("--since must be positive")
+		case *grace < 0:
+			return usagef("--grace must not be negative")
+		case *threshold <= 0:
+			return usagef("--pending-threshold must be positive")
+		case *chunk < 1 || *chunk > 1_000_000:
+			return usagef("--chunk-size must be in [1, 1000000]")
+		case *maxListed < 1:
+			return usagef("--max-listed must be at least 1")
+		}
+		url, _, err := config.NormalizeDatabaseURL(cmp.Or(*dbURL, a.getenv("DATABASE_URL")))
+		if err != nil {
+			return usagef("--database-url: %v", err)
+		}
+
+		// The same credentials and TLS variables as the router (DESIGN §7).
+		nc, err := stream.Connect(config.NATS{URL: a.g.natsURL, CredsFile: a.getenv("NATS_CREDS_FILE"), NKeyFile: a.getenv("NATS_NKEY_FILE"),
+			TLSCA: a.getenv("NATS_TLS_CA"), TLSCert: a.getenv("NATS_TLS_CERT"), TLSKey: a.getenv("NATS_TLS_KEY")}, "routerctl-audit")
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fmt.Errorf("error opening JetStream: %w", err)
+		}
+		pc, err := pgxpool.ParseConfig(url)
+		if err != nil {
+			return usagef("--database-url: %v", err)
+		}
+		pc.MaxConns = 2
+		pc.ConnConfig.RuntimeParams["application_name"] = "routerctl-audit"
+		pool, err := pgxpool.NewWithConfig(ctx, pc)
+		if err != nil {
+			return fmt.Errorf("error connecting to Postgres at %s: %w", config.MaskDSN(url), err)
+		}
+		defer pool.Close()
+		pctx, cancel := context.WithTimeout(ctx, a.g.timeout)
+		err = pool.Ping(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cannot reach Postgres at %s: %w", config.MaskDSN(url), err)
+		}
+
+		r, err := audit.Run(ctx, js, pool, audit.Config{Since: *since, Grace: *grace, PendingThreshold: *threshold,
+			ChunkSize: *chunk, MaxListed: *maxListed})
+		if err != nil {
+			return err
+		}
+		if a.g.json {
+			if err := a.printJSON(r); err != nil {
+				return err
+			}
+		} else {
+			a.printAudit(r)
+		}
+		if !r.OK() {
+			return errReported
+		}
+		return nil
 	}
-	if !r.OK() {
-		return errReported
-	}
-	return nil
 }
 
 func (a *app) printAudit(r *audit.Report) {

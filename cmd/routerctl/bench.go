@@ -7,21 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/msgrouter/msgrouter/cmd/routerctl/internal/bench"
 	"github.com/msgrouter/msgrouter/internal/apiclient"
 )
 
-func cmdBench(ctx context.Context, a *app, args []string) error {
-	fs := a.flags("bench", "[--mode http|nats] [--inbox nats|http|both] [--clients N | --rate R] [--duration D | --count N] ...",
-		"Load-test a running msgrouter end to end. Registers --agents agents in CAMS whose\n"+
-			"inboxes this command owns (a JetStream stream BENCH_INBOX_<run> and/or an HTTP\n"+
-			"receiver), sends messages through ingest (--mode http) or straight to\n"+
-			"router.messages (--mode nats), and reports throughput, submit→accept,\n"+
-			"accept→delivery and submit→delivery latencies, errors, duplicates and missing\n"+
-			"messages. With --rate it runs open loop and measures from each message's\n"+
-			"scheduled send time. HTTP inboxes on loopback need the router to run with\n"+
-			"DELIVERY_ALLOW_PRIVATE_NETWORKS=true. Everything it creates is removed at the end.\n"+
-			"Exit 1 when a message went missing or nothing was accepted.")
+func cmdBench(a *app, fs *pflag.FlagSet) runFunc {
 	var c bench.Config
 	fs.StringVar(&c.Mode, "mode", bench.ModeHTTP, "http (POST ingest) or nats (JetStream async publish to router.messages)")
 	fs.StringVar(&c.Inbox, "inbox", bench.InboxNATS, "agents' inboxes: nats, http or both (agents alternate)")
@@ -37,65 +29,65 @@ func cmdBench(ctx context.Context, a *app, args []string) error {
 	fs.StringVar(&c.HTTPListen, "http-listen", bench.DefaultHTTPListen, "address of the HTTP inbox receiver")
 	fs.StringVar(&c.HTTPAdvertise, "http-advertise", "", "base URL the router uses to reach the receiver (default http://<listen address>)")
 	fs.StringVar(&c.RunID, "run-id", "", "name of the run (default random)")
+	fs.IntVar(&c.InboxReplicas, "inbox-replicas", 1, "replicas of the NATS inbox stream (3 on a NATS cluster)")
+	fs.StringVar(&c.InboxStorage, "inbox-storage", bench.InboxStorageMemory, "storage of the NATS inbox stream: memory or file")
 	var sf stageFlags
 	sf.register(fs, &c)
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 0, "no arguments"); err != nil {
+			return err
+		}
+		c.Mode, c.Inbox = strings.ToLower(c.Mode), strings.ToLower(c.Inbox)
+		if err := sf.apply(a, &c); err != nil {
+			return err
+		}
+		if c.Count > 0 {
+			c.Duration = 0
+		}
+		if c.Clients < 1 || c.Agents < 1 || c.Rate < 0 || c.Count < 0 || c.PayloadBytes < 0 || c.OrderingKeys < 0 {
+			return usagef("--clients and --agents must be at least 1; --rate, --count, --payload-bytes and --ordering-keys must not be negative")
+		}
+		if c.Duration <= 0 && c.Count == 0 {
+			return usagef("give a positive --duration or --count")
+		}
+		// One idle connection per sender, so the load tool reuses connections instead
+		// of dialling (and burning the CPU it shares with the system under test).
+		base := a.api()
+		cl := apiclient.New(a.g.timeout, c.Clients)
+		cl.RouterURL, cl.IngestURL, cl.CAMSURL, cl.APIKey = base.RouterURL, base.IngestURL, base.CAMSURL, base.APIKey
+		defer cl.HTTP.CloseIdleConnections()
+		c.Client = cl
+		c.NATSURL = a.g.natsURL
+		if !*quiet {
+			c.Progress = a.stderr
+		}
+		if c.Progress != nil && !a.g.json {
+			fmt.Fprintf(a.stderr, "bench: %s mode, %s inboxes, sending for %s\n", c.Mode, c.Inbox, describeLength(c))
+		}
+		res, err := bench.Run(ctx, c)
+		if errors.Is(err, bench.ErrConfig) {
+			return usagef("%v", err)
+		}
+		if err != nil {
+			return err
+		}
+		if a.g.json {
+			err = a.printJSON(res)
+		} else {
+			err = bench.WriteTable(a.stdout, res)
+		}
+		if err != nil {
+			return err
+		}
+		if err := sf.writeSummary(c, res); err != nil {
+			return err
+		}
+		if res.Missing > 0 || res.Accepted == 0 {
+			return errReported
+		}
+		return nil
 	}
-	if err := wantArgs(args, 0, "no arguments"); err != nil {
-		return err
-	}
-	c.Mode, c.Inbox = strings.ToLower(c.Mode), strings.ToLower(c.Inbox)
-	if err := sf.apply(a, &c); err != nil {
-		return err
-	}
-	if c.Count > 0 {
-		c.Duration = 0
-	}
-	if c.Clients < 1 || c.Agents < 1 || c.Rate < 0 || c.Count < 0 || c.PayloadBytes < 0 || c.OrderingKeys < 0 {
-		return usagef("--clients and --agents must be at least 1; --rate, --count, --payload-bytes and --ordering-keys must not be negative")
-	}
-	if c.Duration <= 0 && c.Count == 0 {
-		return usagef("give a positive --duration or --count")
-	}
-	// One idle connection per sender, so the load tool reuses connections instead
-	// of dialling (and burning the CPU it shares with the system under test).
-	base := a.api()
-	cl := apiclient.New(a.g.timeout, c.Clients)
-	cl.RouterURL, cl.IngestURL, cl.CAMSURL, cl.APIKey = base.RouterURL, base.IngestURL, base.CAMSURL, base.APIKey
-	defer cl.HTTP.CloseIdleConnections()
-	c.Client = cl
-	c.NATSURL = a.g.natsURL
-	if !*quiet {
-		c.Progress = a.stderr
-	}
-	if c.Progress != nil && !a.g.json {
-		fmt.Fprintf(a.stderr, "bench: %s mode, %s inboxes, sending for %s\n", c.Mode, c.Inbox, describeLength(c))
-	}
-	res, err := bench.Run(ctx, c)
-	if errors.Is(err, bench.ErrConfig) {
-		return usagef("%v", err)
-	}
-	if err != nil {
-		return err
-	}
-	if a.g.json {
-		err = a.printJSON(res)
-	} else {
-		err = bench.WriteTable(a.stdout, res)
-	}
-	if err != nil {
-		return err
-	}
-	if err := sf.writeSummary(c, res); err != nil {
-		return err
-	}
-	if res.Missing > 0 || res.Accepted == 0 {
-		return errReported
-	}
-	return nil
 }
 
 func describeLength(c bench.Config) string {

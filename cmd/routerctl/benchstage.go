@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/msgrouter/msgrouter/cmd/routerctl/internal/bench"
 )
@@ -24,7 +25,7 @@ type stageFlags struct {
 	cpu                  []bench.CPUProcess
 }
 
-func (sf *stageFlags) register(fs *flag.FlagSet, c *bench.Config) {
+func (sf *stageFlags) register(fs *pflag.FlagSet, c *bench.Config) {
 	fs.StringVar(&c.Stage, "stage", bench.StageAll, "all (the whole pipeline), ingest (HTTP → JetStream → 202, no router) or drain (preload --count, default 100000, into JetStream with no router, then start --router-cmd and time the drain)")
 	fs.IntVar(&c.Batch, "batch", 0, "send batches of N through POST /v1/messages/batch (--mode http; --clients batches in flight)")
 	fs.StringVar(&sf.routerCmd, "router-cmd", "", "drain stage: shell command that runs a router in the foreground (e.g. ./bin/router); started after the preload, stopped with SIGINT after the drain")

@@ -16,60 +16,59 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/msgrouter/msgrouter/internal/apiclient"
 )
 
-func cmdStatus(ctx context.Context, a *app, args []string) error {
-	fs := a.flags("status", "<messageId>", "Show a message's status, destination and delivery history.")
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
+func cmdStatus(a *app, fs *pflag.FlagSet) runFunc {
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 1, "one messageId"); err != nil {
+			return err
+		}
+		m, err := a.api().GetMessage(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if a.g.json {
+			return a.printJSON(m)
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		status := m.Status
+		if m.Reason != "" {
+			status += " (" + m.Reason + ")"
+		}
+		dest := "-"
+		if m.Destination != nil {
+			dest = m.Destination.Type + " " + m.Destination.Name
+		}
+		for _, row := range [][2]string{
+			{"messageId", m.MessageID},
+			{"agent", m.AIAgentAddress},
+			{"status", status},
+			{"destination", dest},
+			{"attempts", strconv.Itoa(m.Attempts)},
+			{"lastError", orDash(m.LastError)},
+			{"receivedAt", fmtTime(m.ReceivedAt)},
+			{"deliveredAt", fmtTime(m.DeliveredAt)},
+		} {
+			fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if len(m.History) == 0 {
+			fmt.Fprintln(a.stdout, "\nhistory: no delivery attempts")
+			return nil
+		}
+		fmt.Fprintln(a.stdout, "\nhistory:")
+		tw = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ATTEMPT\tAT\tOUTCOME\tDURATION\tERROR")
+		for _, h := range m.History {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%.1fms\t%s\n", h.Attempt, fmtTime(h.At), h.Outcome, h.DurationMs, orDash(h.Error))
+		}
+		return tw.Flush()
 	}
-	if err := wantArgs(args, 1, "one messageId"); err != nil {
-		return err
-	}
-	m, err := a.api().GetMessage(ctx, args[0])
-	if err != nil {
-		return err
-	}
-	if a.g.json {
-		return a.printJSON(m)
-	}
-	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	status := m.Status
-	if m.Reason != "" {
-		status += " (" + m.Reason + ")"
-	}
-	dest := "-"
-	if m.Destination != nil {
-		dest = m.Destination.Type + " " + m.Destination.Name
-	}
-	for _, row := range [][2]string{
-		{"messageId", m.MessageID},
-		{"agent", m.AIAgentAddress},
-		{"status", status},
-		{"destination", dest},
-		{"attempts", strconv.Itoa(m.Attempts)},
-		{"lastError", orDash(m.LastError)},
-		{"receivedAt", fmtTime(m.ReceivedAt)},
-		{"deliveredAt", fmtTime(m.DeliveredAt)},
-	} {
-		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(m.History) == 0 {
-		fmt.Fprintln(a.stdout, "\nhistory: no delivery attempts")
-		return nil
-	}
-	fmt.Fprintln(a.stdout, "\nhistory:")
-	tw = tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ATTEMPT\tAT\tOUTCOME\tDURATION\tERROR")
-	for _, h := range m.History {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%.1fms\t%s\n", h.Attempt, fmtTime(h.At), h.Outcome, h.DurationMs, orDash(h.Error))
-	}
-	return tw.Flush()
 }
 
 type listFlags struct {
@@ -135,64 +134,57 @@ func (a *app) printMessages(p *apiclient.MessagePage) error {
 	return nil
 }
 
-func cmdList(ctx context.Context, a *app, args []string) error {
-	fs := a.flags("list", "[--status S] [--agent A] [--limit N] [--cursor C] [--all]", "List messages, newest first.")
+func cmdList(a *app, fs *pflag.FlagSet) runFunc {
 	var l listFlags
 	l.register(fs, true)
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(args, 0, "no arguments"); err != nil {
-		return err
-	}
-	if err := l.validate(); err != nil {
-		return err
-	}
-	p, err := a.listMessages(ctx, &l, strings.ToUpper(l.status))
-	if err != nil {
-		return err
-	}
-	return a.printMessages(p)
-}
-
-func cmdDeadLetters(ctx context.Context, a *app, args []string) error {
-	fs := a.flags("dead-letters", "[--agent A] [--reason R] [--limit N] [--all]",
-		"List DEAD_LETTERED and REJECTED messages, newest first.")
-	var l listFlags
-	l.register(fs, false)
-	reason := fs.String("reason", "", "only this reason (e.g. MAX_ATTEMPTS_EXCEEDED, AGENT_NOT_FOUND)")
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(args, 0, "no arguments"); err != nil {
-		return err
-	}
-	if err := l.validate(); err != nil {
-		return err
-	}
-	if l.cursor != "" {
-		return usagef("--cursor does not apply to dead-letters (two statuses are merged): use --all")
-	}
-	out := &apiclient.MessagePage{Items: []apiclient.Message{}}
-	for _, st := range []string{apiclient.StatusDeadLettered, apiclient.StatusRejected} {
-		p, err := a.listMessages(ctx, &l, st)
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 0, "no arguments"); err != nil {
+			return err
+		}
+		if err := l.validate(); err != nil {
+			return err
+		}
+		p, err := a.listMessages(ctx, &l, strings.ToUpper(l.status))
 		if err != nil {
 			return err
 		}
-		out.Items = append(out.Items, p.Items...)
+		return a.printMessages(p)
 	}
-	if *reason != "" {
-		out.Items = slices.DeleteFunc(out.Items, func(m apiclient.Message) bool { return !strings.EqualFold(m.Reason, *reason) })
+}
+
+func cmdDeadLetters(a *app, fs *pflag.FlagSet) runFunc {
+	var l listFlags
+	l.register(fs, false)
+	reason := fs.String("reason", "", "only this reason (e.g. MAX_ATTEMPTS_EXCEEDED, AGENT_NOT_FOUND)")
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 0, "no arguments"); err != nil {
+			return err
+		}
+		if err := l.validate(); err != nil {
+			return err
+		}
+		if l.cursor != "" {
+			return usagef("--cursor does not apply to dead-letters (two statuses are merged): use --all")
+		}
+		out := &apiclient.MessagePage{Items: []apiclient.Message{}}
+		for _, st := range []string{apiclient.StatusDeadLettered, apiclient.StatusRejected} {
+			p, err := a.listMessages(ctx, &l, st)
+			if err != nil {
+				return err
+			}
+			out.Items = append(out.Items, p.Items...)
+		}
+		if *reason != "" {
+			out.Items = slices.DeleteFunc(out.Items, func(m apiclient.Message) bool { return !strings.EqualFold(m.Reason, *reason) })
+		}
+		slices.SortStableFunc(out.Items, func(x, y apiclient.Message) int {
+			return cmp.Compare(unixOf(y.ReceivedAt), unixOf(x.ReceivedAt))
+		})
+		if !l.all && len(out.Items) > l.limit {
+			out.Items = out.Items[:l.limit]
+		}
+		return a.printMessages(out)
 	}
-	slices.SortStableFunc(out.Items, func(x, y apiclient.Message) int {
-		return cmp.Compare(unixOf(y.ReceivedAt), unixOf(x.ReceivedAt))
-	})
-	if !l.all && len(out.Items) > l.limit {
-		out.Items = out.Items[:l.limit]
-	}
-	return a.printMessages(out)
 }
 
 func unixOf(t *time.Time) int64 {
@@ -202,10 +194,7 @@ func unixOf(t *time.Time) int64 {
 	return t.UnixNano()
 }
 
-func cmdReplay(ctx context.Context, a *app, args []string) error {
-	fs := a.flags("replay", "<messageId>... | - | --all [--status S] [--agent A] [--reason R] [--since T]",
-		"Replay REJECTED or DEAD_LETTERED messages: by id, by ids read from stdin (\"-\" or --stdin,\n"+
-			"one or more per line), or every dead letter matching a filter (--all).")
+func cmdReplay(a *app, fs *pflag.FlagSet) runFunc {
 	all := fs.Bool("all", false, "replay every dead letter matching the filters (POST /v1/dead-letters/replay)")
 	status := fs.String("status", "", "with --all: DEAD_LETTERED or REJECTED (default both)")
 	agent := fs.String("agent", "", "with --all: only this agent address")
@@ -213,54 +202,52 @@ func cmdReplay(ctx context.Context, a *app, args []string) error {
 	since := fs.String("since", "", "with --all: reached that status at or after `T` (RFC 3339, or a duration like 2h meaning that long ago)")
 	fromStdin := fs.Bool("stdin", false, "read messageIds from stdin")
 	conc := fs.Int("concurrency", 8, "replays in flight when replaying many ids")
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if *all {
-		if len(args) > 0 || *fromStdin {
-			return usagef("--all replays by filter: give no messageIds")
-		}
-		f := apiclient.ReplayFilter{Status: strings.ToUpper(*status), AIAgentAddress: *agent, Reason: strings.ToUpper(*reason)}
-		if *since != "" {
-			t, err := parseSince(*since, time.Now())
+	return func(ctx context.Context, args []string) error {
+		if *all {
+			if len(args) > 0 || *fromStdin {
+				return usagef("--all replays by filter: give no messageIds")
+			}
+			f := apiclient.ReplayFilter{Status: strings.ToUpper(*status), AIAgentAddress: *agent, Reason: strings.ToUpper(*reason)}
+			if *since != "" {
+				t, err := parseSince(*since, time.Now())
+				if err != nil {
+					return err
+				}
+				f.Since = &t
+			}
+			n, err := a.api().ReplayDeadLetters(ctx, f)
 			if err != nil {
 				return err
 			}
-			f.Since = &t
+			if a.g.json {
+				return a.printJSON(map[string]int{"replayed": n})
+			}
+			fmt.Fprintf(a.stdout, "replayed %d\n", n)
+			return nil
 		}
-		n, err := a.api().ReplayDeadLetters(ctx, f)
-		if err != nil {
-			return err
+		if *status != "" || *agent != "" || *reason != "" || *since != "" {
+			return usagef("--status, --agent, --reason and --since need --all")
 		}
-		if a.g.json {
-			return a.printJSON(map[string]int{"replayed": n})
+		if *conc < 1 {
+			return usagef("--concurrency must be at least 1")
 		}
-		fmt.Fprintf(a.stdout, "replayed %d\n", n)
-		return nil
-	}
-	if *status != "" || *agent != "" || *reason != "" || *since != "" {
-		return usagef("--status, --agent, --reason and --since need --all")
-	}
-	if *conc < 1 {
-		return usagef("--concurrency must be at least 1")
-	}
-	if i := slices.Index(args, "-"); i >= 0 {
-		*fromStdin = true
-		args = slices.Delete(args, i, i+1)
-	}
-	ids := args
-	if *fromStdin {
-		more, err := readIDs(a.stdin)
-		if err != nil {
-			return fmt.Errorf("error reading messageIds from stdin: %w", err)
+		if i := slices.Index(args, "-"); i >= 0 {
+			*fromStdin = true
+			args = slices.Delete(args, i, i+1)
 		}
-		ids = append(ids, more...)
+		ids := args
+		if *fromStdin {
+			more, err := readIDs(a.stdin)
+			if err != nil {
+				return fmt.Errorf("error reading messageIds from stdin: %w", err)
+			}
+			ids = append(ids, more...)
+		}
+		if len(ids) == 0 {
+			return usagef("give messageIds, \"-\" to read them from stdin, or --all")
+		}
+		return a.replayIDs(ctx, ids, *conc)
 	}
-	if len(ids) == 0 {
-		return usagef("give messageIds, \"-\" to read them from stdin, or --all")
-	}
-	return a.replayIDs(ctx, ids, *conc)
 }
 
 // parseSince reads an RFC 3339 time or a duration ago.
@@ -400,14 +387,7 @@ func (p *progressBar) done() {
 	}
 }
 
-func cmdSend(ctx context.Context, a *app, args []string) error {
-	fs := a.flags("send", "--agent A --payload JSON [--service S] [--correlation-id C] [--sender-message-id M] [--wait] [--count N [--batch B]]",
-		"Submit a message through ingest (POST /v1/messages) and print its messageId.\n"+
-			"With --wait, poll the router until the message is terminal and print its status\n"+
-			"(exit 1 unless it was DELIVERED).\n"+
-			"With --count N, submit N copies (a --sender-message-id gets the suffix -1 ... -N);\n"+
-			"with --batch B, in batches of B through POST /v1/messages/batch. One line per\n"+
-			"message: its messageId, or its error (exit 1 if any was refused).")
+func cmdSend(a *app, fs *pflag.FlagSet) runFunc {
 	agent := fs.String("agent", "", "agent `address` (required)")
 	payload := fs.String("payload", "", "payload JSON object, @file to read a file, - for stdin (required)")
 	service := fs.String("service", "", "senderMetadata.serviceName")
@@ -418,78 +398,76 @@ func cmdSend(ctx context.Context, a *app, args []string) error {
 	poll := fs.Duration("poll", 200*time.Millisecond, "how often --wait polls")
 	count := fs.Int("count", 1, "how many copies to submit")
 	batch := fs.Int("batch", 0, "submit in batches of this many (1 to 1000) through POST /v1/messages/batch; 0 = one request each")
-	args, err := a.parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(args, 0, "no arguments (the payload goes in --payload)"); err != nil {
-		return err
-	}
-	if *agent == "" || *payload == "" {
-		return usagef("send needs --agent and --payload")
-	}
-	body, err := a.readPayload(*payload)
-	if err != nil {
-		return err
-	}
-	switch {
-	case *count < 1:
-		return usagef("--count must be at least 1")
-	case *batch < 0 || *batch > 1000:
-		return usagef("--batch must be from 1 to 1000 (0: no batches)")
-	case *wait && (*count > 1 || *batch > 0):
-		return usagef("--wait sends one message: it does not go with --count or --batch")
-	}
-	newEnv := func(i int) *apiclient.Envelope {
-		env := &apiclient.Envelope{AIAgentAddress: *agent, Payload: body}
-		if *service != "" || *corr != "" || *spid != "" {
-			env.SenderMetadata = &apiclient.SenderMetadata{ServiceName: *service, CorrelationID: *corr, SenderProvidedMessageID: *spid}
-			if *spid != "" && *count > 1 {
-				env.SenderMetadata.SenderProvidedMessageID = *spid + "-" + strconv.Itoa(i+1)
-			}
-		}
-		return env
-	}
-	if *count > 1 || *batch > 0 {
-		return a.sendMany(ctx, *count, *batch, newEnv)
-	}
-	env := newEnv(0)
-	id, err := a.api().Send(ctx, env)
-	if err != nil {
-		return err
-	}
-	if !*wait {
-		if a.g.json {
-			return a.printJSON(map[string]string{"messageId": id})
-		}
-		fmt.Fprintln(a.stdout, id)
-		return nil
-	}
-	if !a.g.json {
-		fmt.Fprintln(a.stdout, id)
-	}
-	m, err := a.waitTerminal(ctx, id, *waitTimeout, max(*poll, 10*time.Millisecond))
-	if err != nil {
-		return err
-	}
-	if a.g.json {
-		if err := a.printJSON(map[string]any{"messageId": id, "status": m.Status, "message": m}); err != nil {
+	return func(ctx context.Context, args []string) error {
+		if err := wantArgs(args, 0, "no arguments (the payload goes in --payload)"); err != nil {
 			return err
 		}
-	} else {
-		line := m.Status
-		if m.Reason != "" {
-			line += " " + m.Reason
+		if *agent == "" || *payload == "" {
+			return usagef("send needs --agent and --payload")
 		}
-		if m.LastError != "" {
-			line += ": " + m.LastError
+		body, err := a.readPayload(*payload)
+		if err != nil {
+			return err
 		}
-		fmt.Fprintln(a.stdout, line)
+		switch {
+		case *count < 1:
+			return usagef("--count must be at least 1")
+		case *batch < 0 || *batch > 1000:
+			return usagef("--batch must be from 1 to 1000 (0: no batches)")
+		case *wait && (*count > 1 || *batch > 0):
+			return usagef("--wait sends one message: it does not go with --count or --batch")
+		}
+		newEnv := func(i int) *apiclient.Envelope {
+			env := &apiclient.Envelope{AIAgentAddress: *agent, Payload: body}
+			if *service != "" || *corr != "" || *spid != "" {
+				env.SenderMetadata = &apiclient.SenderMetadata{ServiceName: *service, CorrelationID: *corr, SenderProvidedMessageID: *spid}
+				if *spid != "" && *count > 1 {
+					env.SenderMetadata.SenderProvidedMessageID = *spid + "-" + strconv.Itoa(i+1)
+				}
+			}
+			return env
+		}
+		if *count > 1 || *batch > 0 {
+			return a.sendMany(ctx, *count, *batch, newEnv)
+		}
+		env := newEnv(0)
+		id, err := a.api().Send(ctx, env)
+		if err != nil {
+			return err
+		}
+		if !*wait {
+			if a.g.json {
+				return a.printJSON(map[string]string{"messageId": id})
+			}
+			fmt.Fprintln(a.stdout, id)
+			return nil
+		}
+		if !a.g.json {
+			fmt.Fprintln(a.stdout, id)
+		}
+		m, err := a.waitTerminal(ctx, id, *waitTimeout, max(*poll, 10*time.Millisecond))
+		if err != nil {
+			return err
+		}
+		if a.g.json {
+			if err := a.printJSON(map[string]any{"messageId": id, "status": m.Status, "message": m}); err != nil {
+				return err
+			}
+		} else {
+			line := m.Status
+			if m.Reason != "" {
+				line += " " + m.Reason
+			}
+			if m.LastError != "" {
+				line += ": " + m.LastError
+			}
+			fmt.Fprintln(a.stdout, line)
+		}
+		if m.Status != apiclient.StatusDelivered {
+			return errReported
+		}
+		return nil
 	}
-	if m.Status != apiclient.StatusDelivered {
-		return errReported
-	}
-	return nil
 }
 
 // sendMany submits count messages, one request each or in batches of batch, and

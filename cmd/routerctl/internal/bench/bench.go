@@ -116,6 +116,12 @@ type Config struct {
 	// HTTPAdvertise is the receiver's base URL as the router must reach it.
 	// Defaults to http://<listen address>.
 	HTTPAdvertise string
+	// InboxReplicas is the replica count of the NATS inbox stream (JetStream
+	// StreamConfig.Replicas: 1, or up to 5 on a cluster). Defaults to 1.
+	InboxReplicas int
+	// InboxStorage is the NATS inbox stream's storage, InboxStorageMemory or
+	// InboxStorageFile (a cluster run that kills nodes needs file). Defaults to memory.
+	InboxStorage string
 	// RunID names the run's agents, subjects and stream. Defaults to 8 random hex digits.
 	RunID string
 	// Progress receives a progress line every ProgressEvery (nil = none).
@@ -145,6 +151,8 @@ func (c Config) withDefaults() Config {
 	c.PayloadBytes = cmp.Or(c.PayloadBytes, DefaultPayloadBytes)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, DefaultDrainTimeout)
 	c.HTTPListen = cmp.Or(c.HTTPListen, DefaultHTTPListen)
+	c.InboxReplicas = cmp.Or(c.InboxReplicas, 1)
+	c.InboxStorage = cmp.Or(c.InboxStorage, InboxStorageMemory)
 	c.ProgressEvery = cmp.Or(c.ProgressEvery, time.Second)
 	c.NoDeliveryHint = cmp.Or(c.NoDeliveryHint, 10*time.Second)
 	if c.RunID == "" {
@@ -178,6 +186,10 @@ func (c Config) validate() error {
 		return bad("ordering keys must be between 0 and 1000000")
 	case c.PayloadBytes < 0 || c.PayloadBytes > 16<<20:
 		return bad("payload bytes must be between 0 and 16 MiB")
+	case c.InboxReplicas < 1 || c.InboxReplicas > 5:
+		return bad("inbox replicas must be between 1 and 5 (JetStream's limit), not %d", c.InboxReplicas)
+	case c.InboxStorage != InboxStorageMemory && c.InboxStorage != InboxStorageFile:
+		return bad("inbox storage must be memory or file, not %q", c.InboxStorage)
 	}
 	if err := c.validateStage(); err != nil {
 		return err
@@ -194,6 +206,12 @@ func (c Config) validate() error {
 func (c Config) usesNATS() bool {
 	return c.Mode == ModeNATS || c.Stage != StageIngest && c.Inbox != InboxHTTP
 }
+
+// Storage of the NATS inbox stream (Config.InboxStorage).
+const (
+	InboxStorageMemory = "memory"
+	InboxStorageFile   = "file"
+)
 
 // StreamName is the inbox stream of a run.
 func StreamName(runID string) string { return "BENCH_INBOX_" + runID }
@@ -348,12 +366,19 @@ func (r *run) connectNATS(onCleanup func(func(context.Context) error)) error {
 
 func (r *run) startNATSInbox(ctx context.Context, onCleanup func(func(context.Context) error)) error {
 	name := StreamName(r.cfg.RunID)
+	storage := jetstream.MemoryStorage
+	if r.cfg.InboxStorage == InboxStorageFile {
+		storage = jetstream.FileStorage
+	}
 	_, err := r.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:     name,
 		Subjects: []string{"bench." + r.cfg.RunID + ".inbox.>"},
-		// Memory and bounded: the run reads its inbox as it fills, and a bench must
-		// not leave disk behind if it dies before cleanup (MaxAge expires the rest).
-		Storage:   jetstream.MemoryStorage,
+		// Bounded, and in memory by default: the run reads its inbox as it fills, and
+		// a bench must not leave disk behind if it dies before cleanup (MaxAge
+		// expires the rest). On a cluster, --inbox-replicas 3 --inbox-storage file
+		// lets the inbox survive a node's loss (issue 9 item 6).
+		Storage:   storage,
+		Replicas:  r.cfg.InboxReplicas,
 		Retention: jetstream.LimitsPolicy,
 		MaxBytes:  256 << 20,
 		MaxAge:    time.Hour,

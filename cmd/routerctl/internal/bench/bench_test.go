@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,6 +169,51 @@ func TestRunStopsWhenCancelled(t *testing.T) {
 	requireCleanedUp(t, b, res)
 }
 
+// streamProbe records the inbox stream's configuration the first time the run
+// reports progress, while the stream exists.
+type streamProbe struct {
+	js   jetstream.JetStream
+	name string
+	once sync.Once
+	cfg  chan jetstream.StreamConfig
+}
+
+func (p *streamProbe) Write(b []byte) (int, error) {
+	p.once.Do(func() {
+		s, err := p.js.Stream(context.Background(), p.name)
+		if err == nil {
+			p.cfg <- s.CachedInfo().Config
+		}
+		close(p.cfg)
+	})
+	return len(b), nil
+}
+
+// TestInboxStreamReplicasAndStorage: --inbox-replicas and --inbox-storage reach the
+// inbox stream (issue 9 item 6); a single server refuses replicas > 1, so the run
+// fails cleanly there instead of silently making an R1 stream.
+func TestInboxStreamReplicasAndStorage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, benchtest.Options{})
+	_, js := b.env.NATS.Connect(t)
+	b.cfg.RunID, b.cfg.Inbox, b.cfg.InboxStorage = "filestore", InboxNATS, InboxStorageFile
+	probe := &streamProbe{js: js, name: StreamName("filestore"), cfg: make(chan jetstream.StreamConfig, 1)}
+	b.cfg.Progress, b.cfg.ProgressEvery = probe, 5*time.Millisecond
+	res, err := Run(context.Background(), b.cfg)
+	require.NoError(t, err)
+	require.EqualValues(t, 200, res.Delivered)
+	cfg, ok := <-probe.cfg
+	require.True(t, ok, "the inbox stream was seen while the run was going")
+	require.Equal(t, jetstream.FileStorage, cfg.Storage)
+	require.Equal(t, 1, cfg.Replicas)
+	requireCleanedUp(t, b, res)
+
+	b = setup(t, benchtest.Options{})
+	b.cfg.RunID, b.cfg.InboxReplicas = "replicated", 3
+	_, err = Run(context.Background(), b.cfg)
+	require.ErrorContains(t, err, "error creating the inbox stream BENCH_INBOX_replicated")
+}
+
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	c := apiclient.New(time.Second, 1)
@@ -179,6 +225,8 @@ func TestConfigValidation(t *testing.T) {
 		{Client: c, Rate: -1},
 		{Client: c, Agents: -1},
 		{Client: c, RunID: "a.b"},
+		{Client: c, InboxReplicas: 6},
+		{Client: c, InboxStorage: "disk"},
 	} {
 		_, err := Run(context.Background(), cfg)
 		require.ErrorIs(t, err, ErrConfig, "%+v", cfg)
