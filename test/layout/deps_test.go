@@ -34,12 +34,12 @@ func forbidden(list []string, prefixes ...string) []string {
 	return hits
 }
 
-// TestProductionBinariesDoNotLinkNATSServer: cmd/ingest, cmd/router and cmd/cams talk
-// to a NATS server; only the dev runner (cmd/msgrouter), the chaos harness and tests
-// embed one (issue 10 item 4).
+// TestProductionBinariesDoNotLinkNATSServer: the binaries of the production image
+// (Dockerfile: ingest, router, cams, routerctl) talk to a NATS server; only the dev
+// runner (cmd/msgrouter), the chaos harness and tests embed one (issue 10 item 4).
 func TestProductionBinariesDoNotLinkNATSServer(t *testing.T) {
 	t.Parallel()
-	list := deps(t, module+"/cmd/ingest", module+"/cmd/router", module+"/cmd/cams")
+	list := deps(t, module+"/cmd/ingest", module+"/cmd/router", module+"/cmd/cams", module+"/cmd/routerctl")
 	require.Contains(t, list, module+"/cmd/router", "go list saw the binaries")
 	require.Empty(t, forbidden(list, "github.com/nats-io/nats-server/v2"))
 }
