@@ -28,7 +28,7 @@ test-browser: ## operator console tests in headless Chromium (needs node/npm and
 lint: ## gofmt, go vet, no nats-server in production binaries, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	@if $(GO) list -deps ./cmd/ingest ./cmd/router ./cmd/cams | grep -q nats-server; then echo "lint: a production binary links nats-server (issue 10; go list -deps ./cmd/ingest ./cmd/router ./cmd/cams)"; exit 1; fi
+	@if $(GO) list -deps ./cmd/ingest ./cmd/router ./cmd/cams ./cmd/routerctl | grep -q nats-server; then echo "lint: a production binary links nats-server (issue 10; go list -deps ./cmd/ingest ./cmd/router ./cmd/cams ./cmd/routerctl)"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 bench: build ## start the system as separate processes and measure each stage: drain, all, ingest (see BENCHMARKS.md)
