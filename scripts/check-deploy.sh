@@ -3,8 +3,8 @@
 # where they are installed:
 #   promtool  (Debian: apt-get install -y --no-install-recommends prometheus)
 #   docker compose (only if a Docker CLI is present)
-# The Go tests of internal/e2e check the same files against the running services
-# (metric and label names, env variables, ports): go test ./internal/e2e/...
+# The Go tests of test/e2e check the same files against the running services
+# (metric and label names, env variables, ports): go test ./test/e2e/...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +26,7 @@ fi
 if command -v docker >/dev/null && docker compose version >/dev/null 2>&1; then
   docker compose -f docker-compose.yml --profile observability --profile demo config --quiet || status=1
 else
-  echo "check-deploy: no docker compose; docker-compose.yml is checked by go test ./internal/e2e -run TestCompose" >&2
+  echo "check-deploy: no docker compose; docker-compose.yml is checked by go test ./test/e2e -run TestCompose" >&2
 fi
 
 if [ "$status" -eq 0 ]; then echo "check-deploy: OK"; fi

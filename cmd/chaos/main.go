@@ -1,4 +1,4 @@
-// Command chaos runs msgrouter's fault-injection suite (internal/chaos) against the
+// Command chaos runs msgrouter's fault-injection suite (test/chaos) against the
 // built binaries: its own nats-server, its own Postgres database, one ingest and
 // three router replicas, fake CAMS and inboxes, on loopback. It prints a table per
 // scenario and exits 1 when any accepted message was lost (2 on bad usage or when
@@ -6,7 +6,7 @@
 //
 //	go build -o bin/ ./cmd/ingest ./cmd/router && go run ./cmd/chaos --short
 //
-// Wiring only: the suite is internal/chaos.
+// Wiring only: the suite is test/chaos.
 package main
 
 import (
@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/msgrouter/msgrouter/internal/chaos"
+	"github.com/msgrouter/msgrouter/test/chaos"
 )
 
 func main() {
