@@ -278,6 +278,9 @@ func flagError(err error) string {
 // run executes one command line and returns the exit status.
 func (a *app) run(ctx context.Context, args []string) int {
 	root := a.root()
+	if args == nil {
+		args = []string{} // cobra reads os.Args when given nil
+	}
 	root.SetArgs(args)
 	return a.fail(root.ExecuteContext(ctx))
 }
