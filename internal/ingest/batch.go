@@ -18,7 +18,6 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/auth"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
-	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
 
@@ -135,7 +134,7 @@ func (h *Handler) postBatch(w http.ResponseWriter, r *http.Request) {
 			window = window[1:]
 		}
 		start := time.Now()
-		f, err := h.async.PublishMsgAsync(newMsg(ctx, id, env), jetstream.WithExpectStream(stream.Name))
+		f, err := h.async.PublishMsgAsync(newMsg(ctx, id, env), expectStream)
 		p := pending{res: res, id: id, future: f, start: start}
 		if err != nil {
 			h.publishFailed(ctx, r, p, err)

@@ -115,14 +115,17 @@ func Parse(body []byte) (*Envelope, error) {
 	if !utf8.Valid(body) {
 		return nil, invalid("the body is not valid UTF-8")
 	}
-	var env Envelope
-	if err := json.Unmarshal(body, &env); err != nil {
-		return nil, decodeError(err)
+	env, ok := decodeFast(body)
+	if !ok {
+		env = new(Envelope)
+		if err := json.Unmarshal(body, env); err != nil {
+			return nil, decodeError(err)
+		}
 	}
 	if err := env.Validate(); err != nil {
 		return nil, err
 	}
-	return &env, nil
+	return env, nil
 }
 
 func decodeError(err error) error {
@@ -243,9 +246,19 @@ func (e *Envelope) Marshal() []byte {
 	return append(b, '}')
 }
 
+// appendString appends s as a JSON string exactly as json.Marshal writes it (HTML
+// characters escaped too). Printable ASCII with nothing to escape — addresses and
+// metadata nearly always — is copied as it is, without json.Marshal's allocation.
 func appendString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // cannot fail for a string
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // cannot fail for a string
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Namespaces of the name-based ids. Fixed forever: changing them changes ids.

@@ -30,6 +30,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 	"github.com/msgrouter/msgrouter/internal/migrate"
 	"github.com/msgrouter/msgrouter/internal/outbox"
+	"github.com/msgrouter/msgrouter/internal/pguuid"
 	"github.com/msgrouter/msgrouter/internal/stream"
 )
 
@@ -313,6 +314,9 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	}
 	pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60000"
 	pc.ConnConfig.RuntimeParams["application_name"] = "msgrouter-router"
+	// uuid.UUID as 16 raw bytes instead of pgx's driver.Valuer fallback (package
+	// pguuid; 20–29 % of the router's CPU in a drain, BENCHMARKS.md "Levers").
+	pc.AfterConnect = pguuid.AfterConnect
 	// The query mode is pgx's default (cached prepared statements) unless DATABASE_URL
 	// sets default_query_exec_mode: behind PgBouncer in transaction pooling, `exec`
 	// (README, "Running in production"). Overriding it here would make that impossible.

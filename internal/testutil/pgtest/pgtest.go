@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/msgrouter/msgrouter/internal/migrate"
+	"github.com/msgrouter/msgrouter/internal/pguuid"
 )
 
 // BaseURL is the server tests create their databases on.
@@ -72,7 +73,12 @@ func New(t testing.TB) *pgxpool.Pool {
 	url := NewURL(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, url)
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	pc.AfterConnect = pguuid.AfterConnect // as router.OpenPool does
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
