@@ -19,12 +19,11 @@ const (
 // the row by then (DESIGN §6).
 const OutcomeSuperseded = "SUPERSEDED"
 
-// orderSettle is how long a keyed row waits after its takeover before it may be
-// claimed. Router replicas take batches over concurrently, so an earlier message of
-// a key can commit a little after a later one; the head rule (claimSQL) puts it
-// first only if it lands before the later one is claimed. A batch delayed longer
-// than this (a replica killed mid-takeover, a stalled CAMS lookup) can still let a
-// later message of its key go first: see README "Ordering keys".
+// orderSettle is how long a keyed job waits at the order gate when the dispatcher
+// has no AckFloor to read (a dispatcher on its own, in this package's tests): an
+// earlier message of its key committed a little later by a concurrent batch still
+// lands first if it lands within this time. The router always reads the ack floor
+// (ordergate.go).
 var orderSettle = 150 * time.Millisecond
 
 // holdSQL puts held rows back to wait without an attempt (DESIGN §5a): the row is

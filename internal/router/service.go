@@ -125,7 +125,16 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	defer httpDeliverer.Close()
 	store := outbox.NewStore(pool)
 	var takeover *Takeover
+	var cons *consumer.Consumer // set below, before the dispatcher starts
 	dispatcher := outbox.New(outbox.Config{
+		// Keyed messages wait for the consumer's ack floor (DESIGN §5a, outbox/ordergate.go).
+		AckFloor: func(ctx context.Context) (uint64, error) {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return info.AckFloor.Stream, nil
+		},
 		Store: store,
 		Deliverer: delivery.Router{
 			cams.TypeNATSSubject:  delivery.NewNATS(js),
@@ -171,7 +180,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	if o.WrapHandler != nil {
 		handler = o.WrapHandler(handler)
 	}
-	cons, err := consumer.New(ctx, consumer.Config{
+	cons, err = consumer.New(ctx, consumer.Config{
 		Stream:   st,
 		Consumer: consCfg,
 		Handler:  handler,
