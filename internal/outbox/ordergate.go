@@ -276,6 +276,9 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 	if err != nil && ctx.Err() == nil {
 		d.log.WarnContext(ctx, "error claiming keyed messages at the order gate; they are claimed after the lease", slog.Any("error", err))
 	}
+	if len(looked) > len(claimed) {
+		d.Poke() // rows the unpark check made due again go out with the next sweep
+	}
 	var again []*gated
 	for _, g := range pass {
 		j := g.job
@@ -287,9 +290,11 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 		case looked[j.ID] || err != nil:
 			// Parked behind its key's head (the trigger wakes it), or left to the
 			// sweep after the lease.
-		case g.tries < 5:
+		default:
+			// Locked elsewhere this instant (the trigger of a transaction deleting
+			// its key's head), or gone: look again, until the time limit above.
 			g.tries++
-			again = append(again, g) // locked elsewhere this instant: look again
+			again = append(again, g)
 		}
 	}
 	if len(again) > 0 {
