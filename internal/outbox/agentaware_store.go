@@ -159,15 +159,14 @@ var parkFor = 30 * time.Second
 // unparkHeadsSQL makes due again the parked rows that are heads of their key by now.
 // It runs after the parking claim committed, with a snapshot of its own: a head
 // that left the outbox while the claim parked its successor — its trigger ran
-// before the successor was visible or parked — is seen gone here, so no key is left
-// parked behind a head that is no more. An earlier row locked by another
-// transaction right now (most likely being deleted) counts as gone, and a parked row
-// locked right now is left alone — the trigger of the transaction that deletes its
-// head holds it, and wakes it (SKIP LOCKED both): the statement never waits, so it
-// cannot deadlock with the transactions recording results (each holds the rows it
-// deletes and waits for the trigger's head). Unparking
-// a row that is not the head is harmless: every claim checks the head rule again and
-// parks it anew.
+// before the successor was visible or parked — is seen gone here, so the key is not
+// left parked behind a head that is no more. It takes no lock it would wait for
+// (a parked row locked right now is left alone: the trigger of the transaction
+// deleting its head holds it, and wakes it), so it cannot deadlock with the
+// transactions recording results. A head still being deleted when it runs is seen
+// still there: the dispatcher runs the check again a little later (recheckParked).
+// Unparking a row that is not the head is harmless: every claim checks the head
+// rule again and parks it anew.
 const unparkHeadsSQL = `
 UPDATE outbox o SET due_at = now(), parked = false
 WHERE o.message_id IN (SELECT message_id FROM outbox WHERE message_id = ANY($1) AND parked FOR UPDATE SKIP LOCKED)
@@ -176,12 +175,13 @@ WHERE o.message_id IN (SELECT message_id FROM outbox WHERE message_id = ANY($1) 
       SELECT 1 FROM outbox p
       WHERE p.ai_agent_address = o.ai_agent_address AND p.ordering_key = o.ordering_key
         AND p.ordering_key IS NOT NULL
-        AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id)
-      FOR KEY SHARE OF p SKIP LOCKED)`
+        AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id))`
 
-func (s *Store) unparkHeads(ctx context.Context, ids []uuid.UUID) error {
-	if _, err := s.pool.Exec(ctx, unparkHeadsSQL, ids); err != nil {
-		return fmt.Errorf("error checking parked rows: %w", err)
+// unparkHeads runs unparkHeadsSQL on ids and returns how many it made due.
+func (s *Store) unparkHeads(ctx context.Context, ids []uuid.UUID) (int64, error) {
+	tag, err := s.pool.Exec(ctx, unparkHeadsSQL, ids)
+	if err != nil {
+		return 0, fmt.Errorf("error checking parked rows: %w", err)
 	}
-	return nil
+	return tag.RowsAffected(), nil
 }

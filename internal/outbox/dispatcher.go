@@ -186,6 +186,7 @@ type Dispatcher struct {
 	ctx       context.Context // cancelled when Stop gives up waiting
 	cancel    context.CancelFunc
 	sweepStop context.CancelFunc
+	sweepCtx  context.Context // ends when Stop begins
 	workers   sync.WaitGroup // lanes and sweep
 	completer sync.WaitGroup
 	startOnce sync.Once
@@ -210,6 +211,11 @@ type done struct {
 	Result
 	job *Job
 }
+
+// completers is how many result writers run at once. A keyed message's successor
+// is claimed when its result is written (ordergate.go), so a busy key moves at the
+// pace of these writes: more writers, shorter batches, less time per key.
+var completers = 4
 
 // routeLane is the key of the lane that routes replayed rows afresh.
 const routeLane = "\x00route"
@@ -242,12 +248,13 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		d.writeCtx, d.writeCancel = context.WithCancel(context.WithoutCancel(ctx))
 		var sweepCtx context.Context
 		sweepCtx, d.sweepStop = context.WithCancel(d.ctx)
+		d.sweepCtx = sweepCtx
 		d.workers.Add(4)
 		go d.runGate(sweepCtx)
 		go d.sweep(sweepCtx)
 		go d.reapLanes(sweepCtx)
 		go d.watchAgents(sweepCtx)
-		for range 2 {
+		for range completers {
 			d.completer.Add(1)
 			go d.complete()
 		}
@@ -448,7 +455,8 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) int {
 		return 0 // lanes are busy: leave rows in the outbox, where they wait for free
 	}
 	claimedAt := time.Now()
-	rows, looked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
+	rows, looked, parked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
+	d.recheckParked(parked)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.WarnContext(ctx, "outbox sweep failed", slog.Any("error", err))

@@ -140,11 +140,11 @@ SELECT message_id, true FROM parked`
 // key, parks the others that wait behind their head, and returns the token, the
 // claimed ids and the ids it looked at (claimed or parked). An id not looked at is
 // locked elsewhere, gone, or already moved on.
-func (s *Store) claimGated(ctx context.Context, ids []uuid.UUID, lease time.Duration) (uuid.UUID, map[uuid.UUID]bool, map[uuid.UUID]bool, error) {
+func (s *Store) claimGated(ctx context.Context, ids []uuid.UUID, lease time.Duration) (uuid.UUID, map[uuid.UUID]bool, map[uuid.UUID]bool, []uuid.UUID, error) {
 	token := uuid.New()
 	rows, err := s.pool.Query(ctx, claimGatedSQL, ids, lease, token, parkFor)
 	if err != nil {
-		return token, nil, nil, fmt.Errorf("error claiming keyed rows: %w", err)
+		return token, nil, nil, nil, fmt.Errorf("error claiming keyed rows: %w", err)
 	}
 	claimed, looked := map[uuid.UUID]bool{}, map[uuid.UUID]bool{}
 	var parked []uuid.UUID
@@ -153,7 +153,7 @@ func (s *Store) claimGated(ctx context.Context, ids []uuid.UUID, lease time.Dura
 		var isParked bool
 		if err := rows.Scan(&id, &isParked); err != nil {
 			rows.Close()
-			return token, nil, nil, fmt.Errorf("error claiming keyed rows: %w", err)
+			return token, nil, nil, nil, fmt.Errorf("error claiming keyed rows: %w", err)
 		}
 		looked[id] = true
 		if isParked {
@@ -163,14 +163,14 @@ func (s *Store) claimGated(ctx context.Context, ids []uuid.UUID, lease time.Dura
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return token, nil, nil, fmt.Errorf("error claiming keyed rows: %w", err)
+		return token, nil, nil, nil, fmt.Errorf("error claiming keyed rows: %w", err)
 	}
 	if len(parked) > 0 {
-		if err := s.unparkHeads(ctx, parked); err != nil {
-			return token, claimed, looked, err
+		if _, err := s.unparkHeads(ctx, parked); err != nil {
+			return token, claimed, looked, parked, err
 		}
 	}
-	return token, claimed, looked, nil
+	return token, claimed, looked, parked, nil
 }
 
 // orderGate holds keyed jobs handed over by the takeover until the ack floor
@@ -272,13 +272,11 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 		ids[i] = g.job.ID
 	}
 	claimedAt := time.Now()
-	token, claimed, looked, err := d.cfg.Store.claimGated(ctx, ids, d.cfg.Lease)
+	token, claimed, looked, parked, err := d.cfg.Store.claimGated(ctx, ids, d.cfg.Lease)
 	if err != nil && ctx.Err() == nil {
 		d.log.WarnContext(ctx, "error claiming keyed messages at the order gate; they are claimed after the lease", slog.Any("error", err))
 	}
-	if len(looked) > len(claimed) {
-		d.Poke() // rows the unpark check made due again go out with the next sweep
-	}
+	d.recheckParked(parked)
 	var again []*gated
 	for _, g := range pass {
 		j := g.job
@@ -302,4 +300,33 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 		d.gate.waiting = append(d.gate.waiting, again...)
 		d.gate.mu.Unlock()
 	}
+}
+
+// recheckDelays are when rows a claim just parked are checked again
+// (unparkHeadsSQL; the claim checked them once already): a head that was being
+// deleted while they were parked is gone by then.
+var recheckDelays = []time.Duration{20 * time.Millisecond, 200 * time.Millisecond}
+
+// recheckParked runs the unpark check on ids after each of recheckDelays, and pokes
+// the sweep when it made rows due. It never blocks.
+func (d *Dispatcher) recheckParked(ids []uuid.UUID) {
+	if len(ids) == 0 {
+		return
+	}
+	ctx := d.sweepCtx
+	var at func(i int)
+	at = func(i int) {
+		time.AfterFunc(recheckDelays[i], func() {
+			if ctx.Err() != nil {
+				return
+			}
+			if n, err := d.cfg.Store.unparkHeads(ctx, ids); err == nil && n > 0 {
+				d.Poke()
+			}
+			if i+1 < len(recheckDelays) {
+				at(i + 1)
+			}
+		})
+	}
+	at(0)
 }

@@ -25,7 +25,7 @@ func TestClaimGatedTakesHeadsOnly(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, swept, "keyed rows wait for the gate, not the sweep")
 
-	_, claimed, looked, err := f.store.claimGated(f.ctx, ids, time.Minute)
+	_, claimed, looked, _, err := f.store.claimGated(f.ctx, ids, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, map[uuid.UUID]bool{recs[0].ID: true, recs[2].ID: true}, claimed, "the head of a and of b")
 	require.True(t, looked[recs[1].ID], "the second of a was looked at (parked)")
@@ -34,7 +34,7 @@ func TestClaimGatedTakesHeadsOnly(t *testing.T) {
 	require.True(t, parked)
 
 	// Claimed rows are not claimed twice.
-	_, again, _, err := f.store.claimGated(f.ctx, ids, time.Minute)
+	_, again, _, _, err := f.store.claimGated(f.ctx, ids, time.Minute)
 	require.NoError(t, err)
 	require.Empty(t, again)
 }
@@ -53,7 +53,7 @@ func TestCompleteNextClaimsSuccessor(t *testing.T) {
 		recs = append(recs, r)
 	}
 	f.takeover(time.Hour, recs[:2]...)
-	token, claimed, _, err := f.store.claimGated(f.ctx, []uuid.UUID{recs[0].ID, recs[1].ID}, time.Minute)
+	token, claimed, _, _, err := f.store.claimGated(f.ctx, []uuid.UUID{recs[0].ID, recs[1].ID}, time.Minute)
 	require.NoError(t, err)
 	require.True(t, claimed[recs[0].ID])
 	// The third arrives later and still waits at the gate (due only after its lease).

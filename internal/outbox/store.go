@@ -267,17 +267,17 @@ FROM parked p`
 // on the database clock. The claim commits at once: no transaction stays open
 // across delivery.
 func (s *Store) Claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, error) {
-	out, _, err := s.claim(ctx, limit, lease)
+	out, _, _, err := s.claim(ctx, limit, lease)
 	return out, err
 }
 
 // claim is Claim that also reports how many rows it looked at (claimed or parked),
-// so a sweep knows whether more may be due.
-func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, int, error) {
+// so a sweep knows whether more may be due, and the ids it parked.
+func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, int, []uuid.UUID, error) {
 	token := uuid.New()
 	rows, err := s.pool.Query(ctx, claimSQL, limit, lease, token, parkFor)
 	if err != nil {
-		return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+		return nil, 0, nil, fmt.Errorf("error claiming outbox rows: %w", err)
 	}
 	var out []Claimed
 	var parked []uuid.UUID
@@ -289,7 +289,7 @@ func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Cl
 			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route, &c.AgentSecrets,
 			&c.OrderingKey, &expires, &isParked); err != nil {
 			rows.Close()
-			return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+			return nil, 0, nil, fmt.Errorf("error claiming outbox rows: %w", err)
 		}
 		if isParked {
 			parked = append(parked, c.ID)
@@ -301,14 +301,14 @@ func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Cl
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+		return nil, 0, nil, fmt.Errorf("error claiming outbox rows: %w", err)
 	}
 	if len(parked) > 0 {
-		if err := s.unparkHeads(ctx, parked); err != nil {
-			return out, len(out) + len(parked), err
+		if _, err := s.unparkHeads(ctx, parked); err != nil {
+			return out, len(out) + len(parked), parked, err
 		}
 	}
-	return out, len(out) + len(parked), nil
+	return out, len(out) + len(parked), parked, nil
 }
 
 // Outcome kinds of a finished claim.
