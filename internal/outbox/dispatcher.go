@@ -187,7 +187,7 @@ type Dispatcher struct {
 	cancel    context.CancelFunc
 	sweepStop context.CancelFunc
 	sweepCtx  context.Context // ends when Stop begins
-	workers   sync.WaitGroup // lanes and sweep
+	workers   sync.WaitGroup  // lanes and sweep
 	completer sync.WaitGroup
 	startOnce sync.Once
 	stopOnce  sync.Once
