@@ -304,8 +304,10 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 
 // recheckDelays are when rows a claim just parked are checked again
 // (unparkHeadsSQL; the claim checked them once already): a head that was being
-// deleted while they were parked is gone by then.
-var recheckDelays = []time.Duration{20 * time.Millisecond, 200 * time.Millisecond}
+// deleted while they were parked is gone by then — on a loaded Postgres a result
+// write can take a second, hence the later checks. The 30 s park (parkFor) stays
+// the last resort.
+var recheckDelays = []time.Duration{20 * time.Millisecond, 200 * time.Millisecond, time.Second, 3 * time.Second}
 
 // recheckParked runs the unpark check on ids after each of recheckDelays, and pokes
 // the sweep when it made rows due. It never blocks.
