@@ -44,13 +44,17 @@ type ordered struct {
 func markOrdered(scenario string, msgs []*tracked) {
 	last := map[string]*tracked{}
 	count := map[string]int{}
+	index := map[string]int{} // agents sharing an inbox get keys of their own
 	for i, m := range msgs {
 		if i%orderedEvery != 1 || m.direct || m.agent.arrivals == nil {
 			continue
 		}
+		if _, ok := index[m.agent.address]; !ok {
+			index[m.agent.address] = len(index)
+		}
 		n := count[m.agent.address]
 		count[m.agent.address]++
-		key := fmt.Sprintf("%s-k%d", scenario, n%orderedKeys)
+		key := fmt.Sprintf("%s-a%d-k%d", scenario, index[m.agent.address], n%orderedKeys)
 		id := m.agent.address + "\x00" + key
 		o := &ordered{key: key, prev: last[id], sent: make(chan struct{})}
 		if o.prev != nil {

@@ -37,7 +37,7 @@ func TestOrderedTraffic(t *testing.T) {
 		m.acceptedAt = time.Now()
 		in.record(m.wantID, m.payload)
 	}
-	keys := []string{"ord-k0", "ord-k1", "ord-k2"}
+	keys := []string{"ord-a0-k0", "ord-a0-k1", "ord-a0-k2"}
 	k0, k1 := byKey[keys[0]], byKey[keys[1]]
 	for _, m := range k0 { // in order, with a duplicate and a gap: fine
 		if m.ord.kseq == 2 {
@@ -54,6 +54,6 @@ func TestOrderedTraffic(t *testing.T) {
 	judgeOrder(&res, msgs)
 	require.Equal(t, 1, res.OutOfOrder)
 	require.Len(t, res.Problems, 1)
-	require.Contains(t, res.Problems[0], "key ord-k1 of a arrived out of acceptance order: [1 0 2]")
+	require.Contains(t, res.Problems[0], "key ord-a0-k1 of a arrived out of acceptance order: [1 0 2]")
 	require.False(t, res.done().Passed)
 }

@@ -91,6 +91,13 @@ type Config struct {
 	// replica, a redelivery) goes first (DESIGN §5a, ordergate.go). nil = keyed
 	// messages wait a fixed 150 ms instead (tests of this package).
 	AckFloor func(ctx context.Context) (uint64, error)
+	// StreamKey returns the address and ordering key of the stream message at seq
+	// ("" for none: unkeyed, unparseable or gone). With it, a keyed message whose
+	// gate is held by the ack floor for longer than gateStuck passes when no stream
+	// message between the floor and it belongs to its key: a message of another
+	// agent that CAMS cannot route holds back only its own key (DESIGN §4, §5a).
+	// nil = keyed messages wait for the floor itself.
+	StreamKey func(ctx context.Context, seq uint64) (address, key string, err error)
 	// InboxAuth returns an agent's inbox credentials for each HTTP attempt, looked
 	// up at delivery time (never stored in the outbox; DESIGN §4); nil = none. An
 	// error makes the row wait, like Secrets. Nil func = no credentials.

@@ -179,7 +179,21 @@ type orderGate struct {
 	mu      sync.Mutex
 	waiting []*gated
 	wake    chan struct{}
+
+	// Used by runGate only.
+	floor      uint64
+	floorSince time.Time         // when the floor last moved
+	keys       map[uint64]string // stream seq → address\x00key, above the floor
 }
+
+// gateStuck is how long the ack floor must stand still before the gate looks at
+// the stream messages between the floor and a waiting job (StreamKey): longer than
+// a batch normally takes, so in normal operation the floor alone decides.
+var gateStuck = 250 * time.Millisecond
+
+// gateScanMax bounds how many stream messages one look reads; a job further than
+// this above the floor keeps waiting for the floor.
+const gateScanMax = 20000
 
 type gated struct {
 	job   *Job
@@ -248,14 +262,35 @@ func (d *Dispatcher) ackFloor(ctx context.Context) (uint64, bool) {
 
 func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 	now := time.Now()
+	g := &d.gate
+	if floor != g.floor || g.floorSince.IsZero() {
+		g.floor, g.floorSince = floor, now
+		for s := range g.keys {
+			if s <= floor {
+				delete(g.keys, s)
+			}
+		}
+	}
+	stuck := d.cfg.AckFloor != nil && d.cfg.StreamKey != nil && now.Sub(g.floorSince) > gateStuck
 	var pass []*gated
+	d.gate.mu.Lock()
+	waiting := append([]*gated(nil), d.gate.waiting...)
+	d.gate.mu.Unlock()
+	free := map[*gated]bool{}
+	if stuck {
+		for _, w := range waiting {
+			if w.job.OrderSeq > floor && !d.earlierOfKey(ctx, floor, w.job) {
+				free[w] = true
+			}
+		}
+	}
 	d.gate.mu.Lock()
 	keep := d.gate.waiting[:0]
 	for _, g := range d.gate.waiting {
 		switch {
 		case now.Sub(g.since) > d.cfg.Lease*3/4:
 			// The row comes due by itself after the lease: the sweep has it.
-		case d.cfg.AckFloor == nil && now.Sub(g.since) >= orderSettle, d.cfg.AckFloor != nil && g.job.OrderSeq <= floor:
+		case d.cfg.AckFloor == nil && now.Sub(g.since) >= orderSettle, d.cfg.AckFloor != nil && g.job.OrderSeq <= floor, free[g]:
 			pass = append(pass, g)
 		default:
 			keep = append(keep, g)
@@ -331,4 +366,58 @@ func (d *Dispatcher) recheckParked(ids []uuid.UUID) {
 		})
 	}
 	at(0)
+}
+
+// earlierOfKey reports whether a stream message between floor and j (exclusive)
+// belongs to j's key and is not taken over yet, or might (the stream or Postgres
+// could not say, or the range is longer than gateScanMax): then j waits for the
+// floor. Stream messages read are remembered until the floor passes them, so a
+// stuck floor costs one read per message.
+func (d *Dispatcher) earlierOfKey(ctx context.Context, floor uint64, j *Job) bool {
+	if j.OrderSeq-floor > gateScanMax {
+		return true
+	}
+	if d.gate.keys == nil {
+		d.gate.keys = map[uint64]string{}
+	}
+	want := j.Address + "\x00" + j.OrderingKey
+	var same []int64
+	for seq := floor + 1; seq < j.OrderSeq; seq++ {
+		k, ok := d.gate.keys[seq]
+		if !ok {
+			c, cancel := context.WithTimeout(ctx, 2*time.Second)
+			addr, key, err := d.cfg.StreamKey(c, seq)
+			cancel()
+			if err != nil {
+				return true
+			}
+			if key != "" {
+				k = addr + "\x00" + key
+			}
+			d.gate.keys[seq] = k
+		}
+		if k == want {
+			same = append(same, int64(seq))
+		}
+	}
+	if len(same) == 0 {
+		return false
+	}
+	c, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	all, err := d.cfg.Store.takenOver(c, j.Address, j.OrderingKey, same)
+	return err != nil || !all
+}
+
+// takenOver reports whether messages of (address, key) accepted at every one of
+// seqs are recorded (DESIGN §5a: their place in the key is then known to the head
+// rule).
+func (s *Store) takenOver(ctx context.Context, address, key string, seqs []int64) (bool, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(DISTINCT order_seq) FROM messages
+        WHERE ordering_key = $2 AND ai_agent_address = $1 AND order_seq = ANY($3)`, address, key, seqs).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("error looking for earlier messages of a key: %w", err)
+	}
+	return n == len(seqs), nil
 }

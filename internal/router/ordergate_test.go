@@ -3,6 +3,7 @@ package router_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -44,7 +45,7 @@ func TestLateTakeoverKeepsOrder(t *testing.T) {
 		return consumer.Action{}, false
 	}
 	e := setup(t, map[string]string{"CAMS_API_URL": fc.srv.URL, "BREAKER_FAILURES": "1000"}, router.Options{
-		AckWait: time.Second,
+		AckWait: 5 * time.Second,
 		WrapHandler: func(h consumer.Handler) consumer.Handler {
 			return func(ctx context.Context, msgs []jetstream.Msg) []consumer.Action {
 				out := make([]consumer.Action, len(msgs))
@@ -68,15 +69,30 @@ func TestLateTakeoverKeepsOrder(t *testing.T) {
 	})
 	srv, log := orderedInbox(t, 0, nil)
 	fc.set("late", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
+	fc.set("other", cams.TypeHTTPEndpoint, srv.URL, cams.StatusActive, "")
 	const n = 8
-	var ids []string
+	var ids, free []string
+	var killed0 string
 	for i := range n {
 		for _, k := range []string{"killed", "nakked"} {
 			id := uuid.NewString()
 			ids = append(ids, id)
+			if k == "killed" && i == 0 {
+				killed0 = id
+			}
 			e.publish(keyed("late", k, i, time.Time{}), id)
 		}
+		id := uuid.NewString()
+		free = append(free, id)
+		e.publish(keyed("other", "free", i, time.Time{}), id)
 	}
+	// Another agent's key has no message among those held back: it does not wait
+	// for them (the gate reads the stream messages holding the floor back).
+	for _, id := range free {
+		e.waitStatus(id, "DELIVERED")
+	}
+	code, _ := e.get(killed0)
+	require.Equal(t, http.StatusNotFound, code, "another key waited for the message held back (redelivered only after AckWait, 5s)")
 	for _, id := range ids {
 		e.waitStatus(id, "DELIVERED")
 	}
@@ -86,4 +102,5 @@ func TestLateTakeoverKeepsOrder(t *testing.T) {
 	}
 	require.Equal(t, want, log.of("killed"), "a message redelivered after AckWait went after later messages of its key")
 	require.Equal(t, want, log.of("nakked"), "a Nak'd message went after later messages of its key")
+	require.Equal(t, want, log.of("free"))
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/consumer"
 	"github.com/msgrouter/msgrouter/internal/delivery"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
+	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/migrate"
 	"github.com/msgrouter/msgrouter/internal/outbox"
 	"github.com/msgrouter/msgrouter/internal/stream"
@@ -134,6 +135,21 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 				return 0, err
 			}
 			return info.AckFloor.Stream, nil
+		},
+		// What the gate reads of a stream message holding the floor (outbox/ordergate.go).
+		StreamKey: func(ctx context.Context, seq uint64) (string, string, error) {
+			m, err := st.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return "", "", nil
+			}
+			if err != nil {
+				return "", "", err
+			}
+			env, perr := message.Parse(m.Data)
+			if perr != nil {
+				return "", "", nil // never delivered: nothing to wait for
+			}
+			return env.AIAgentAddress, env.OrderingKey(), nil
 		},
 		Store: store,
 		Deliverer: delivery.Router{
