@@ -183,6 +183,7 @@ type orderGate struct {
 	// Used by runGate only.
 	floor      uint64
 	floorSince time.Time         // when the floor last moved
+	lastScan   time.Time         // when waiting jobs were last checked against the stream
 	keys       map[uint64]string // stream seq → address\x00key, above the floor
 }
 
@@ -190,6 +191,10 @@ type orderGate struct {
 // the stream messages between the floor and a waiting job (StreamKey): longer than
 // a batch normally takes, so in normal operation the floor alone decides.
 var gateStuck = 250 * time.Millisecond
+
+// gateScanEvery is how often, at most, the gate looks at the stream while the floor
+// is stuck.
+var gateScanEvery = 50 * time.Millisecond
 
 // gateScanMax bounds how many stream messages one look reads; a job further than
 // this above the floor keeps waiting for the floor.
@@ -271,7 +276,13 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 			}
 		}
 	}
-	stuck := d.cfg.AckFloor != nil && d.cfg.StreamKey != nil && now.Sub(g.floorSince) > gateStuck
+	// While the floor is stuck, the stream is looked at every gateScanEvery, not
+	// at every poll: a long stuck range costs CPU and queries per look.
+	stuck := d.cfg.AckFloor != nil && d.cfg.StreamKey != nil && now.Sub(g.floorSince) > gateStuck &&
+		now.Sub(g.lastScan) >= gateScanEvery
+	if stuck {
+		g.lastScan = now
+	}
 	var pass []*gated
 	d.gate.mu.Lock()
 	waiting := append([]*gated(nil), d.gate.waiting...)
