@@ -19,12 +19,11 @@ const (
 // the row by then (DESIGN §6).
 const OutcomeSuperseded = "SUPERSEDED"
 
-// orderSettle is how long a keyed row waits after its takeover before it may be
-// claimed. Router replicas take batches over concurrently, so an earlier message of
-// a key can commit a little after a later one; the head rule (claimSQL) puts it
-// first only if it lands before the later one is claimed. A batch delayed longer
-// than this (a replica killed mid-takeover, a stalled CAMS lookup) can still let a
-// later message of its key go first: see README "Ordering keys".
+// orderSettle is how long a keyed job waits at the order gate when the dispatcher
+// has no AckFloor to read (a dispatcher on its own, in this package's tests): an
+// earlier message of its key committed a little later by a concurrent batch still
+// lands first if it lands within this time. The router always reads the ack floor
+// (ordergate.go).
 var orderSettle = 150 * time.Millisecond
 
 // holdSQL puts held rows back to wait without an attempt (DESIGN §5a): the row is
@@ -158,24 +157,31 @@ func (s *Store) HeldCount(ctx context.Context) (int64, error) {
 var parkFor = 30 * time.Second
 
 // unparkHeadsSQL makes due again the parked rows that are heads of their key by now.
-// It runs after the parking claim committed, with a snapshot of its own, and it
-// waits (FOR KEY SHARE) for any transaction still deleting an earlier row of the key:
-// a head that left the outbox while the claim parked its successor — its trigger
-// ran before the successor was visible or parked — is seen gone here, so no key is
-// left parked behind a head that is no more.
+// It runs after the parking claim committed, with a snapshot of its own: a head
+// that left the outbox while the claim parked its successor — its trigger ran
+// before the successor was visible or parked — is seen gone here, so the key is not
+// left parked behind a head that is no more. It takes no lock it would wait for
+// (a parked row locked right now is left alone: the trigger of the transaction
+// deleting its head holds it, and wakes it), so it cannot deadlock with the
+// transactions recording results. A head still being deleted when it runs is seen
+// still there: the dispatcher runs the check again a little later (recheckParked).
+// Unparking a row that is not the head is harmless: every claim checks the head
+// rule again and parks it anew.
 const unparkHeadsSQL = `
 UPDATE outbox o SET due_at = now(), parked = false
-WHERE o.message_id = ANY($1) AND o.parked
+WHERE o.message_id IN (SELECT message_id FROM outbox WHERE message_id = ANY($1) AND parked FOR UPDATE SKIP LOCKED)
+  AND o.parked
   AND NOT EXISTS (
       SELECT 1 FROM outbox p
       WHERE p.ai_agent_address = o.ai_agent_address AND p.ordering_key = o.ordering_key
         AND p.ordering_key IS NOT NULL
-        AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id)
-      FOR KEY SHARE OF p)`
+        AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id))`
 
-func (s *Store) unparkHeads(ctx context.Context, ids []uuid.UUID) error {
-	if _, err := s.pool.Exec(ctx, unparkHeadsSQL, ids); err != nil {
-		return fmt.Errorf("error checking parked rows: %w", err)
+// unparkHeads runs unparkHeadsSQL on ids and returns how many it made due.
+func (s *Store) unparkHeads(ctx context.Context, ids []uuid.UUID) (int64, error) {
+	tag, err := s.pool.Exec(ctx, unparkHeadsSQL, ids)
+	if err != nil {
+		return 0, fmt.Errorf("error checking parked rows: %w", err)
 	}
-	return nil
+	return tag.RowsAffected(), nil
 }

@@ -84,6 +84,20 @@ type Config struct {
 	Logger         *slog.Logger
 	Registerer     prometheus.Registerer
 	TracerProvider trace.TracerProvider
+	// AckFloor returns the router consumer's ack floor (JetStream
+	// ConsumerInfo.AckFloor.Stream): every stream message at or below it has been
+	// taken over. Keyed messages wait for it to pass them before their first claim,
+	// so an earlier message of their key still on its way (another batch, another
+	// replica, a redelivery) goes first (DESIGN §5a, ordergate.go). nil = keyed
+	// messages wait a fixed 150 ms instead (tests of this package).
+	AckFloor func(ctx context.Context) (uint64, error)
+	// StreamKey returns the address and ordering key of the stream message at seq
+	// ("" for none: unkeyed, unparseable or gone). With it, a keyed message whose
+	// gate is held by the ack floor for longer than gateStuck passes when no stream
+	// message between the floor and it belongs to its key: a message of another
+	// agent that CAMS cannot route holds back only its own key (DESIGN §4, §5a).
+	// nil = keyed messages wait for the floor itself.
+	StreamKey func(ctx context.Context, seq uint64) (address, key string, err error)
 	// InboxAuth returns an agent's inbox credentials for each HTTP attempt, looked
 	// up at delivery time (never stored in the outbox; DESIGN §4); nil = none. An
 	// error makes the row wait, like Secrets. Nil func = no credentials.
@@ -161,6 +175,7 @@ type Dispatcher struct {
 	m       *metrics
 	am      *agentMetrics
 	holds   holds
+	gate    orderGate
 	tracer  trace.Tracer
 	results chan done
 	poke    chan struct{}
@@ -178,7 +193,8 @@ type Dispatcher struct {
 	ctx       context.Context // cancelled when Stop gives up waiting
 	cancel    context.CancelFunc
 	sweepStop context.CancelFunc
-	workers   sync.WaitGroup // lanes and sweep
+	sweepCtx  context.Context // ends when Stop begins
+	workers   sync.WaitGroup  // lanes and sweep
 	completer sync.WaitGroup
 	startOnce sync.Once
 	stopOnce  sync.Once
@@ -203,6 +219,11 @@ type done struct {
 	job *Job
 }
 
+// completers is how many result writers run at once. A keyed message's successor
+// is claimed when its result is written (ordergate.go), so a busy key moves at the
+// pace of these writes: more writers, shorter batches, less time per key.
+var completers = 4
+
 // routeLane is the key of the lane that routes replayed rows afresh.
 const routeLane = "\x00route"
 
@@ -218,6 +239,7 @@ func New(cfg Config) *Dispatcher {
 		poke:    make(chan struct{}, 1),
 		lanes:   map[string]*lane{},
 		holds:   holds{agents: map[string]*heldAgent{}},
+		gate:    orderGate{wake: make(chan struct{}, 1)},
 	}
 	d.am = newAgentMetrics(cfg.Registerer, d)
 	return d
@@ -233,11 +255,13 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		d.writeCtx, d.writeCancel = context.WithCancel(context.WithoutCancel(ctx))
 		var sweepCtx context.Context
 		sweepCtx, d.sweepStop = context.WithCancel(d.ctx)
-		d.workers.Add(3)
+		d.sweepCtx = sweepCtx
+		d.workers.Add(4)
+		go d.runGate(sweepCtx)
 		go d.sweep(sweepCtx)
 		go d.reapLanes(sweepCtx)
 		go d.watchAgents(sweepCtx)
-		for range 2 {
+		for range completers {
 			d.completer.Add(1)
 			go d.complete()
 		}
@@ -308,20 +332,23 @@ func (d *Dispatcher) NewJob(c Claimed, claimedAt time.Time, secrets []string, ha
 }
 
 // Handoff queues jobs taken over by this process. It never blocks: a job that finds
-// its lane full waits in the outbox instead.
+// its lane full waits in the outbox instead. Keyed jobs (not leased by the
+// takeover) go to the order gate first: claimed once every earlier stream message
+// has been taken over, if they lead their key (ordergate.go, DESIGN §5a).
 func (d *Dispatcher) Handoff(jobs ...*Job) {
-	keyed := false
+	var keyed []*Job
 	for _, j := range jobs {
 		if j.OrderingKey != "" {
-			// Not leased to us: the sweep claims each key's head once the
-			// row has settled (ordering.go, DESIGN §5a).
-			keyed = true
+			keyed = append(keyed, j)
 			continue
 		}
 		d.submit(j)
 	}
-	if keyed {
-		time.AfterFunc(orderSettle, d.Poke)
+	if len(keyed) > 0 {
+		if d.stopping.Load() {
+			return // not leased: the rows come due after the lease
+		}
+		d.gate.add(keyed)
 	}
 }
 
@@ -435,7 +462,8 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) int {
 		return 0 // lanes are busy: leave rows in the outbox, where they wait for free
 	}
 	claimedAt := time.Now()
-	rows, looked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
+	rows, looked, parked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
+	d.recheckParked(parked)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.WarnContext(ctx, "outbox sweep failed", slog.Any("error", err))
@@ -635,6 +663,7 @@ func (d *Dispatcher) route(j *Job) {
 
 func (d *Dispatcher) finish(j *Job, r Result) {
 	r.ID, r.Token = j.ID, j.Token
+	r.Address, r.OrderingKey = j.Address, j.OrderingKey
 	d.resultsMu.RLock()
 	defer d.resultsMu.RUnlock()
 	if d.resultsClosed {
@@ -663,14 +692,6 @@ func (d *Dispatcher) complete() {
 			}
 		}
 		d.write(batch)
-		for _, b := range batch {
-			if b.job.OrderingKey != "" {
-				// Its key's next message may be the head now: claim it at once
-				// rather than at the next poll (DESIGN §5a).
-				d.Poke()
-				break
-			}
-		}
 	}
 }
 
@@ -699,9 +720,20 @@ func (d *Dispatcher) write(batch []done) {
 		// Stop's context ends (writeCtx).
 		ctx, cancel := context.WithTimeout(d.writeCtx, 10*time.Second)
 		var got map[uuid.UUID]string
-		got, err = d.cfg.Store.Complete(ctx, results, d.cfg.MaxAttempts)
+		var next []Claimed
+		claimedAt := time.Now()
+		// The next row of each key a result let go of is claimed in the same
+		// transaction and goes straight to its lane (DESIGN §5a, ordergate.go).
+		got, next, err = d.cfg.Store.CompleteNext(ctx, results, d.cfg.MaxAttempts, d.cfg.Lease)
 		cancel()
 		maps.Copy(final, got)
+		for _, c := range next {
+			if c.Attempts == 0 {
+				d.am.orderingWait.Observe(claimedAt.Sub(c.AcceptedAt).Seconds())
+			}
+			d.m.claimed.Inc()
+			d.submit(d.NewJob(c, claimedAt, nil, false))
+		}
 		if err == nil {
 			break
 		}

@@ -99,12 +99,12 @@ WITH input AS (
     ON CONFLICT (message_id) DO NOTHING
     RETURNING message_id, status, reason, ai_agent_address, ordering_key, order_seq, expires_at
 ), ob AS (
-    -- Keyed rows are not leased to the taking-over process: they wait a moment
-    -- (orderSettle) so that an earlier message of their key still in another
-    -- batch can land first, then the sweep claims each key's head (ordering.go).
+    -- Keyed rows are not leased to the taking-over process: they pass the order
+    -- gate first (ordergate.go: every earlier stream message taken over), then
+    -- the gate claims each key's head. Should the process die meanwhile, they come
+    -- due after the lease like any row left behind.
     INSERT INTO outbox (message_id, due_at, lease_token, ai_agent_address, ordering_key, order_seq, expires_at)
-    SELECT message_id,
-           CASE WHEN ordering_key IS NULL THEN now() + $15::interval ELSE now() + $21::interval END,
+    SELECT message_id, now() + $15::interval,
            CASE WHEN ordering_key IS NULL THEN $16::uuid END,
            ai_agent_address, ordering_key,
            CASE WHEN ordering_key IS NOT NULL THEN order_seq END, expires_at
@@ -139,7 +139,7 @@ func (s *Store) Takeover(ctx context.Context, recs []Record, token uuid.UUID, le
 		accepted[i] = r.AcceptedAt
 	}
 	rows, err := s.pool.Query(ctx, takeoverSQL, ids, addr, status, reason, dtype, dname, payload, raw,
-		sender, corr, smid, tp, accepted, lastErr, lease, token, secrets, okey, oseq, expires, orderSettle)
+		sender, corr, smid, tp, accepted, lastErr, lease, token, secrets, okey, oseq, expires)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("error taking messages over: %w", err)
 	}
@@ -210,6 +210,7 @@ type Claimed struct {
 	Route           bool      // look the agent up afresh before delivering
 	AgentSecrets    bool      // fetch the agent's own signing secrets from CAMS
 	OrderingKey     string    // "" = unkeyed (DESIGN §5a)
+	OrderSeq        uint64    // stream sequence of a keyed message, set by the takeover (the order gate)
 	ExpiresAt       time.Time // zero = never (DESIGN §5a)
 	// Swept is true for rows claimed by the sweep (retries, replays, leftovers,
 	// keyed rows), false for rows handed over in-process right after the takeover
@@ -266,17 +267,17 @@ FROM parked p`
 // on the database clock. The claim commits at once: no transaction stays open
 // across delivery.
 func (s *Store) Claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, error) {
-	out, _, err := s.claim(ctx, limit, lease)
+	out, _, _, err := s.claim(ctx, limit, lease)
 	return out, err
 }
 
 // claim is Claim that also reports how many rows it looked at (claimed or parked),
-// so a sweep knows whether more may be due.
-func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, int, error) {
+// so a sweep knows whether more may be due, and the ids it parked.
+func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, int, []uuid.UUID, error) {
 	token := uuid.New()
 	rows, err := s.pool.Query(ctx, claimSQL, limit, lease, token, parkFor)
 	if err != nil {
-		return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+		return nil, 0, nil, fmt.Errorf("error claiming outbox rows: %w", err)
 	}
 	var out []Claimed
 	var parked []uuid.UUID
@@ -288,7 +289,7 @@ func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Cl
 			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route, &c.AgentSecrets,
 			&c.OrderingKey, &expires, &isParked); err != nil {
 			rows.Close()
-			return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+			return nil, 0, nil, fmt.Errorf("error claiming outbox rows: %w", err)
 		}
 		if isParked {
 			parked = append(parked, c.ID)
@@ -300,14 +301,14 @@ func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Cl
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("error claiming outbox rows: %w", err)
+		return nil, 0, nil, fmt.Errorf("error claiming outbox rows: %w", err)
 	}
 	if len(parked) > 0 {
-		if err := s.unparkHeads(ctx, parked); err != nil {
-			return out, len(out) + len(parked), err
+		if _, err := s.unparkHeads(ctx, parked); err != nil {
+			return out, len(out) + len(parked), parked, err
 		}
 	}
-	return out, len(out) + len(parked), nil
+	return out, len(out) + len(parked), parked, nil
 }
 
 // Outcome kinds of a finished claim.
@@ -335,6 +336,9 @@ type Result struct {
 	Delay    time.Duration // Failed, Wait: when to try again
 	Reason   string        // Dead, Rejected
 	Error    string        // Failed, Dead, Rejected
+	// Address and OrderingKey name a keyed row's key, so that recording its
+	// result can claim the key's next row in the same transaction (DESIGN §5a).
+	Address, OrderingKey string
 }
 
 const deliveredSQL = `
@@ -429,37 +433,50 @@ RETURNING message_id`
 // result twice is harmless, so the caller may retry the whole batch.
 func (s *Store) Complete(ctx context.Context, results []Result, maxAttempts int) (map[uuid.UUID]string, error) {
 	final := make(map[uuid.UUID]string, len(results))
-	err := s.completeSplit(ctx, results, maxAttempts, final)
+	err := s.completeSplit(ctx, results, maxAttempts, final, nil)
 	return final, err
+}
+
+// CompleteNext is Complete that also claims, in the same transaction, the next row
+// of every key a keyed result let go of (DESIGN §5a: the successor of a terminal
+// message goes out without waiting for a sweep). The successors are leased for
+// lease to one new token and returned; the caller must deliver them or let their
+// lease run out. A row is claimed only if it is the head of its key and due (it
+// passed the order gate: ordergate.go), as the sweep would claim it.
+func (s *Store) CompleteNext(ctx context.Context, results []Result, maxAttempts int, lease time.Duration) (map[uuid.UUID]string, []Claimed, error) {
+	final := make(map[uuid.UUID]string, len(results))
+	next := &successors{token: uuid.New(), lease: lease}
+	err := s.completeSplit(ctx, results, maxAttempts, final, next)
+	return final, next.claimed, err
 }
 
 // unstorableError is what a result's error text becomes when the row still fails
 // with its own text made storable.
 const unstorableError = "(the error text of this attempt could not be stored)"
 
-func (s *Store) completeSplit(ctx context.Context, results []Result, maxAttempts int, final map[uuid.UUID]string) error {
-	err := s.completeOnce(ctx, results, maxAttempts, final)
+func (s *Store) completeSplit(ctx context.Context, results []Result, maxAttempts int, final map[uuid.UUID]string, next *successors) error {
+	err := s.completeOnce(ctx, results, maxAttempts, final, next)
 	if err == nil || !IsDataError(err) || len(results) == 0 {
 		return err
 	}
 	if len(results) > 1 {
 		half := len(results) / 2
-		if err := s.completeSplit(ctx, results[:half], maxAttempts, final); err != nil {
+		if err := s.completeSplit(ctx, results[:half], maxAttempts, final, next); err != nil {
 			return err
 		}
-		return s.completeSplit(ctx, results[half:], maxAttempts, final)
+		return s.completeSplit(ctx, results[half:], maxAttempts, final, next)
 	}
 	r := results[0]
 	if r.Error == unstorableError {
 		return nil // left out: see Complete
 	}
 	r.Error = unstorableError
-	return s.completeSplit(ctx, []Result{r}, maxAttempts, final)
+	return s.completeSplit(ctx, []Result{r}, maxAttempts, final, next)
 }
 
 // completeOnce writes results in one transaction and adds their final statuses to
 // final only once it committed.
-func (s *Store) completeOnce(ctx context.Context, results []Result, maxAttempts int, final map[uuid.UUID]string) error {
+func (s *Store) completeOnce(ctx context.Context, results []Result, maxAttempts int, final map[uuid.UUID]string, next *successors) error {
 	var (
 		dl delivered
 		fl failed
@@ -509,6 +526,10 @@ func (s *Store) completeOnce(ctx context.Context, results []Result, maxAttempts 
 	if b.Len() == 2 {
 		return nil
 	}
+	var claimed []Claimed
+	if next != nil {
+		queueSuccessors(b, results, next, &claimed)
+	}
 	b.Queue("COMMIT")
 	// A failed statement aborts the transaction; pgxpool discards a connection
 	// returned mid-transaction, so nothing leaks into the next use.
@@ -516,6 +537,9 @@ func (s *Store) completeOnce(ctx context.Context, results []Result, maxAttempts 
 		return fmt.Errorf("error recording delivery results: %w", err)
 	}
 	maps.Copy(final, got)
+	if next != nil {
+		next.claimed = append(next.claimed, claimed...)
+	}
 	return nil
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/consumer"
 	"github.com/msgrouter/msgrouter/internal/delivery"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
+	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/migrate"
 	"github.com/msgrouter/msgrouter/internal/outbox"
 	"github.com/msgrouter/msgrouter/internal/pguuid"
@@ -127,7 +128,31 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	defer httpDeliverer.Close()
 	store := outbox.NewStore(pool)
 	var takeover *Takeover
+	var cons *consumer.Consumer // set below, before the dispatcher starts
 	dispatcher := outbox.New(outbox.Config{
+		// Keyed messages wait for the consumer's ack floor (DESIGN §5a, outbox/ordergate.go).
+		AckFloor: func(ctx context.Context) (uint64, error) {
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return 0, err
+			}
+			return info.AckFloor.Stream, nil
+		},
+		// What the gate reads of a stream message holding the floor (outbox/ordergate.go).
+		StreamKey: func(ctx context.Context, seq uint64) (string, string, error) {
+			m, err := st.GetMsg(ctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return "", "", nil
+			}
+			if err != nil {
+				return "", "", err
+			}
+			env, perr := message.Parse(m.Data)
+			if perr != nil {
+				return "", "", nil // never delivered: nothing to wait for
+			}
+			return env.AIAgentAddress, env.OrderingKey(), nil
+		},
 		Store: store,
 		Deliverer: delivery.Router{
 			mapping.TypeNATSSubject:  delivery.NewNATS(js),
@@ -173,7 +198,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	if o.WrapHandler != nil {
 		handler = o.WrapHandler(handler)
 	}
-	cons, err := consumer.New(ctx, consumer.Config{
+	cons, err = consumer.New(ctx, consumer.Config{
 		Stream:   st,
 		Consumer: consCfg,
 		Handler:  handler,

@@ -233,7 +233,7 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			ID: it.rec.ID, Token: token, Address: it.rec.Address, DestType: it.rec.DestType, DestName: it.rec.DestName,
 			Payload: it.rec.Payload, SenderID: it.rec.SenderID, CorrelationID: it.rec.CorrelationID,
 			SenderMessageID: it.rec.SenderMessageID, Traceparent: it.rec.Traceparent, AcceptedAt: it.rec.AcceptedAt,
-			OrderingKey: it.rec.OrderingKey, ExpiresAt: it.rec.ExpiresAt, Hold: addrs[it.rec.Address].dec.Hold,
+			OrderingKey: it.rec.OrderingKey, OrderSeq: it.rec.OrderSeq, ExpiresAt: it.rec.ExpiresAt, Hold: addrs[it.rec.Address].dec.Hold,
 		}, takenAt, it.secrets, true))
 	}
 	t.dispatcher.Handoff(jobs...)

@@ -181,7 +181,8 @@ type arrivals struct {
 	mu     sync.Mutex
 	counts map[string]int
 	bodies map[string][]byte
-	noID   int // deliveries without a messageId header: a contract violation
+	noID   int      // deliveries without a messageId header: a contract violation
+	order  orderLog // first arrivals of keyed messages, per key (ordered.go)
 }
 
 func newArrivals() *arrivals {
@@ -198,6 +199,7 @@ func (a *arrivals) record(id string, body []byte) {
 	a.counts[id]++
 	if a.counts[id] == 1 {
 		a.bodies[id] = body
+		a.order.note(body)
 	}
 }
 
@@ -275,6 +277,10 @@ func (in *httpInbox) serve(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusTooManyRequests, "RATE_LIMITED", "chaos: slow down")
 			return
 		}
+	}
+	if InboxMode(in.mode.Load()) == InboxOK && failKeyed(body) {
+		writeError(w, http.StatusInternalServerError, "INTERNAL", "chaos: failing a keyed delivery")
+		return
 	}
 	if r.Context().Err() != nil {
 		return

@@ -44,11 +44,12 @@ type agent struct {
 type tracked struct {
 	seq     int
 	agent   *agent
-	direct  bool   // published straight to the stream, no id of any kind (Scenario.Direct)
-	spmid   string // senderProvidedMessageId
-	body    []byte // the envelope, identical for every submission
-	payload []byte // the payload, compacted, as the inbox must receive it
-	wantID  string // the messageId DESIGN §2 derives
+	direct  bool     // published straight to the stream, no id of any kind (Scenario.Direct)
+	spmid   string   // senderProvidedMessageId
+	body    []byte   // the envelope, identical for every submission
+	payload []byte   // the payload, compacted, as the inbox must receive it
+	wantID  string   // the messageId DESIGN §2 derives
+	ord     *ordered // its ordering key and place in it, nil when unkeyed (ordered.go)
 
 	mu         sync.Mutex
 	id         string         // the accepted messageId, "" until a 202
@@ -182,6 +183,7 @@ func (l *loader) run(ctx context.Context, msgs []*tracked, d time.Duration, dupl
 	for range l.workers {
 		wg.Go(func() {
 			for m := range jobs {
+				m.waitTurn(ctx) // a keyed message goes once the previous one of its key was accepted
 				if l.gate != nil {
 					l.gate.RLock() // a fault holding the load back waits for this send
 				}
@@ -199,6 +201,7 @@ func (l *loader) run(ctx context.Context, msgs []*tracked, d time.Duration, dupl
 				if l.gate != nil {
 					l.gate.RUnlock()
 				}
+				m.doneTurn()
 			}
 		})
 	}

@@ -37,6 +37,11 @@ type Result struct {
 	Unexpected   int `json:"unexpected"`
 	Corrupted    int `json:"corrupted"`
 	IDMismatches int `json:"idMismatches"`
+	// Keyed counts the accepted messages with an ordering key; OutOfOrder the
+	// first arrivals of keyed messages after a later message of their key
+	// (DESIGN §5a; ordered.go).
+	Keyed      int `json:"keyed"`
+	OutOfOrder int `json:"outOfOrder"`
 	// RecoverSeconds runs from the end of the fault (the end of the load without
 	// one) until every message accepted before then is terminal (-1: some never
 	// were). MaxLatencySeconds is the longest time from a 202 to a terminal status.
@@ -49,7 +54,7 @@ type Result struct {
 }
 
 func (r Result) done() Result {
-	r.Passed = r.Lost == 0 && r.Unexpected == 0 && r.Corrupted == 0 && r.IDMismatches == 0 && len(r.Problems) == 0
+	r.Passed = r.Lost == 0 && r.Unexpected == 0 && r.Corrupted == 0 && r.IDMismatches == 0 && r.OutOfOrder == 0 && len(r.Problems) == 0
 	return r
 }
 
@@ -73,7 +78,7 @@ type Report struct {
 // WriteTable renders the report for people.
 func (r *Report) WriteTable(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\taccepted\tdelivered\trejected\tdead\tduplicates\tlost\tstuck\tretries\trecover\tmax latency\tresult\t")
+	fmt.Fprintln(tw, "scenario\taccepted\tdelivered\trejected\tdead\tduplicates\tlost\tstuck\tkeyed\tout of order\tretries\trecover\tmax latency\tresult\t")
 	for _, x := range r.Results {
 		result := "PASS"
 		switch {
@@ -86,8 +91,8 @@ func (r *Report) WriteTable(w io.Writer) {
 		if x.RecoverSeconds < 0 {
 			recover = "never"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.1fs\t%s\t\n", x.Scenario, x.Accepted, x.Delivered,
-			x.Rejected, x.DeadLettered, x.Duplicates, x.Lost, x.Stuck, x.Retries, recover, x.MaxLatencySeconds, result)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.1fs\t%s\t\n", x.Scenario, x.Accepted, x.Delivered,
+			x.Rejected, x.DeadLettered, x.Duplicates, x.Lost, x.Stuck, x.Keyed, x.OutOfOrder, x.Retries, recover, x.MaxLatencySeconds, result)
 	}
 	tw.Flush()
 	for _, x := range r.Results {

@@ -156,6 +156,7 @@ func (h *harness) runScenario(ctx context.Context, sc Scenario, t timing, n int,
 	}
 	msgs := newBatch(runID, sc.Name, n, agents)
 	markDirect(msgs, sc.Direct)
+	markOrdered(sc.Name, msgs)
 	h.batch = msgs
 	ld := newLoader(h.ingestURL(), h.js, 32)
 	ld.gate = &h.gate
@@ -216,6 +217,7 @@ func (h *harness) runScenario(ctx context.Context, sc Scenario, t timing, n int,
 		h.resolveDirect(ctx, chk, msgs, drainBy)
 	}
 	h.judge(&res, msgs, faultEnd)
+	judgeOrder(&res, msgs)
 	if sc.Check != nil {
 		sc.Check(ctx, h, &res, msgs, faultEnd)
 	}
