@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"time"
 )
 
 // Go is a Service running loop on a goroutine of its own. The loop gets a context
@@ -56,6 +57,9 @@ type HTTPServer struct {
 	Server   *http.Server
 	Listener net.Listener
 	Before   func()
+	// Grace, when set, bounds the graceful part of Stop further than Stop's
+	// context (pprof: a profile still streaming is cut after a second).
+	Grace time.Duration
 
 	failed chan error
 	done   chan struct{}
@@ -95,9 +99,18 @@ func (s *HTTPServer) Stop(ctx context.Context) error {
 		if s.Before != nil {
 			s.Before()
 		}
-		err := s.Server.Shutdown(ctx)
+		sctx := ctx
+		if s.Grace > 0 {
+			var cancel context.CancelFunc
+			sctx, cancel = context.WithTimeout(ctx, s.Grace)
+			defer cancel()
+		}
+		err := s.Server.Shutdown(sctx)
 		if err != nil {
 			_ = s.Server.Close()
+			if ctx.Err() == nil {
+				err = nil // only the grace ran out: cutting the rest short is the plan
+			}
 		}
 		<-s.done // Serve returns at once after Shutdown or Close
 		return err

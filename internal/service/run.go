@@ -33,9 +33,7 @@ func (g *Group) Start(ctx context.Context, stopTimeout time.Duration, parts ...P
 			continue
 		}
 		if err := p.Service.Start(ctx); err != nil {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
-			g.Stop(sctx)
-			cancel()
+			g.StopWithin(ctx, stopTimeout)
 			return fmt.Errorf("error starting %s: %w", p.Name, err)
 		}
 		g.started = append(g.started, p)
@@ -91,7 +89,12 @@ func (g *Group) Failed(ctx context.Context) <-chan error {
 // time are logged, not returned (their work comes back, DESIGN §8.4). ready, if
 // not nil, is called once everything has started.
 func Run(ctx context.Context, log *slog.Logger, stopTimeout time.Duration, ready func(), parts ...Part) error {
-	g := NewGroup(log)
+	return NewGroup(log).Run(ctx, stopTimeout, ready, parts...)
+}
+
+// Run is the package's Run on a Group that may already hold started parts
+// (started before the rest could be built); they are stopped last, with the rest.
+func (g *Group) Run(ctx context.Context, stopTimeout time.Duration, ready func(), parts ...Part) error {
 	if err := g.Start(ctx, stopTimeout, parts...); err != nil {
 		return err
 	}
@@ -104,16 +107,22 @@ func Run(ctx context.Context, log *slog.Logger, stopTimeout time.Duration, ready
 	select {
 	case <-ctx.Done():
 	case err = <-failed:
-		log.ErrorContext(ctx, "stopping", slog.Any("error", err))
+		g.log.ErrorContext(ctx, "stopping", slog.Any("error", err))
 	}
 	cancel()
-	log.InfoContext(ctx, "stopping", slog.Duration("shutdown_timeout", stopTimeout))
+	g.log.InfoContext(ctx, "stopping", slog.Duration("shutdown_timeout", stopTimeout))
 	start := time.Now()
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
-	defer scancel()
-	g.Stop(sctx)
-	log.InfoContext(sctx, "stopped", slog.Duration("took", time.Since(start)))
+	g.StopWithin(ctx, stopTimeout)
+	g.log.InfoContext(ctx, "stopped", slog.Duration("took", time.Since(start)))
 	return err
+}
+
+// StopWithin is Stop bounded by timeout, on a context that keeps ctx's values but
+// not its cancellation: for a defer on the paths that return before Run.
+func (g *Group) StopWithin(ctx context.Context, timeout time.Duration) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	g.Stop(sctx)
 }
 
 func isNil(s Service) bool {
