@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -40,7 +41,7 @@ func NewRegistry() *prometheus.Registry {
 // .env notices and the start line, and return a context cancelled by SIGINT or
 // SIGTERM. An invalid configuration exits with status 2 and one line naming the
 // variable (DESIGN §10). name prefixes that line and the start line
-// ("msgrouter <name> starting"); common picks LOG_LEVEL and LOG_FORMAT out of the
+// ("starting msgrouter <name>"); common picks LOG_LEVEL and LOG_FORMAT out of the
 // loaded configuration.
 func Main[C interface{ LogAttrs() []slog.Attr }](name string, load func(*config.Env) (C, error), common func(C) config.Common) (
 	ctx context.Context, stop context.CancelFunc, cfg C, log *slog.Logger) {
@@ -55,7 +56,7 @@ func Main[C interface{ LogAttrs() []slog.Attr }](name string, load func(*config.
 		Exit(name, 2, err)
 	}
 	env.LogNotices(context.Background(), log)
-	log.LogAttrs(context.Background(), slog.LevelInfo, "msgrouter "+name+" starting",
+	log.LogAttrs(context.Background(), slog.LevelInfo, "starting msgrouter "+name,
 		append(cfg.LogAttrs(), slog.String("version", config.Version))...)
 	ctx, stop = signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	return ctx, stop, cfg, log
@@ -142,6 +143,10 @@ func Drain(nc *nats.Conn) Service {
 	}}
 }
 
+// ErrPostgresUnreachable is wrapped by OpenPool's error when Postgres did not
+// answer a ping within 10 s.
+var ErrPostgresUnreachable = errors.New("cannot reach Postgres")
+
 // OpenPool connects to Postgres as the router (application_name
 // msgrouter-router). See OpenPoolAs.
 func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
@@ -177,7 +182,7 @@ func OpenPoolAs(ctx context.Context, url, appName string) (*pgxpool.Pool, error)
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
 		// One line: pgx lists every address it tried on lines of their own.
-		return nil, fmt.Errorf("cannot reach Postgres at %s (set DATABASE_URL, or start Postgres): %s",
+		return nil, fmt.Errorf("%w at %s (set DATABASE_URL, or start Postgres): %s", ErrPostgresUnreachable,
 			config.MaskDSN(describe(pc)), strings.Join(strings.Fields(err.Error()), " "))
 	}
 	return pool, nil
