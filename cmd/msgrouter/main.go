@@ -30,7 +30,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/camsserver"
@@ -39,6 +38,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/logging"
 	"github.com/msgrouter/msgrouter/internal/pprof"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/service"
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
@@ -131,9 +131,7 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			if err := f(reg); err != nil {
+			if err := f(service.NewRegistry()); err != nil {
 				errs <- fmt.Errorf("%s: %w", name, err)
 				cancel()
 			}
