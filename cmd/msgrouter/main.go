@@ -138,7 +138,7 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 		}()
 	}
 	runService("cams", func(reg *prometheus.Registry) error {
-		return camsserver.Run(ctx, camsCfg, base.With("service", "cams"), reg)
+		return camsserver.Run(ctx, camsCfg, base.With("service", "cams"), reg, camsserver.WithTracerProvider(tp))
 	})
 	// The router applies the migrations; CAMS applies its own. Give CAMS its
 	// moment so the demo agent can be registered as soon as the router is up.

@@ -3,7 +3,6 @@ package audit_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/audit"
+	"github.com/msgrouter/msgrouter/internal/testutil/blackhole"
 )
 
 // With Postgres not answering (a partition), a scheduled audit hangs on its first
@@ -19,30 +19,9 @@ import (
 // cancels the audit. TestMain's goleak checks the loop ended.
 func TestSchedulerStopBoundedWhilePostgresIsDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@"+blackhole.Listen(t)+"/x")
 	require.NoError(t, err)
-	var conns []net.Conn
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c) // held open, never answered
-		}
-	}()
-	pool, err := pgxpool.New(context.Background(), "postgres://nobody@"+ln.Addr().String()+"/x")
-	require.NoError(t, err)
-	defer func() {
-		pool.Close()
-		_ = ln.Close()
-		<-accepted
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
+	defer pool.Close()
 
 	s := audit.NewScheduler(audit.SchedulerConfig{Interval: 10 * time.Millisecond, DB: pool,
 		Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()})

@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
 	"github.com/msgrouter/msgrouter/internal/config"
@@ -22,12 +23,23 @@ var ErrPostgresUnreachable = service.ErrPostgresUnreachable
 
 // Run serves the reference CAMS on cfg.Addr until ctx is cancelled, then shuts down
 // gracefully within cfg.ShutdownTimeout and returns nil. See Serve.
-func Run(ctx context.Context, cfg config.CAMS, log *slog.Logger, reg *prometheus.Registry) error {
+func Run(ctx context.Context, cfg config.CAMS, log *slog.Logger, reg *prometheus.Registry, opts ...ServeOption) error {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("CAMS_ADDR: %w", err)
 	}
-	return Serve(ctx, ln, cfg, log, reg)
+	return Serve(ctx, ln, cfg, log, reg, opts...)
+}
+
+// ServeOption adjusts Run and Serve.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct{ tp trace.TracerProvider }
+
+// WithTracerProvider makes Serve use tp instead of setting telemetry up itself (a
+// process running several services sets telemetry up once).
+func WithTracerProvider(tp trace.TracerProvider) ServeOption {
+	return func(o *serveOptions) { o.tp = tp }
 }
 
 // Serve is Run on a listener the caller opened (tests and an all-in-one binary use
@@ -38,8 +50,12 @@ func Run(ctx context.Context, cfg config.CAMS, log *slog.Logger, reg *prometheus
 // start (Postgres unreachable: ErrPostgresUnreachable; bad keys; migrations) are
 // returned at once. reg receives the metrics and is what /metrics shows; nil = a
 // fresh registry with the Go and process collectors.
-func Serve(ctx context.Context, ln net.Listener, cfg config.CAMS, log *slog.Logger, reg *prometheus.Registry) error {
+func Serve(ctx context.Context, ln net.Listener, cfg config.CAMS, log *slog.Logger, reg *prometheus.Registry, opts ...ServeOption) error {
 	defer ln.Close()
+	var o serveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if reg == nil {
 		reg = service.NewRegistry()
 	}
@@ -51,12 +67,16 @@ func Serve(ctx context.Context, ln net.Listener, cfg config.CAMS, log *slog.Logg
 	// defer covers the paths that return before it).
 	g := service.NewGroup(log)
 	defer g.StopWithin(ctx, cfg.ShutdownTimeout)
-	tp, flush, err := service.Telemetry(ctx, "msgrouter-cams")
-	if err != nil {
-		return err
-	}
-	if err := g.Start(ctx, cfg.ShutdownTimeout, service.Part{Name: "telemetry", Service: flush}); err != nil {
-		return err
+	tp := o.tp
+	if tp == nil {
+		var flush service.Service
+		tp, flush, err = service.Telemetry(ctx, "msgrouter-cams")
+		if err != nil {
+			return err
+		}
+		if err := g.Start(ctx, cfg.ShutdownTimeout, service.Part{Name: "telemetry", Service: flush}); err != nil {
+			return err
+		}
 	}
 	pool, err := service.OpenPoolAs(ctx, cfg.DatabaseURL, "msgrouter-cams")
 	if err != nil {

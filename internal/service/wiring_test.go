@@ -2,7 +2,6 @@ package service_test
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/msgrouter/msgrouter/internal/service"
+	"github.com/msgrouter/msgrouter/internal/testutil/blackhole"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
 
@@ -34,28 +34,7 @@ func TestDrainBoundedWhileNATSIsDown(t *testing.T) {
 // answers: Stop returns within its context, with an error.
 func TestTelemetryFlushBoundedWhileTheCollectorHangs(t *testing.T) {
 	// Not parallel: t.Setenv.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var held []net.Conn
-	accepted := make(chan struct{})
-	go func() {
-		defer close(accepted)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
-	defer func() {
-		_ = ln.Close()
-		<-accepted
-		for _, c := range held {
-			_ = c.Close()
-		}
-	}()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+ln.Addr().String())
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+blackhole.Listen(t))
 	t.Setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "60000")
 	tp, flush, err := service.Telemetry(t.Context(), "test")
 	require.NoError(t, err)
