@@ -36,11 +36,9 @@ import (
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/logging"
-	"github.com/msgrouter/msgrouter/internal/pprof"
 	"github.com/msgrouter/msgrouter/internal/router"
 	"github.com/msgrouter/msgrouter/internal/service"
 	"github.com/msgrouter/msgrouter/internal/stream"
-	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
 
 const (
@@ -108,19 +106,21 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 		return err
 	}
 	base.LogAttrs(ctx, slog.LevelInfo, "msgrouter (all-in-one) starting", append(routerCfg.LogAttrs(), slog.String("version", config.Version))...)
-	tp, shutdownTracing, err := telemetry.Setup(ctx, "msgrouter", config.Version)
+	// Telemetry and one pprof endpoint for the whole process (the services would
+	// each set them up): started first, stopped last.
+	tp, flush, err := service.Telemetry(ctx, "msgrouter")
 	if err != nil {
 		return err
 	}
-	defer shutdownTracing(context.Background()) //nolint:errcheck
-	if routerCfg.PprofAddr != "" {
-		// One pprof endpoint for the whole process (the services would each start one).
-		stopPprof, err := pprof.Start(routerCfg.PprofAddr, base)
-		if err != nil {
-			return fmt.Errorf("PPROF_ADDR: %w", err)
-		}
-		defer stopPprof()
-		camsCfg.PprofAddr, ingestCfg.PprofAddr, routerCfg.PprofAddr = "", "", ""
+	pp, err := service.Pprof(routerCfg.PprofAddr, base)
+	if err != nil {
+		return err
+	}
+	camsCfg.PprofAddr, ingestCfg.PprofAddr, routerCfg.PprofAddr = "", "", ""
+	g := service.NewGroup(base)
+	defer g.StopWithin(ctx, routerCfg.ShutdownTimeout)
+	if err := g.Start(ctx, routerCfg.ShutdownTimeout, service.Part{Name: "telemetry", Service: flush}, service.Part{Name: "pprof", Service: pp}); err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -51,8 +51,12 @@ func ConsumerConfig() jetstream.ConsumerConfig {
 
 // Options are the parts Run takes from its caller.
 type Options struct {
-	Logger         *slog.Logger
-	Registry       *prometheus.Registry
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Registry receives the metrics and is what /metrics shows. Defaults to
+	// service.NewRegistry().
+	Registry *prometheus.Registry
+	// TracerProvider defaults to none (no spans).
 	TracerProvider trace.TracerProvider
 	// Ready receives the admin address once the router serves (tests and the
 	// all-in-one binary wait on it).
@@ -63,15 +67,40 @@ type Options struct {
 	WrapHandler func(consumer.Handler) consumer.Handler
 }
 
+// withDefaults fills the zero values (STYLE.md, convention 1).
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = service.NewRegistry()
+	}
+	return o
+}
+
+// validate returns one error naming the first option that cannot work.
+func (o Options) validate() error {
+	if o.AckWait < 0 {
+		return fmt.Errorf("router: AckWait must not be negative (got %s)", o.AckWait)
+	}
+	return nil
+}
+
 // NATSBreakerOpenTimeout caps the open period of a NATS subject's breaker: a JetStream
 // leader election takes a few seconds (~7 s measured in issue 9), and deliveries must
 // resume within seconds of it, not after a full BREAKER_OPEN_TIMEOUT (DESIGN §5).
 const NATSBreakerOpenTimeout = 2 * time.Second
 
-// Run runs a router replica until ctx is cancelled, then shuts down gracefully
-// within cfg.ShutdownTimeout: stop pulling, finish or hand back batches and
-// deliveries, write their results, close.
+// Run runs a router replica until ctx is cancelled or its admin server fails,
+// then shuts down gracefully within cfg.ShutdownTimeout: stop pulling, finish or
+// hand back batches and deliveries, write their results, close (service.Run:
+// reverse start order, on every exit path). It returns nil after ctx ended, the
+// error that kept it from starting, or the admin server's failure.
 func Run(ctx context.Context, cfg config.Router, o Options) error {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return err
+	}
 	log := o.Logger
 	reg := o.Registry
 	adminKeys, err := auth.Parse(cfg.AdminAPIKeys)
