@@ -6,35 +6,26 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/config"
-	"github.com/msgrouter/msgrouter/internal/logging"
+	"github.com/msgrouter/msgrouter/internal/service"
 )
 
 func main() {
-	env := config.FromOS() // also reads ENV_FILE or ./.env (issue 14)
-	cfg, err := config.LoadCAMS(env)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cams:", err)
-		os.Exit(2)
-	}
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "rotate-secrets-key":
 			// Re-encrypt every stored secret with CAMS_SECRETS_KEY, reading values
 			// sealed with CAMS_SECRETS_KEY_PREVIOUS or stored in plain text.
+			cfg, err := config.LoadCAMS(config.FromOS())
+			if err != nil {
+				service.Exit("cams", 2, err)
+			}
 			n, err := camsserver.RotateSecretsKey(context.Background(), cfg)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "cams rotate-secrets-key:", err)
-				os.Exit(1)
+				service.Exit("cams rotate-secrets-key", 1, err)
 			}
 			fmt.Printf("re-encrypted the secrets of %d agents\n", n)
 			return
@@ -46,23 +37,10 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cams:", err)
-		os.Exit(2)
-	}
-	env.LogNotices(context.Background(), log)
-	log.LogAttrs(context.Background(), slog.LevelInfo, "cams starting",
-		append(cfg.LogAttrs(), slog.String("version", config.Version))...)
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop, cfg, log := service.Main("cams", config.LoadCAMS, func(c config.CAMS) config.Common { return c.Common })
 	defer stop()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	if err := camsserver.Run(ctx, cfg, log, reg); err != nil {
-		fmt.Fprintln(os.Stderr, "cams:", err)
-		os.Exit(1)
+	if err := camsserver.Run(ctx, cfg, log, service.NewRegistry()); err != nil {
+		stop()
+		service.Exit("cams", 1, err)
 	}
 }

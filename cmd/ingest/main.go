@@ -7,47 +7,16 @@
 package main
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
-	"github.com/msgrouter/msgrouter/internal/logging"
+	"github.com/msgrouter/msgrouter/internal/service"
 )
 
 func main() {
-	env := config.FromOS() // also reads ENV_FILE or ./.env (issue 14)
-	cfg, err := config.LoadIngest(env)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ingest:", err)
-		os.Exit(2)
-	}
-	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ingest:", err)
-		os.Exit(2)
-	}
-	env.LogNotices(context.Background(), log)
-	log.LogAttrs(context.Background(), slog.LevelInfo, "starting msgrouter ingest",
-		append(cfg.LogAttrs(), slog.String("version", config.Version))...)
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop, cfg, log := service.Main("ingest", config.LoadIngest, func(c config.Ingest) config.Common { return c.Common })
 	defer stop()
-	if err := ingest.Run(ctx, cfg, log, reg); err != nil {
-		// One plain line, whatever LOG_FORMAT says: this is what an operator reads
-		// when the process will not start.
-		fmt.Fprintln(os.Stderr, "ingest:", err)
+	if err := ingest.Run(ctx, cfg, log, service.NewRegistry()); err != nil {
 		stop()
-		os.Exit(1)
+		service.Exit("ingest", 1, err)
 	}
 }

@@ -30,17 +30,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/logging"
-	"github.com/msgrouter/msgrouter/internal/pprof"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/service"
 	"github.com/msgrouter/msgrouter/internal/stream"
-	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
 
 const (
@@ -108,19 +106,21 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 		return err
 	}
 	base.LogAttrs(ctx, slog.LevelInfo, "msgrouter (all-in-one) starting", append(routerCfg.LogAttrs(), slog.String("version", config.Version))...)
-	tp, shutdownTracing, err := telemetry.Setup(ctx, "msgrouter", config.Version)
+	// Telemetry and one pprof endpoint for the whole process (the services would
+	// each set them up): started first, stopped last.
+	tp, flush, err := service.Telemetry(ctx, "msgrouter")
 	if err != nil {
 		return err
 	}
-	defer shutdownTracing(context.Background()) //nolint:errcheck
-	if routerCfg.PprofAddr != "" {
-		// One pprof endpoint for the whole process (the services would each start one).
-		stopPprof, err := pprof.Start(routerCfg.PprofAddr, base)
-		if err != nil {
-			return fmt.Errorf("PPROF_ADDR: %w", err)
-		}
-		defer stopPprof()
-		camsCfg.PprofAddr, ingestCfg.PprofAddr, routerCfg.PprofAddr = "", "", ""
+	pp, err := service.Pprof(routerCfg.PprofAddr, base)
+	if err != nil {
+		return err
+	}
+	camsCfg.PprofAddr, ingestCfg.PprofAddr, routerCfg.PprofAddr = "", "", ""
+	g := service.NewGroup(base)
+	defer g.StopWithin(ctx, routerCfg.ShutdownTimeout)
+	if err := g.Start(ctx, routerCfg.ShutdownTimeout, service.Part{Name: "telemetry", Service: flush}, service.Part{Name: "pprof", Service: pp}); err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -131,16 +131,14 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			if err := f(reg); err != nil {
+			if err := f(service.NewRegistry()); err != nil {
 				errs <- fmt.Errorf("%s: %w", name, err)
 				cancel()
 			}
 		}()
 	}
 	runService("cams", func(reg *prometheus.Registry) error {
-		return camsserver.Run(ctx, camsCfg, base.With("service", "cams"), reg)
+		return camsserver.Run(ctx, camsCfg, base.With("service", "cams"), reg, camsserver.WithTracerProvider(tp))
 	})
 	// The router applies the migrations; CAMS applies its own. Give CAMS its
 	// moment so the demo agent can be registered as soon as the router is up.

@@ -11,20 +11,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/msgrouter/msgrouter/internal/config"
-	"github.com/msgrouter/msgrouter/internal/logging"
 	"github.com/msgrouter/msgrouter/internal/migrate"
-	"github.com/msgrouter/msgrouter/internal/pprof"
 	"github.com/msgrouter/msgrouter/internal/router"
-	"github.com/msgrouter/msgrouter/internal/telemetry"
+	"github.com/msgrouter/msgrouter/internal/service"
 )
 
 func main() {
@@ -41,56 +33,48 @@ func main() {
 		fmt.Fprintf(os.Stderr, "router: unknown command %q (want run or migrate)\n", cmd)
 		os.Exit(2)
 	}
-	env := config.FromOS() // also reads ENV_FILE or ./.env (issue 14)
-	cfg, err := config.LoadRouter(env)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "router:", err)
-		os.Exit(2)
-	}
-	log, err := logging.New(os.Stderr, cfg.LogLevel, cfg.LogFormat)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "router:", err)
-		os.Exit(2)
-	}
-	env.LogNotices(context.Background(), log)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop, cfg, log := service.Main("router", config.LoadRouter, func(c config.Router) config.Common { return c.Common })
 	defer stop()
 
 	if cmd == "migrate" {
-		pool, err := router.OpenPool(ctx, cfg.DatabaseURL)
+		n, err := migrateOnly(ctx, cfg.DatabaseURL)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "router:", err)
-			os.Exit(1)
-		}
-		defer pool.Close()
-		n, err := migrate.Apply(ctx, pool, migrate.Router)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "router:", err)
-			os.Exit(1)
+			stop()
+			service.Exit("router", 1, err)
 		}
 		fmt.Printf("applied %d migration(s)\n", n)
 		return
 	}
 
-	log.LogAttrs(ctx, slog.LevelInfo, "router starting", append(cfg.LogAttrs(), slog.String("version", config.Version))...)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	tp, shutdownTracing, err := telemetry.Setup(ctx, "msgrouter-router", config.Version)
+	tp, flush, err := service.Telemetry(ctx, "msgrouter-router")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "router:", err)
-		os.Exit(2)
+		stop()
+		service.Exit("router", 2, err)
 	}
-	defer shutdownTracing(context.Background()) //nolint:errcheck
-	if cfg.PprofAddr != "" {
-		stopPprof, err := pprof.Start(cfg.PprofAddr, log)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "router: PPROF_ADDR:", err)
-			os.Exit(2)
-		}
-		defer stopPprof()
+	pp, err := service.Pprof(cfg.PprofAddr, log)
+	if err != nil {
+		stop()
+		service.Exit("router", 2, err)
 	}
-	if err := router.Run(ctx, cfg, router.Options{Logger: log, Registry: reg, TracerProvider: tp}); err != nil {
-		fmt.Fprintln(os.Stderr, "router:", err)
-		os.Exit(1)
+	// Telemetry and pprof outlive the router's own parts: started first, stopped last.
+	g := service.NewGroup(log)
+	if err := g.Start(ctx, cfg.ShutdownTimeout, service.Part{Name: "telemetry", Service: flush}, service.Part{Name: "pprof", Service: pp}); err != nil {
+		stop()
+		service.Exit("router", 1, err)
 	}
+	err = router.Run(ctx, cfg, router.Options{Logger: log, Registry: service.NewRegistry(), TracerProvider: tp})
+	g.StopWithin(ctx, cfg.ShutdownTimeout)
+	if err != nil {
+		stop()
+		service.Exit("router", 1, err)
+	}
+}
+
+func migrateOnly(ctx context.Context, url string) (int, error) {
+	pool, err := service.OpenPool(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	return migrate.Apply(ctx, pool, migrate.Router)
 }

@@ -287,17 +287,17 @@ func TestSchedulerMetricsAndLock(t *testing.T) {
 	_, err = conn.Exec(t.Context(), "SELECT pg_advisory_unlock($1)", int64(0x6d73677261756474))
 	require.NoError(t, err)
 
-	s.Stop() // never started: nothing to stop
+	require.NoError(t, s.Stop(t.Context())) // never started: nothing to stop
 
 	// On a schedule: it runs by itself and stops when told.
 	reg2 := prometheus.NewRegistry()
 	s2 := audit.NewScheduler(audit.SchedulerConfig{Interval: 50 * time.Millisecond, JS: f.js, DB: f.pool,
 		Audit: audit.Config{IdleTimeout: 2 * time.Second}, Logger: slog.New(slog.DiscardHandler), Registerer: reg2})
-	s2.Start(t.Context())
+	require.NoError(t, s2.Start(t.Context()))
 	require.Eventually(t, func() bool { return value(t, reg2, "msgrouter_audit_last_run_timestamp_seconds") > 0 },
 		20*time.Second, 20*time.Millisecond)
-	s2.Stop()
-	s2.Stop()
+	require.NoError(t, s2.Stop(t.Context()))
+	require.NoError(t, s2.Stop(t.Context()))
 	require.InDelta(t, 1, value(t, reg2, "msgrouter_audit_missing_messages"), 0)
 }
 

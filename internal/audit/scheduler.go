@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/msgrouter/msgrouter/internal/service"
 )
 
 // lockKey is the Postgres advisory lock one audit holds, so that of many router
@@ -83,11 +85,13 @@ func NewScheduler(cfg SchedulerConfig) *Scheduler {
 	return &Scheduler{cfg: cfg, m: m}
 }
 
-// Start launches the loop (nothing when Interval is zero). Stop ends it.
-func (s *Scheduler) Start(ctx context.Context) {
+// Start launches the loop (nothing when Interval is zero); the loop also ends
+// with ctx. Stop ends it. Idempotent; the error is always nil (the
+// internal/service shape).
+func (s *Scheduler) Start(ctx context.Context) error {
 	if s.cfg.Interval <= 0 {
 		s.cfg.Logger.InfoContext(ctx, "scheduled audit off (AUDIT_INTERVAL=0)")
-		return
+		return nil
 	}
 	a := s.cfg.Audit.withDefaults()
 	s.cfg.Logger.InfoContext(ctx, "scheduled audit on", slog.Duration("audit_interval", s.cfg.Interval),
@@ -96,23 +100,32 @@ func (s *Scheduler) Start(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.done != nil {
-		return
+		return nil
 	}
 	ctx, s.stop = context.WithCancel(ctx)
 	s.done = make(chan struct{})
 	go s.loop(ctx, s.done)
+	return nil
 }
 
-// Stop cancels a running audit and waits for the loop to end. Idempotent.
-func (s *Scheduler) Stop() {
+// Stop cancels a running audit and waits for the loop to end, until ctx ends
+// (DESIGN §8.4: shutdown is bounded, also while Postgres or NATS is down); then it
+// returns an error wrapping ctx.Err() and the loop ends as soon as the audit's
+// cancelled call returns. Idempotent; a Stop before Start does nothing.
+func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	stop, done := s.stop, s.done
+	if done == nil {
+		// Never started: a later Start does nothing either.
+		s.done = make(chan struct{})
+		close(s.done)
+	}
 	s.mu.Unlock()
 	if stop == nil {
-		return
+		return nil
 	}
 	stop()
-	<-done
+	return service.Wait(ctx, "scheduled audit", done)
 }
 
 func (s *Scheduler) loop(ctx context.Context, done chan struct{}) {

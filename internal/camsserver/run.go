@@ -6,52 +6,79 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/pprof"
-	"strings"
-	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 	"github.com/msgrouter/msgrouter/internal/migrate"
+	"github.com/msgrouter/msgrouter/internal/service"
 )
 
-// ErrPostgresUnreachable: the reference server could not reach Postgres at start.
-var ErrPostgresUnreachable = errors.New("cannot reach Postgres: set DATABASE_URL or start Postgres")
+// ErrPostgresUnreachable: the reference server could not reach Postgres at start
+// (service.ErrPostgresUnreachable).
+var ErrPostgresUnreachable = service.ErrPostgresUnreachable
 
 // Run serves the reference CAMS on cfg.Addr until ctx is cancelled, then shuts down
 // gracefully within cfg.ShutdownTimeout and returns nil. See Serve.
-func Run(ctx context.Context, cfg config.CAMS, log *slog.Logger, reg *prometheus.Registry) error {
+func Run(ctx context.Context, cfg config.CAMS, log *slog.Logger, reg *prometheus.Registry, opts ...ServeOption) error {
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("CAMS_ADDR: %w", err)
 	}
-	return Serve(ctx, ln, cfg, log, reg)
+	return Serve(ctx, ln, cfg, log, reg, opts...)
+}
+
+// ServeOption adjusts Run and Serve.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct{ tp trace.TracerProvider }
+
+// WithTracerProvider makes Serve use tp instead of setting telemetry up itself (a
+// process running several services sets telemetry up once).
+func WithTracerProvider(tp trace.TracerProvider) ServeOption {
+	return func(o *serveOptions) { o.tp = tp }
 }
 
 // Serve is Run on a listener the caller opened (tests and an all-in-one binary use
-// ":0"). It connects to Postgres (cfg.DatabaseURL), applies the CAMS migrations,
-// serves the API on ln, and when ctx is cancelled stops taking connections, lets
+// ":0"). It sets tracing up (OTEL_*, as every binary), connects to Postgres
+// (cfg.DatabaseURL), applies the CAMS migrations, serves the API on ln (and pprof
+// on PPROF_ADDR), and when ctx is cancelled stops taking connections, lets
 // requests in flight finish within cfg.ShutdownTimeout and returns nil. Errors at
 // start (Postgres unreachable: ErrPostgresUnreachable; bad keys; migrations) are
 // returned at once. reg receives the metrics and is what /metrics shows; nil = a
 // fresh registry with the Go and process collectors.
-func Serve(ctx context.Context, ln net.Listener, cfg config.CAMS, log *slog.Logger, reg *prometheus.Registry) error {
+func Serve(ctx context.Context, ln net.Listener, cfg config.CAMS, log *slog.Logger, reg *prometheus.Registry, opts ...ServeOption) error {
 	defer ln.Close()
+	var o serveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if reg == nil {
-		reg = prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = service.NewRegistry()
 	}
 	keys, err := auth.Parse(cfg.AdminAPIKeys)
 	if err != nil {
 		return fmt.Errorf("ADMIN_API_KEYS: %w", err)
 	}
-	pool, err := connect(ctx, cfg.DatabaseURL)
+	// Started in this order and stopped in reverse on every exit path (g.Run; the
+	// defer covers the paths that return before it).
+	g := service.NewGroup(log)
+	defer g.StopWithin(ctx, cfg.ShutdownTimeout)
+	tp := o.tp
+	if tp == nil {
+		var flush service.Service
+		tp, flush, err = service.Telemetry(ctx, "msgrouter-cams")
+		if err != nil {
+			return err
+		}
+		if err := g.Start(ctx, cfg.ShutdownTimeout, service.Part{Name: "telemetry", Service: flush}); err != nil {
+			return err
+		}
+	}
+	pool, err := service.OpenPoolAs(ctx, cfg.DatabaseURL, "msgrouter-cams")
 	if err != nil {
 		return err
 	}
@@ -74,37 +101,18 @@ func Serve(ctx context.Context, ln net.Listener, cfg config.CAMS, log *slog.Logg
 
 	h := NewHandler(HandlerConfig{
 		Store: NewStore(pool, WithSecretBox(box)), Logger: log, Registerer: reg, Gatherer: reg,
-		AdminKeys: keys, Version: config.Version,
+		AdminKeys: keys, Version: config.Version, TracerProvider: tp,
 	})
-	srv := httpapi.NewServer(cfg.Addr, h, log)
-	servers := []*http.Server{srv}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
-	if cfg.PprofAddr != "" {
-		ps := pprofServer(cfg.PprofAddr, log)
-		servers = append(servers, ps)
-		go func() { errc <- ps.ListenAndServe() }()
+	pp, err := service.Pprof(cfg.PprofAddr, log)
+	if err != nil {
+		return err
 	}
-	log.InfoContext(ctx, "CAMS listening", "addr", ln.Addr().String(), "admin_api_keys", keys.Len())
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-		serveErr = fmt.Errorf("error serving the CAMS API: %w", serveErr)
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	for _, s := range servers {
-		if err := s.Shutdown(sctx); err != nil {
-			log.WarnContext(sctx, "CAMS shutdown timed out: closing the remaining connections", "error", err)
-			_ = s.Close()
-		}
-	}
-	if serveErr == nil {
-		log.InfoContext(sctx, "CAMS stopped")
-	}
-	return serveErr
+	return g.Run(ctx, cfg.ShutdownTimeout, func() {
+		log.InfoContext(ctx, "CAMS listening", "addr", ln.Addr().String(), "admin_api_keys", keys.Len())
+	},
+		service.Part{Name: "pprof", Service: pp},
+		service.Part{Name: "CAMS API", Service: &service.HTTPServer{Server: httpapi.NewServer(cfg.Addr, h, log), Listener: ln}},
+	)
 }
 
 // SecretBoxFromConfig builds the SecretBox of CAMS_SECRETS_KEY (and
@@ -139,7 +147,7 @@ func RotateSecretsKey(ctx context.Context, cfg config.CAMS) (int, error) {
 	if box == nil {
 		return 0, errors.New("CAMS_SECRETS_KEY: must be set to the key to encrypt with (and CAMS_SECRETS_KEY_PREVIOUS to the old one)")
 	}
-	pool, err := connect(ctx, cfg.DatabaseURL)
+	pool, err := service.OpenPoolAs(ctx, cfg.DatabaseURL, "msgrouter-cams")
 	if err != nil {
 		return 0, err
 	}
@@ -148,35 +156,4 @@ func RotateSecretsKey(ctx context.Context, cfg config.CAMS) (int, error) {
 		return 0, fmt.Errorf("error applying the CAMS migrations: %w", err)
 	}
 	return NewStore(pool, WithSecretBox(box)).RotateSecrets(ctx, 500)
-}
-
-func connect(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
-	pcfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrPostgresUnreachable, err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		// pgx lists one line per address tried: keep the error on one line.
-		return nil, fmt.Errorf("%w (%s:%d): %s", ErrPostgresUnreachable, pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, strings.Join(strings.Fields(err.Error()), " "))
-	}
-	return pool, nil
-}
-
-func pprofServer(addr string, log *slog.Logger) *http.Server {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s := httpapi.NewServer(addr, mux, log)
-	s.WriteTimeout = 0 // profiles stream for as long as asked
-	return s
 }

@@ -16,10 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
+	"github.com/msgrouter/msgrouter/internal/telemetry"
 )
 
 // Limits of the server's API.
@@ -52,6 +54,9 @@ type HandlerConfig struct {
 	Gatherer  prometheus.Gatherer
 	AdminKeys *auth.Keys // nil or empty = the API is open
 	Version   string     // shown by /health and the OpenAPI document
+	// TracerProvider, when set, gets a server span per request (httpapi.Trace,
+	// continuing the caller's W3C traceparent). Defaults to none.
+	TracerProvider trace.TracerProvider
 	// Ready reports whether the server's dependencies answer (GET /health/ready).
 	// Defaults to pinging Postgres through Store.
 	Ready func(ctx context.Context) error
@@ -102,7 +107,8 @@ func NewHandler(cfg HandlerConfig) *Handler {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	h.root = httpapi.Instrument(httpapi.Recover(cfg.AdminKeys.Require(dotSegments(m), auth.OpenPaths), h.log), m, "cams", reg)
+	h.root = httpapi.Instrument(httpapi.Trace(httpapi.Recover(cfg.AdminKeys.Require(dotSegments(m), auth.OpenPaths), h.log),
+		m, cfg.TracerProvider, telemetry.Propagator), m, "cams", reg)
 	return h
 }
 

@@ -7,6 +7,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -84,25 +85,50 @@ type Consumer struct {
 	iter          jetstream.MessagesContext
 }
 
-// New creates or updates the durable consumer.
+// Defaults of Config (STYLE.md, convention 1).
+const (
+	WorkersDefault   = 4
+	BatchSizeDefault = 256
+	BatchWaitDefault = 2 * time.Millisecond
+)
+
+// withDefaults fills the zero values with their defaults.
+func (c Config) withDefaults() Config {
+	c.Workers = cmp.Or(c.Workers, WorkersDefault)
+	c.BatchSize = cmp.Or(c.BatchSize, BatchSizeDefault)
+	c.BatchWait = cmp.Or(c.BatchWait, BatchWaitDefault)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Paused == nil {
+		c.Paused = func() bool { return false }
+	}
+	return c
+}
+
+// validate returns one error naming the first field that cannot work.
+func (c Config) validate() error {
+	switch {
+	case c.Stream == nil:
+		return errors.New("consumer: Stream is required")
+	case c.Handler == nil:
+		return errors.New("consumer: Handler is required")
+	case c.Workers < 0, c.BatchSize < 0, c.BatchWait < 0:
+		return fmt.Errorf("consumer: Workers (%d), BatchSize (%d) and BatchWait (%s) must not be negative",
+			c.Workers, c.BatchSize, c.BatchWait)
+	}
+	return nil
+}
+
+// New creates or updates the durable consumer. It returns an error for an
+// invalid cfg (validate) or when the server refuses the consumer.
 func New(ctx context.Context, cfg Config) (*Consumer, error) {
-	if cfg.Workers <= 0 {
-		cfg.Workers = 4
-	}
-	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 256
-	}
-	if cfg.BatchWait <= 0 {
-		cfg.BatchWait = 2 * time.Millisecond
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Registerer == nil {
-		cfg.Registerer = prometheus.NewRegistry()
-	}
-	if cfg.Paused == nil {
-		cfg.Paused = func() bool { return false }
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	cons, err := cfg.Stream.CreateOrUpdateConsumer(ctx, cfg.Consumer)
 	if err != nil {

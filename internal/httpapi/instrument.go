@@ -1,14 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Route returns the pattern r matches ("unmatched" for 404/405), a bounded metric
@@ -21,9 +21,12 @@ func (m *Mux) Route(r *http.Request) string {
 }
 
 // Instrument counts requests by route and status code and times them, as
-// msgrouter_<subsystem>_http_requests_total and
-// msgrouter_<subsystem>_http_request_duration_seconds. Wrap it outermost, so
-// answers given before routing (401, 429) are counted too.
+// msgrouter_<subsystem>_http_requests_total{route,code} and
+// msgrouter_<subsystem>_http_request_duration_seconds{route} (names and labels
+// the dashboards and alerts use). The counting is promhttp's
+// InstrumentHandlerCounter and InstrumentHandlerDuration; the route label (the
+// pattern, never a raw path) is taken before the request is served. Wrap it
+// outermost, so answers given before routing (401, 429) are counted too.
 func Instrument(next http.Handler, m *Mux, subsystem string, reg prometheus.Registerer) http.Handler {
 	f := promauto.With(reg)
 	requests := f.NewCounterVec(prometheus.CounterOpts{
@@ -35,15 +38,17 @@ func Instrument(next http.Handler, m *Mux, subsystem string, reg prometheus.Regi
 		Help:    "HTTP request latency by route pattern.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 14),
 	}, []string{"route"})
+	route := promhttp.WithLabelFromCtx("route", func(ctx context.Context) string {
+		r, _ := ctx.Value(routeKey{}).(string)
+		return r
+	})
+	h := promhttp.InstrumentHandlerDuration(duration, promhttp.InstrumentHandlerCounter(requests, next, route), route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		sw := &StatusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r)
-		route := m.Route(r)
-		requests.WithLabelValues(route, strconv.Itoa(sw.Status())).Inc()
-		duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, m.Route(r))))
 	})
 }
+
+type routeKey struct{}
 
 // StatusWriter remembers the status code written, for metrics and logs.
 type StatusWriter struct {

@@ -184,7 +184,9 @@ func NewHandler(cfg Config) (*Handler, error) {
 	for _, p := range h.mux.Patterns() {
 		h.routes.Handle(p, http.NotFoundHandler())
 	}
-	h.root = cfg.Keys.Require(h.mux, auth.OpenPaths)
+	// A handler panic is a 500 with the contract's body, logged once and counted
+	// (ServeHTTP observes it), never a dropped connection (issue 10).
+	h.root = httpapi.Recover(cfg.Keys.Require(h.mux, auth.OpenPaths), h.log)
 	return h, nil
 }
 

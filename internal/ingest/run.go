@@ -2,24 +2,19 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/msgrouter/msgrouter/internal/auth"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
-	"github.com/msgrouter/msgrouter/internal/pprof"
-	"github.com/msgrouter/msgrouter/internal/stream"
-	"github.com/msgrouter/msgrouter/internal/telemetry"
+	"github.com/msgrouter/msgrouter/internal/service"
 )
 
 // RunOption adjusts Run.
@@ -58,24 +53,24 @@ func Run(ctx context.Context, cfg config.Ingest, log *slog.Logger, reg *promethe
 		return fmt.Errorf("INGEST_API_KEYS: %w", err)
 	}
 
+	// The parts, started in this order and stopped in reverse on every exit path
+	// (g.Run; the defer covers the paths that return before it).
+	g := service.NewGroup(log)
+	defer g.StopWithin(ctx, cfg.ShutdownTimeout)
+	var parts []service.Part
 	tp := o.tp
 	if tp == nil {
-		var shutdown func(context.Context) error
-		tp, shutdown, err = telemetry.Setup(ctx, "msgrouter-ingest", config.Version)
+		var flush service.Service
+		tp, flush, err = service.Telemetry(ctx, "msgrouter-ingest")
 		if err != nil {
 			return err
 		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := shutdown(sctx); err != nil {
-				log.Warn("error flushing traces", "error", err)
-			}
-		}()
+		if err := g.Start(ctx, cfg.ShutdownTimeout, service.Part{Name: "telemetry", Service: flush}); err != nil {
+			return err
+		}
 	}
 
-	closed := make(chan struct{})
-	nc, err := stream.Connect(cfg.NATS, "msgrouter-ingest",
+	nc, js, _, err := service.NATS(ctx, cfg.NATS, "msgrouter-ingest", ensureTimeout, log,
 		// No reconnect buffer: a publish while disconnected fails at once (503)
 		// instead of waiting in a buffer and being stored after we answered 503.
 		nats.ReconnectBufSize(-1),
@@ -85,22 +80,14 @@ func Run(ctx context.Context, cfg config.Ingest, log *slog.Logger, reg *promethe
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", "nats_server", c.ConnectedUrlRedacted()) }),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
 	)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("error creating the JetStream context: %w", err)
-	}
-	ectx, cancel := context.WithTimeout(ctx, ensureTimeout)
-	_, err = stream.EnsureWith(ectx, js, stream.SettingsFrom(cfg.NATS.Stream), log)
-	cancel()
-	if err != nil {
-		return err
-	}
+	// Every request has its answer before the drain (reverse order): the drain
+	// flushes what the connection still holds.
+	parts = append(parts, service.Part{Name: "NATS connection", Service: service.Drain(nc)})
 
 	h, err := NewHandler(Config{
 		MaxMessageBytes: cfg.MaxMessageBytes,
@@ -125,52 +112,22 @@ func Run(ctx context.Context, cfg config.Ingest, log *slog.Logger, reg *promethe
 	if err != nil {
 		return fmt.Errorf("INGEST_ADDR: error listening on %s: %w", cfg.Addr, err)
 	}
-	stopPprof, err := pprof.Start(cfg.PprofAddr, log)
+	pp, err := service.Pprof(cfg.PprofAddr, log)
 	if err != nil {
 		_ = ln.Close()
 		return err
 	}
-	defer stopPprof()
-
-	srv := httpapi.NewServer(cfg.Addr, h, log)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("ingest listening", "ingest_addr", ln.Addr().String(), "api_keys", keys.Len())
-	if o.ready != nil {
-		o.ready(ln.Addr())
-	}
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "shutdown_timeout", cfg.ShutdownTimeout)
-	case serveErr = <-served:
-		log.Error("HTTP server stopped", "error", serveErr)
-	}
-
-	h.Drain()
-	sctx, cancelShutdown := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancelShutdown()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("in-flight requests did not finish within SHUTDOWN_TIMEOUT; closing them", "error", err)
-		_ = srv.Close()
-	}
-	if serveErr == nil {
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			serveErr = err
+	parts = append(parts,
+		service.Part{Name: "pprof", Service: pp},
+		// Stop turns new submissions away with 503 (Drain) and lets in-flight
+		// requests finish within SHUTDOWN_TIMEOUT.
+		service.Part{Name: "HTTP server", Service: &service.HTTPServer{
+			Server: httpapi.NewServer(cfg.Addr, h, log), Listener: ln, Before: h.Drain}},
+	)
+	return g.Run(ctx, cfg.ShutdownTimeout, func() {
+		log.Info("ingest listening", "ingest_addr", ln.Addr().String(), "api_keys", keys.Len())
+		if o.ready != nil {
+			o.ready(ln.Addr())
 		}
-	}
-	// Every request has its answer; drain flushes what the connection still holds.
-	if err := nc.Drain(); err == nil {
-		select {
-		case <-closed:
-		case <-sctx.Done():
-			log.Warn("NATS drain did not finish within SHUTDOWN_TIMEOUT")
-		}
-	}
-	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		return fmt.Errorf("error serving HTTP: %w", serveErr)
-	}
-	log.Info("stopped")
-	return nil
+	}, parts...)
 }

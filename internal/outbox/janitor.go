@@ -23,6 +23,7 @@ type Janitor struct {
 	purged    prometheus.Counter
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
+	once      sync.Once
 }
 
 // NewJanitor returns a Janitor; Start runs it.
@@ -40,8 +41,14 @@ func NewJanitor(store *Store, retention time.Duration, log *slog.Logger, reg pro
 	}
 }
 
-// Start launches the loops.
-func (j *Janitor) Start(ctx context.Context) {
+// Start launches the loops. Idempotent (only the first call starts them, and not
+// after Stop); the error is always nil (the internal/service shape).
+func (j *Janitor) Start(ctx context.Context) error {
+	j.once.Do(func() { j.run(ctx) })
+	return nil
+}
+
+func (j *Janitor) run(ctx context.Context) {
 	ctx, j.stop = context.WithCancel(context.WithoutCancel(ctx))
 	j.wg.Add(1)
 	go func() {
@@ -75,6 +82,7 @@ func (j *Janitor) Start(ctx context.Context) {
 // once, so they end promptly; if ctx ends first Stop returns an error wrapping
 // ctx.Err(). Idempotent.
 func (j *Janitor) Stop(ctx context.Context) error {
+	j.once.Do(func() {}) // a later Start does nothing
 	if j.stop != nil {
 		j.stop()
 	}

@@ -7,11 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,7 +29,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/migrate"
 	"github.com/msgrouter/msgrouter/internal/outbox"
-	"github.com/msgrouter/msgrouter/internal/pguuid"
+	"github.com/msgrouter/msgrouter/internal/service"
 	"github.com/msgrouter/msgrouter/internal/stream"
 )
 
@@ -54,8 +52,12 @@ func ConsumerConfig() jetstream.ConsumerConfig {
 
 // Options are the parts Run takes from its caller.
 type Options struct {
-	Logger         *slog.Logger
-	Registry       *prometheus.Registry
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Registry receives the metrics and is what /metrics shows. Defaults to
+	// service.NewRegistry().
+	Registry *prometheus.Registry
+	// TracerProvider defaults to none (no spans).
 	TracerProvider trace.TracerProvider
 	// Ready receives the admin address once the router serves (tests and the
 	// all-in-one binary wait on it).
@@ -66,15 +68,40 @@ type Options struct {
 	WrapHandler func(consumer.Handler) consumer.Handler
 }
 
+// withDefaults fills the zero values (STYLE.md, convention 1).
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = service.NewRegistry()
+	}
+	return o
+}
+
+// validate returns one error naming the first option that cannot work.
+func (o Options) validate() error {
+	if o.AckWait < 0 {
+		return fmt.Errorf("router: AckWait must not be negative (got %s)", o.AckWait)
+	}
+	return nil
+}
+
 // NATSBreakerOpenTimeout caps the open period of a NATS subject's breaker: a JetStream
 // leader election takes a few seconds (~7 s measured in issue 9), and deliveries must
 // resume within seconds of it, not after a full BREAKER_OPEN_TIMEOUT (DESIGN §5).
 const NATSBreakerOpenTimeout = 2 * time.Second
 
-// Run runs a router replica until ctx is cancelled, then shuts down gracefully
-// within cfg.ShutdownTimeout: stop pulling, finish or hand back batches and
-// deliveries, write their results, close.
+// Run runs a router replica until ctx is cancelled or its admin server fails,
+// then shuts down gracefully within cfg.ShutdownTimeout: stop pulling, finish or
+// hand back batches and deliveries, write their results, close (service.Run:
+// reverse start order, on every exit path). It returns nil after ctx ended, the
+// error that kept it from starting, or the admin server's failure.
 func Run(ctx context.Context, cfg config.Router, o Options) error {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return err
+	}
 	log := o.Logger
 	reg := o.Registry
 	adminKeys, err := auth.Parse(cfg.AdminAPIKeys)
@@ -82,7 +109,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		return fmt.Errorf("ADMIN_API_KEYS: %w", err)
 	}
 
-	pool, err := OpenPool(ctx, cfg.DatabaseURL)
+	pool, err := service.OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
@@ -93,19 +120,11 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		log.Info("applied migrations", slog.Int("count", n))
 	}
 
-	nc, err := stream.Connect(cfg.NATS, "msgrouter-router")
+	nc, js, st, err := service.NATS(ctx, cfg.NATS, "msgrouter-router", ensureTimeout, log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("error opening JetStream: %w", err)
-	}
-	st, err := stream.EnsureWith(ctx, js, stream.SettingsFrom(cfg.NATS.Stream), log)
-	if err != nil {
-		return err
-	}
 
 	breakerMetrics := breaker.NewMetrics(reg)
 	camsClient, err := cams.NewClient(cams.ClientConfig{
@@ -216,8 +235,6 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 	// The scheduled audit (internal/audit, AUDIT_*): stops with ctx, before the pool closes.
 	auditor := audit.NewScheduler(audit.SchedulerConfig{Interval: cfg.Audit.Interval, JS: js, DB: pool, Logger: log, Registerer: reg,
 		Audit: audit.Config{Since: min(cfg.Audit.Window, cfg.MessageRetention), Grace: cfg.Audit.Grace, PendingThreshold: cfg.Audit.PendingThreshold}})
-	auditor.Start(ctx)
-	defer auditor.Stop()
 
 	readiness := stream.NewReadiness(nc, js, time.Second)
 	streamHealth := stream.NewHealth(reg)
@@ -246,120 +263,37 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		return fmt.Errorf("ROUTER_ADDR: cannot listen on %s: %w", cfg.Addr, err)
 	}
 
-	// From here on every exit path stops what was started, in reverse order,
-	// within SHUTDOWN_TIMEOUT (DESIGN §8.4), before the deferred NATS and pool
-	// closes run beneath them.
-	if err := dispatcher.Start(ctx); err != nil {
-		return err
-	}
-	if err := cons.Start(ctx); err != nil {
-		shutdown(log, cfg.ShutdownTimeout, nil, dispatcher, nil, nil, nil)
-		return err
-	}
-	janitor.Start(ctx)
-	// ROUTER_MESSAGES' replica health, for the alerts (issue 9).
-	hctx, stopHealth := context.WithCancel(ctx)
-	healthDone := make(chan struct{})
-	go func() {
-		defer close(healthDone)
-		streamHealth.Run(hctx, js, stream.HealthInterval, log)
-	}()
-	defer func() { stopHealth(); <-healthDone }()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("router ready", slog.String("addr", ln.Addr().String()))
-	if o.Ready != nil {
-		o.Ready <- ln.Addr().String()
-	}
-
-	var failed error
-	select {
-	case <-ctx.Done():
-	case err := <-serveErr:
-		failed = fmt.Errorf("admin server failed: %w", err)
-		log.Error("admin server failed, stopping", slog.Any("error", err))
-	}
-	shutdown(log, cfg.ShutdownTimeout, cons, dispatcher, janitor, srv, nc)
-	return failed
+	// Started in this order and stopped in reverse on every exit path (a part that
+	// fails to start, the admin server failing, ctx ending), within
+	// SHUTDOWN_TIMEOUT (DESIGN §8.4), before the deferred NATS and pool closes run
+	// beneath them: stop pulling (unfinished batches are redelivered), finish or
+	// hand back deliveries and write their results, close the admin server, stop
+	// maintenance, drain NATS. A part that does not stop in time is logged and left
+	// behind: what it held comes back (stream messages after AckWait, outbox rows
+	// after their lease), so the router still exits 0.
+	return service.Run(ctx, log, cfg.ShutdownTimeout, func() {
+		log.Info("router ready", slog.String("addr", ln.Addr().String()))
+		if o.Ready != nil {
+			o.Ready <- ln.Addr().String()
+		}
+	},
+		service.Part{Name: "NATS connection", Service: service.Drain(nc)},
+		service.Part{Name: "janitor", Service: janitor},
+		service.Part{Name: "scheduled audit", Service: auditor},
+		// ROUTER_MESSAGES' replica health, for the alerts (issue 9).
+		service.Part{Name: "stream health", Service: service.Go("stream health", func(ctx context.Context) {
+			streamHealth.Run(ctx, js, stream.HealthInterval, log)
+		})},
+		service.Part{Name: "admin server", Service: &service.HTTPServer{Server: srv, Listener: ln}},
+		service.Part{Name: "dispatcher", Service: dispatcher},
+		service.Part{Name: "consumer", Service: cons},
+	)
 }
 
-// shutdown stops the router's parts in reverse start order within timeout: stop
-// pulling (unfinished batches are redelivered), finish or hand back deliveries and
-// write their results, stop maintenance, close the admin server, drain NATS. A part
-// that does not finish in time is logged and left behind: what it held comes back
-// (stream messages after AckWait, outbox rows after their lease), so a timed-out
-// shutdown is still a clean one and the router exits 0 (DESIGN §8.4). nil parts
-// were not started.
-func shutdown(log *slog.Logger, timeout time.Duration, cons *consumer.Consumer, dispatcher *outbox.Dispatcher,
-	janitor *outbox.Janitor, srv *http.Server, nc *nats.Conn) {
-	log.Info("router stopping", slog.Duration("shutdown_timeout", timeout))
-	start := time.Now()
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	warn := func(what string, err error) {
-		if err != nil {
-			log.Warn("shutdown: "+what+" did not finish cleanly (its work comes back to another replica or a restart)",
-				slog.Any("error", err))
-		}
-	}
-	if cons != nil {
-		warn("consumer", cons.Stop(sctx))
-	}
-	if dispatcher != nil {
-		warn("dispatcher", dispatcher.Stop(sctx))
-	}
-	if janitor != nil {
-		warn("janitor", janitor.Stop(sctx))
-	}
-	if srv != nil {
-		if err := srv.Shutdown(sctx); err != nil {
-			warn("admin server", err)
-			_ = srv.Close()
-		}
-	}
-	if nc != nil {
-		warn("NATS drain", nc.Drain())
-	}
-	log.Info("router stopped", slog.Duration("took", time.Since(start)))
-}
+// ensureTimeout bounds creating or updating the stream at start.
+const ensureTimeout = 10 * time.Second
 
-// OpenPool connects to Postgres. DATABASE_URL may list several hosts with
-// target_session_attrs=read-write (pgx tries them in order and keeps the one that
-// accepts writes, so a failover of an HA Postgres needs no configuration change), and
-// may set default_query_exec_mode. Every connection gets an
-// idle_in_transaction_session_timeout, so a transaction left open by a bug or a
-// stalled replica cannot hold locks (or block vacuum) for long.
+// OpenPool connects to Postgres as the router: service.OpenPool.
 func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	pc, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	if pc.MaxConns < 8 {
-		pc.MaxConns = 8
-	}
-	pc.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60000"
-	pc.ConnConfig.RuntimeParams["application_name"] = "msgrouter-router"
-	// uuid.UUID as 16 raw bytes instead of pgx's driver.Valuer fallback (package
-	// pguuid; 20–29 % of the router's CPU in a drain, BENCHMARKS.md "Levers").
-	pc.AfterConnect = pguuid.AfterConnect
-	// The query mode is pgx's default (cached prepared statements) unless DATABASE_URL
-	// sets default_query_exec_mode: behind PgBouncer in transaction pooling, `exec`
-	// (README, "Running in production"). Overriding it here would make that impossible.
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		// One line: pgx lists every address it tried on lines of their own.
-		return nil, fmt.Errorf("cannot reach Postgres at %s (set DATABASE_URL, or start Postgres): %s",
-			config.MaskDSN(describe(pc)), strings.Join(strings.Fields(err.Error()), " "))
-	}
-	return pool, nil
-}
-
-func describe(pc *pgxpool.Config) string {
-	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s", pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.User, pc.ConnConfig.Database)
+	return service.OpenPool(ctx, url)
 }
