@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -65,49 +64,26 @@ func (h *Handler) postBatch(w http.ResponseWriter, r *http.Request) {
 	ctx, span := h.tracer.Start(ctx, RouteBatch, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", "/v1/messages/batch")))
 	defer span.End()
-	fail := func(status int, code, msg string) {
-		span.SetAttributes(attribute.Int("http.response.status_code", status))
-		span.SetStatus(codes.Error, code)
-		httpapi.WriteError(w, status, code, msg)
-	}
-	failRetry := func(status int, code, msg string, after time.Duration) {
-		span.SetAttributes(attribute.Int("http.response.status_code", status))
-		span.SetStatus(codes.Error, code)
-		httpapi.WriteRetryAfter(w, status, code, msg, after)
-	}
+	rep := reply{w: w, span: span}
 
 	if h.draining.Load() {
-		failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the server is shutting down; retry on another replica", retryAfterUnavailable)
+		rep.failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the server is shutting down; retry on another replica", retryAfterUnavailable)
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
-		fail(http.StatusUnsupportedMediaType, httpapi.CodeUnsupportedMediaType, "Content-Type must be application/json, not "+ct)
-		return
-	}
-	limit := h.cfg.MaxBatchBytes
-	if r.ContentLength > int64(limit) {
-		fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, batchTooLarge(limit))
-		return
-	}
-	buf, err := readBody(w, r, limit)
+	buf, ok := rep.readJSON(r, h.cfg.MaxBatchBytes, batchTooLarge)
 	defer putBuffer(buf)
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, batchTooLarge(limit))
-			return
-		}
-		fail(http.StatusBadRequest, httpapi.CodeInvalidRequest, "error reading the body: "+err.Error())
+	if !ok {
 		return
 	}
 	items, msg := decodeBatch(buf.Bytes())
 	if msg != "" {
-		fail(http.StatusBadRequest, httpapi.CodeInvalidRequest, msg)
+		rep.fail(http.StatusBadRequest, httpapi.CodeInvalidRequest, msg)
 		return
 	}
 	span.SetAttributes(attribute.Int("messaging.batch.message_count", len(items)))
 	// The rate is checked once the size of the batch is known: n messages cost n.
 	if ok, after := h.cfg.Limiter.ReserveN(h.senderKey(r), len(items)); !ok {
-		failRetry(http.StatusTooManyRequests, httpapi.CodeRateLimited, "too many messages from this sender; retry after the Retry-After delay", after)
+		rep.failRetry(http.StatusTooManyRequests, httpapi.CodeRateLimited, "too many messages from this sender; retry after the Retry-After delay", after)
 		return
 	}
 

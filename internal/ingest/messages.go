@@ -30,47 +30,24 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request) {
 	ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx, span := h.tracer.Start(ctx, RouteMessages, postMessageSpan...)
 	defer span.End()
-	fail := func(status int, code, msg string) {
-		span.SetAttributes(attribute.Int("http.response.status_code", status))
-		span.SetStatus(codes.Error, code)
-		httpapi.WriteError(w, status, code, msg)
-	}
-	failRetry := func(status int, code, msg string, after time.Duration) {
-		span.SetAttributes(attribute.Int("http.response.status_code", status))
-		span.SetStatus(codes.Error, code)
-		httpapi.WriteRetryAfter(w, status, code, msg, after)
-	}
+	rep := reply{w: w, span: span}
 
 	if h.draining.Load() {
-		failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the server is shutting down; retry on another replica", retryAfterUnavailable)
+		rep.failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the server is shutting down; retry on another replica", retryAfterUnavailable)
 		return
 	}
 	if ok, after := h.cfg.Limiter.Reserve(h.senderKey(r)); !ok {
-		failRetry(http.StatusTooManyRequests, httpapi.CodeRateLimited, "too many messages from this sender; retry after the Retry-After delay", after)
+		rep.failRetry(http.StatusTooManyRequests, httpapi.CodeRateLimited, "too many messages from this sender; retry after the Retry-After delay", after)
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
-		fail(http.StatusUnsupportedMediaType, httpapi.CodeUnsupportedMediaType, "Content-Type must be application/json, not "+ct)
-		return
-	}
-	limit := h.cfg.MaxMessageBytes
-	if r.ContentLength > int64(limit) {
-		fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, tooLarge(limit))
-		return
-	}
-	buf, err := readBody(w, r, limit)
+	buf, ok := rep.readJSON(r, h.cfg.MaxMessageBytes, tooLarge)
 	defer putBuffer(buf)
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, tooLarge(limit))
-			return
-		}
-		fail(http.StatusBadRequest, httpapi.CodeInvalidRequest, "error reading the body: "+err.Error())
+	if !ok {
 		return
 	}
 	env, id, ref := h.prepare(buf.Bytes(), auth.CallerFrom(r.Context()), time.Now())
 	if ref != nil {
-		fail(ref.status, ref.code, ref.msg)
+		rep.fail(ref.status, ref.code, ref.msg)
 		return
 	}
 	span.SetAttributes(attribute.String("messaging.message.id", id))
@@ -80,7 +57,7 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, nats.ErrMaxPayload) {
 			// MAX_MESSAGE_BYTES is above the server's max_payload: the body is too big
 			// for this deployment whatever the setting says.
-			fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, "the message is larger than the NATS server accepts")
+			rep.fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, "the message is larger than the NATS server accepts")
 			return
 		}
 		if r.Context().Err() != nil {
@@ -90,7 +67,7 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request) {
 			h.pubFail.record(ctx, id, err)
 		}
 		span.RecordError(err)
-		failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the queue did not confirm storage in time: the message may or may not have been stored; retry (a retry with a senderProvidedMessageId is always safe)", retryAfterUnavailable)
+		rep.failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the queue did not confirm storage in time: the message may or may not have been stored; retry (a retry with a senderProvidedMessageId is always safe)", retryAfterUnavailable)
 		return
 	}
 	sender := senderLabel(auth.CallerFrom(r.Context()))
@@ -218,6 +195,50 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int) (*bytes.Buffer,
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, int64(limit)))
 	return buf, err
+}
+
+// reply answers a request's refusals in the contract's error body and marks its
+// span failed with the status and error code.
+type reply struct {
+	w    http.ResponseWriter
+	span trace.Span
+}
+
+func (p reply) fail(status int, code, msg string) {
+	p.span.SetAttributes(attribute.Int("http.response.status_code", status))
+	p.span.SetStatus(codes.Error, code)
+	httpapi.WriteError(p.w, status, code, msg)
+}
+
+func (p reply) failRetry(status int, code, msg string, after time.Duration) {
+	p.span.SetAttributes(attribute.Int("http.response.status_code", status))
+	p.span.SetStatus(codes.Error, code)
+	httpapi.WriteRetryAfter(p.w, status, code, msg, after)
+}
+
+// readJSON checks a JSON request's content type (415) and size (413, with
+// tooBig(limit) as the message: declared or read), and reads its body into a pooled
+// buffer. It returns false once it has answered a refusal. The buffer, possibly nil,
+// goes back with putBuffer in every case.
+func (p reply) readJSON(r *http.Request, limit int, tooBig func(int) string) (*bytes.Buffer, bool) {
+	if ct := r.Header.Get("Content-Type"); !isJSON(ct) {
+		p.fail(http.StatusUnsupportedMediaType, httpapi.CodeUnsupportedMediaType, "Content-Type must be application/json, not "+ct)
+		return nil, false
+	}
+	if r.ContentLength > int64(limit) {
+		p.fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, tooBig(limit))
+		return nil, false
+	}
+	buf, err := readBody(p.w, r, limit)
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			p.fail(http.StatusRequestEntityTooLarge, httpapi.CodePayloadTooLarge, tooBig(limit))
+			return buf, false
+		}
+		p.fail(http.StatusBadRequest, httpapi.CodeInvalidRequest, "error reading the body: "+err.Error())
+		return buf, false
+	}
+	return buf, true
 }
 
 func putBuffer(b *bytes.Buffer) {
