@@ -97,6 +97,11 @@ func run(follow bool, natsPort int, dataDir string, syncAlways bool) error {
 	if embeddedURL != "" {
 		ingestCfg.NATS.URL, routerCfg.NATS.URL = embeddedURL, embeddedURL
 	}
+	if _, set := os.LookupEnv("CAMS_API_URL"); !set {
+		// The embedded router calls the embedded CAMS, wherever CAMS_ADDR put it
+		// (not another process that happens to hold the default port).
+		routerCfg.CAMSURL = camsURL(camsCfg.Addr)
+	}
 	base, err := logging.New(os.Stderr, routerCfg.LogLevel, routerCfg.LogFormat)
 	if err != nil {
 		return err
