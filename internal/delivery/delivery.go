@@ -78,11 +78,16 @@ func Classify(err error) *Error {
 // ErrUnsupported is returned for a destination type no Deliverer handles.
 var ErrUnsupported = errors.New("unsupported destination type")
 
-// Router picks the Deliverer for a destination type.
-type Router map[string]Deliverer
+// ByType is a Deliverer that sends each delivery with the Deliverer registered for
+// its destination type (mapping.TypeNATSSubject, mapping.TypeHTTPEndpoint;
+// DESIGN §4). It is not a router of messages (that is internal/router, deciding
+// with internal/routing): it only picks the transport.
+type ByType map[string]Deliverer
 
-// Deliver sends d with the Deliverer of its type.
-func (r Router) Deliver(ctx context.Context, d *Delivery) error {
+// Deliver sends d with the Deliverer of d.DestType. For a type with none it
+// returns a *Error wrapping ErrUnsupported, Permanent with no reason and not
+// counted by the breaker (so the dispatcher treats it as a failed attempt).
+func (r ByType) Deliver(ctx context.Context, d *Delivery) error {
 	del, ok := r[d.DestType]
 	if !ok {
 		return Permanent("", false, fmt.Errorf("%w %q", ErrUnsupported, d.DestType))

@@ -173,7 +173,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 			return env.AIAgentAddress, env.OrderingKey(), nil
 		},
 		Store: store,
-		Deliverer: delivery.Router{
+		Deliverer: delivery.ByType{
 			mapping.TypeNATSSubject:  delivery.NewNATS(js),
 			mapping.TypeHTTPEndpoint: httpDeliverer,
 		},

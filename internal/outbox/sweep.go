@@ -1,0 +1,53 @@
+package outbox
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+func (d *Dispatcher) sweep(ctx context.Context) {
+	defer d.workers.Done()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		case <-d.poke:
+		}
+		n := d.sweepOnce(ctx)
+		next := d.cfg.PollInterval
+		if n == d.cfg.ClaimBatch {
+			next = 0 // more may be due
+		}
+		timer.Reset(next)
+	}
+}
+
+func (d *Dispatcher) sweepOnce(ctx context.Context) int {
+	room := int64(d.cfg.QueueLimit) - d.queued.Load()
+	if room <= 0 {
+		return 0 // lanes are busy: leave rows in the outbox, where they wait for free
+	}
+	claimedAt := time.Now()
+	rows, looked, parked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
+	d.recheckParked(parked)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.WarnContext(ctx, "outbox sweep failed", slog.Any("error", err))
+		}
+		if len(rows) == 0 {
+			return 0
+		}
+	}
+	d.m.claimed.Add(float64(len(rows)))
+	for _, c := range rows {
+		if c.OrderingKey != "" && c.Attempts == 0 {
+			d.am.orderingWait.Observe(claimedAt.Sub(c.AcceptedAt).Seconds())
+		}
+		d.submit(d.NewJob(c, claimedAt, nil, false))
+	}
+	return looked // rows parked behind their key's head count too: more may be due
+}
