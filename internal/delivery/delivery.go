@@ -27,7 +27,7 @@ type Delivery struct {
 	SenderID        string // "" = absent
 	CorrelationID   string
 	SenderMessageID string
-	Traceparent     string   // of the router's delivery span; "" = no trace
+	Traceparent     string   // sent to the inbox; "" = none. Tracing takes it as its span's parent and replaces it with the span's own
 	SigningSecrets  []string // per-agent whsec_ secrets; nil = the global ones
 	Auth            *Auth    // the inbox's credentials (HTTP only); nil = none
 }
