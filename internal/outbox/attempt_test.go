@@ -70,19 +70,29 @@ func TestDispatcherRateLimitWaitCutShortByStop(t *testing.T) {
 	})
 	require.NoError(t, d.Start(context.Background()))
 	d.Handoff(d.NewJob(claimed[0], time.Now(), nil, true), d.NewJob(claimed[1], time.Now(), nil, true))
-	require.Eventually(t, func() bool { return f.message(claimed[0].ID).Status == StatusDelivered }, 10*time.Second, 10*time.Millisecond)
+	// Whichever reached the limiter first is delivered; the other waits.
+	var waiting Claimed
+	require.Eventually(t, func() bool {
+		for i, c := range claimed {
+			if f.message(c.ID).Status == StatusDelivered {
+				waiting = claimed[1-i]
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond)
 
 	// What Stop does to deliveries when its context ends, without cutting the
 	// result writes short as well, so the Release can be seen.
 	d.cancel()
-	require.Eventually(t, func() bool { return f.mustOutbox(claimed[1].ID).Token == nil }, 10*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { return f.mustOutbox(waiting.ID).Token == nil }, 10*time.Second, 10*time.Millisecond,
 		"handed back")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, d.Stop(ctx))
 	require.EqualValues(t, 1, calls.Load())
-	m := f.message(claimed[1].ID)
+	m := f.message(waiting.ID)
 	require.Equal(t, StatusPending, m.Status)
 	require.Zero(t, m.Attempts, "not an attempt")
-	require.LessOrEqual(t, f.mustOutbox(claimed[1].ID).DueIn, time.Duration(0), "due again at once")
+	require.LessOrEqual(t, f.mustOutbox(waiting.ID).DueIn, time.Duration(0), "due again at once")
 }
