@@ -15,10 +15,11 @@ import (
 	"github.com/msgrouter/msgrouter/internal/backoff"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/delivery"
+	"github.com/msgrouter/msgrouter/internal/routing"
 )
 
-// LookupFunc looks an agent up in CAMS.
-type LookupFunc func(ctx context.Context, address string) (*mapping.Mapping, error)
+// LookupFunc looks an agent up in CAMS (routing.Lookup).
+type LookupFunc = routing.Lookup
 
 // Config configures a Dispatcher.
 type Config struct {
@@ -164,10 +165,12 @@ type Job struct {
 // of the Deliverer's decorators, Start/Stop, Handoff), lanes.go (per-destination
 // lanes and their reaper), sweep.go (claiming due rows), attempt.go (one delivery
 // attempt: secrets and inbox credentials, the decorated Deliverer, classification
-// into a Result), replay.go (routing replayed rows afresh), complete.go (batched
-// result writes with retry), ordergate.go and agentaware.go.
-// The breaker, rate limit, tracing and timeout of an attempt are decorators of the
-// Deliverer in internal/delivery (breaker.go, ratelimit.go, tracing.go, timeout.go).
+// into a Result), replay.go (routing replayed rows afresh with routing.Route, as the
+// takeover routes them first; moving a row to a new route), complete.go (batched
+// result writes with retry), ordergate.go (keyed messages in order) and
+// agentaware.go (retries follow the agent's mapping, holds, expiry). The breaker,
+// rate limit, tracing and timeout of an attempt are decorators of the Deliverer in
+// internal/delivery (breaker.go, ratelimit.go, tracing.go, timeout.go).
 type Dispatcher struct {
 	cfg    Config
 	log    *slog.Logger
