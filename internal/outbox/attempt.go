@@ -67,8 +67,10 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 }
 
 // attemptCtx is the context of an attempt: d.ctx carrying its job through the
-// decorators to observe. It lives in the Job (one attempt at a time), so it costs
-// no allocation per attempt as context.WithValue would.
+// decorators to observe. It lives in the Job (a Job makes one attempt), so it
+// costs no allocation per attempt as context.WithValue would. It is left in place
+// after the attempt: a transport goroutine still holding a derived context may
+// ask it for values.
 type attemptCtx struct {
 	context.Context
 	job *Job
@@ -102,7 +104,6 @@ func (d *Dispatcher) deliver(j *Job) {
 	j.attemptAt, j.attemptTook = time.Time{}, 0
 	j.attemptCtx = attemptCtx{Context: d.ctx, job: j}
 	err := d.deliverer.Deliver(&j.attemptCtx, del)
-	j.attemptCtx.Context = nil
 	d.finish(j, d.result(j, err))
 }
 

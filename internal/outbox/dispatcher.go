@@ -23,12 +23,9 @@ type LookupFunc = routing.Lookup
 
 // Config configures a Dispatcher.
 type Config struct {
-	Store *Store
-	// Deliverer sends to the inboxes (delivery.ByType); New decorates it with
-	// Breakers, Rate, tracing and Timeout.
-	Deliverer delivery.Deliverer
-	// Breakers guards destinations (internal/breaker.Set); nil = no breakers.
-	Breakers delivery.Breakers
+	Store     *Store
+	Deliverer delivery.Deliverer // New decorates it: Breakers, Rate, tracing, Timeout
+	Breakers  delivery.Breakers  // internal/breaker.Set; nil = no breakers
 	// LookupFresh routes replayed messages afresh (bypassing any cache).
 	LookupFresh LookupFunc
 	// Lookup looks an agent up through the CAMS cache (at most CAMS_CACHE_TTL
@@ -172,17 +169,18 @@ type Job struct {
 // rate limit, tracing and timeout of an attempt are decorators of the Deliverer in
 // internal/delivery (breaker.go, ratelimit.go, tracing.go, timeout.go).
 type Dispatcher struct {
-	cfg    Config
-	log    *slog.Logger
-	m      *metrics
-	am     *agentMetrics
-	holds  holds
-	gate   orderGate
-	tracer trace.Tracer
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	am      *agentMetrics
+	holds   holds
+	gate    orderGate
+	tracer  trace.Tracer
+	results chan done
+	poke    chan struct{}
+
 	// deliverer is cfg.Deliverer decorated (New): every attempt goes through it.
 	deliverer delivery.Deliverer
-	results   chan done
-	poke      chan struct{}
 
 	mu    sync.Mutex
 	lanes map[string]*lane
