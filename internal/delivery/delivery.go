@@ -1,6 +1,9 @@
 // Package delivery sends one message to one agent inbox: a Deliverer per destination
-// type (NATS subject, HTTP endpoint), the attribute headers of DESIGN §5, and the
-// classification of what went wrong (retry later, retry after a hint, or give up).
+// type (NATS subject, HTTP endpoint), the decorators an attempt goes through
+// (Breaker, RateLimit, Tracing, Timeout, composed with Chain; a decorator that holds
+// a delivery back returns a NotAttemptedError), the attribute headers of DESIGN §5,
+// and the classification of what went wrong (retry later, retry after a hint, or
+// give up). Package deliverytest is the conformance suite every Deliverer runs.
 package delivery
 
 import (
@@ -27,7 +30,7 @@ type Delivery struct {
 	SenderID        string // "" = absent
 	CorrelationID   string
 	SenderMessageID string
-	Traceparent     string   // of the router's delivery span; "" = no trace
+	Traceparent     string   // sent to the inbox; "" = none. Tracing takes it as its span's parent and replaces it with the span's own
 	SigningSecrets  []string // per-agent whsec_ secrets; nil = the global ones
 	Auth            *Auth    // the inbox's credentials (HTTP only); nil = none
 }

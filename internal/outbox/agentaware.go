@@ -90,10 +90,6 @@ func (h *holds) get(address string) *heldAgent {
 	return h.agents[address]
 }
 
-func isHold(m *mapping.Mapping, err error) bool {
-	return err == nil && m != nil && m.Status == mapping.StatusInactive && m.InactivePolicy == mapping.InactivePolicyHold
-}
-
 // lookupAgent returns the agent's mapping through the CAMS cache; an agent under
 // hold is looked up at most once per HoldCheck.
 func (d *Dispatcher) lookupAgent(ctx context.Context, address string) (*mapping.Mapping, error) {
@@ -111,7 +107,7 @@ func (d *Dispatcher) lookupAgent(ctx context.Context, address string) (*mapping.
 			}
 			return nil, err
 		}
-		if !isHold(m, err) {
+		if !routing.Held(m, err) {
 			d.holds.mu.Lock()
 			delete(d.holds.agents, address)
 			d.holds.mu.Unlock()
@@ -121,7 +117,7 @@ func (d *Dispatcher) lookupAgent(ctx context.Context, address string) (*mapping.
 		return m, err
 	}
 	m, err := d.cfg.Lookup(ctx, address)
-	if isHold(m, err) {
+	if routing.Held(m, err) {
 		d.holds.mu.Lock()
 		if d.holds.agents[address] == nil {
 			d.holds.agents[address] = &heldAgent{checked: time.Now(), m: m, lastHeld: time.Now()}
@@ -151,14 +147,13 @@ func (d *Dispatcher) agentAware(l *lane, j *Job) bool {
 		return false
 	}
 	j.routeChecked = true
-	m, err := d.lookupAgent(d.ctx, j.Address)
-	dec, derr := routing.Decide(m, err)
+	dec, err := routing.Route(d.ctx, d.lookupAgent, j.Address)
 	switch {
-	case derr != nil:
+	case err != nil:
 		// CAMS cannot answer: the retry goes to the last known inbox (DESIGN §5).
 		d.am.followed.WithLabelValues("last_known_inbox").Inc()
 		return false
-	case isHold(m, nil):
+	case dec.Hold:
 		d.am.followed.WithLabelValues("held").Inc()
 		d.hold(j, now)
 		return true
@@ -169,19 +164,11 @@ func (d *Dispatcher) agentAware(l *lane, j *Job) bool {
 	case dec.DestType == j.DestType && dec.DestName == j.DestName:
 		return false
 	}
-	// A new inbox: the retry goes there, and the old one never sees the message
-	// again — the row's destination changes under the lease first (DESIGN §5).
-	if err := d.cfg.Store.SetRoute(d.ctx, j.ID, j.Token, dec.DestType, dec.DestName, len(dec.SigningSecrets) > 0); err != nil {
-		if !errors.Is(err, ErrLeaseLost) {
-			d.log.WarnContext(d.ctx, "error storing a message's new route", slog.String("message_id", j.ID.String()), slog.Any("error", err))
-			d.finish(j, Result{Kind: Wait, Delay: d.cfg.BreakerWait})
-		}
-		return true
+	// A new inbox: the retry goes there, and the old one never sees the message again.
+	if d.reroute(j, dec) {
+		d.am.followed.WithLabelValues("moved").Inc()
+		d.submit(j)
 	}
-	d.am.followed.WithLabelValues("moved").Inc()
-	j.DestType, j.DestName, j.AgentSecrets = dec.DestType, dec.DestName, len(dec.SigningSecrets) > 0
-	j.SigningSecrets, j.haveSecrets = dec.SigningSecrets, true
-	d.submit(j)
 	return true
 }
 
@@ -273,7 +260,7 @@ func (d *Dispatcher) checkHolds(ctx context.Context) {
 			return
 		}
 		m, err := d.lookupAgent(ctx, a)
-		if isHold(m, err) {
+		if routing.Held(m, err) {
 			continue
 		}
 		n, rerr := d.cfg.Store.ReleaseHeld(ctx, a)

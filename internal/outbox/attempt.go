@@ -7,15 +7,15 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/sony/gobreaker/v2"
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
-
-	"github.com/msgrouter/msgrouter/internal/breaker"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/delivery"
 	"github.com/msgrouter/msgrouter/internal/routing"
 )
+
+// One delivery attempt: the checks that keep a job from being delivered at all,
+// the agent's secrets and inbox credentials, then the decorated Deliverer (New
+// composes it: breaker, rate limit, tracing, timeout) and the classification of
+// what came back into a Result.
 
 func (d *Dispatcher) process(l *lane, j *Job) {
 	if d.stopping.Load() {
@@ -63,43 +63,30 @@ func (d *Dispatcher) process(l *lane, j *Job) {
 			j.auth = &delivery.Auth{Header: h, Value: v, Err: err}
 		}
 	}
-	key := breaker.Key(j.DestType, j.DestName)
-	report, err := d.cfg.Breakers.Allow(key)
-	if err != nil {
-		// Waiting behind an open breaker is not an attempt.
-		d.m.waits.WithLabelValues("breaker_open").Inc()
-		wait := d.cfg.BreakerWait
-		if d.cfg.Breakers.State(key) == gobreaker.StateOpen {
-			wait = max(d.cfg.Breakers.OpenFor(key), 50*time.Millisecond)
-		}
-		d.finish(j, Result{Kind: Wait, Delay: wait})
-		return
-	}
-	if l.limiter != nil {
-		if err := l.limiter.Wait(d.ctx); err != nil {
-			report(breaker.Ignore)
-			d.finish(j, Result{Kind: Release})
-			return
-		}
-	}
-	d.deliver(j, report)
+	d.deliver(j)
 }
 
-var propagator = propagation.TraceContext{}
+// attemptCtx is the context of an attempt: d.ctx carrying its job through the
+// decorators to observe. It lives in the Job (a Job makes one attempt), so it
+// costs no allocation per attempt as context.WithValue would. It is left in place
+// after the attempt: a transport goroutine still holding a derived context may
+// ask it for values.
+type attemptCtx struct {
+	context.Context
+	job *Job
+}
 
-func (d *Dispatcher) deliver(j *Job, report func(breaker.Outcome)) {
-	ctx := d.ctx
-	if j.Traceparent != "" {
-		ctx = propagator.Extract(ctx, propagation.MapCarrier{"traceparent": j.Traceparent})
+// attemptKey is the Value key of attemptCtx's job.
+type attemptKey struct{}
+
+func (c *attemptCtx) Value(key any) any {
+	if key == (attemptKey{}) {
+		return c.job
 	}
-	ctx, span := d.tracer.Start(ctx, "msgrouter.deliver", trace.WithSpanKind(trace.SpanKindProducer))
-	defer span.End()
-	tp := ""
-	if sc := span.SpanContext(); sc.IsValid() {
-		carrier := propagation.MapCarrier{}
-		propagator.Inject(ctx, carrier)
-		tp = carrier["traceparent"]
-	}
+	return c.Context.Value(key)
+}
+
+func (d *Dispatcher) deliver(j *Job) {
 	del := &delivery.Delivery{
 		MessageID:       j.ID.String(),
 		AIAgentAddress:  j.Address,
@@ -110,53 +97,70 @@ func (d *Dispatcher) deliver(j *Job, report func(breaker.Outcome)) {
 		SenderID:        j.SenderID,
 		CorrelationID:   j.CorrelationID,
 		SenderMessageID: j.SenderMessageID,
-		Traceparent:     tp,
+		Traceparent:     j.Traceparent, // the parent of the delivery span (delivery.Tracing)
 		SigningSecrets:  j.SigningSecrets,
 		Auth:            j.auth,
 	}
-	attemptCtx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
-	start := time.Now()
-	err := d.cfg.Deliverer.Deliver(attemptCtx, del)
-	dur := time.Since(start)
-	cancel()
-	d.m.duration.WithLabelValues(j.DestType).Observe(dur.Seconds())
-	res := Result{At: start, Duration: dur}
-	switch {
-	case err == nil:
-		report(breaker.Success)
+	j.attemptAt, j.attemptTook = time.Time{}, 0
+	j.attemptCtx = attemptCtx{Context: d.ctx, job: j}
+	err := d.deliverer.Deliver(&j.attemptCtx, del)
+	d.finish(j, d.result(j, err))
+}
+
+// observe is the innermost decorator: it times the attempt proper (after any
+// breaker or rate-limit wait, inside the timeout) for the duration histogram and
+// the attempt's row.
+func (d *Dispatcher) observe(next delivery.Deliverer) delivery.Deliverer {
+	return delivery.DelivererFunc(func(ctx context.Context, del *delivery.Delivery) error {
+		start := time.Now()
+		err := next.Deliver(ctx, del)
+		dur := time.Since(start)
+		d.m.duration.WithLabelValues(del.DestType).Observe(dur.Seconds())
+		if j, ok := ctx.Value(attemptKey{}).(*Job); ok {
+			j.attemptAt, j.attemptTook = start, dur
+		}
+		return err
+	})
+}
+
+// result maps what the decorated Deliverer returned onto the row's next state.
+func (d *Dispatcher) result(j *Job, err error) Result {
+	res := Result{At: j.attemptAt, Duration: j.attemptTook}
+	if err == nil {
 		res.Kind = Delivered
 		d.m.attempts.WithLabelValues(j.DestType, "delivered").Inc()
+		return res
+	}
+	// Declared past the success path: errors.As makes it escape to the heap.
+	var na *delivery.NotAttemptedError
+	switch {
+	case errors.As(err, &na):
+		if na.Wait > 0 {
+			// Waiting behind an open breaker is not an attempt.
+			d.m.waits.WithLabelValues(na.Reason).Inc()
+			return Result{Kind: Wait, Delay: na.Wait}
+		}
+		return Result{Kind: Release} // the rate-limit wait was cut short by Stop
 	case d.ctx.Err() != nil:
 		// Shutting down: not the destination's fault, not an attempt.
-		report(breaker.Ignore)
-		d.finish(j, Result{Kind: Release})
-		return
-	default:
-		e := delivery.Classify(err)
-		if e.CountsForBreaker {
-			report(breaker.Failure)
-		} else {
-			report(breaker.Ignore)
-		}
-		res.Error = err.Error()
-		if errors.Is(err, context.DeadlineExceeded) {
-			res.Error = "delivery timed out after " + d.cfg.Timeout.String() + ": " + err.Error()
-		}
-		if e.Permanent && e.Reason != "" {
-			res.Kind, res.Reason = Dead, e.Reason
-			d.m.attempts.WithLabelValues(j.DestType, "permanent_failure").Inc()
-		} else {
-			res.Kind = Failed
-			if e.RetryAfter > 0 {
-				res.Delay = d.cfg.Backoff.Clamp(e.RetryAfter)
-			} else {
-				res.Delay = d.cfg.Backoff.Delay(j.Attempts+1, rand.Float64)
-			}
-			d.m.attempts.WithLabelValues(j.DestType, "failed").Inc()
-		}
-		d.log.LogAttrs(ctx, slog.LevelInfo, "delivery attempt failed",
-			slog.String("message_id", del.MessageID), slog.String("destination_type", j.DestType),
-			slog.Int("attempt", j.Attempts+1), slog.String("error", res.Error))
+		return Result{Kind: Release}
 	}
-	d.finish(j, res)
+	e := delivery.Classify(err)
+	res.Error = err.Error() // delivery.Timeout says "delivery timed out after …"
+	if e.Permanent && e.Reason != "" {
+		res.Kind, res.Reason = Dead, e.Reason
+		d.m.attempts.WithLabelValues(j.DestType, "permanent_failure").Inc()
+	} else {
+		res.Kind = Failed
+		if e.RetryAfter > 0 {
+			res.Delay = d.cfg.Backoff.Clamp(e.RetryAfter)
+		} else {
+			res.Delay = d.cfg.Backoff.Delay(j.Attempts+1, rand.Float64)
+		}
+		d.m.attempts.WithLabelValues(j.DestType, "failed").Inc()
+	}
+	d.log.LogAttrs(d.ctx, slog.LevelInfo, "delivery attempt failed",
+		slog.String("message_id", j.ID.String()), slog.String("destination_type", j.DestType),
+		slog.Int("attempt", j.Attempts+1), slog.String("error", res.Error))
+	return res
 }

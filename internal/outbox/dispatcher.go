@@ -9,31 +9,23 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/msgrouter/msgrouter/internal/backoff"
-	"github.com/msgrouter/msgrouter/internal/breaker"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/delivery"
+	"github.com/msgrouter/msgrouter/internal/routing"
 )
 
-// Breakers guards destinations (internal/breaker.Set).
-type Breakers interface {
-	Allow(key string) (func(breaker.Outcome), error)
-	OpenFor(key string) time.Duration
-	State(key string) gobreaker.State
-}
-
-// LookupFunc looks an agent up in CAMS.
-type LookupFunc func(ctx context.Context, address string) (*mapping.Mapping, error)
+// LookupFunc looks an agent up in CAMS (routing.Lookup).
+type LookupFunc = routing.Lookup
 
 // Config configures a Dispatcher.
 type Config struct {
 	Store     *Store
-	Deliverer delivery.Deliverer
-	Breakers  Breakers
+	Deliverer delivery.Deliverer // New decorates it: Breakers, Rate, tracing, Timeout
+	Breakers  delivery.Breakers  // internal/breaker.Set; nil = no breakers
 	// LookupFresh routes replayed messages afresh (bypassing any cache).
 	LookupFresh LookupFunc
 	// Lookup looks an agent up through the CAMS cache (at most CAMS_CACHE_TTL
@@ -152,6 +144,9 @@ type Job struct {
 	Claimed
 	SigningSecrets []string
 	haveSecrets    bool
+	attemptAt      time.Time      // when the last attempt proper started (observe)
+	attemptTook    time.Duration  // how long it took
+	attemptCtx     attemptCtx     // the context of the attempt in progress (attempt.go)
 	auth           *delivery.Auth // looked up for each attempt, never stored
 	routeChecked   bool           // looked up in CAMS for this claim already (agentaware.go)
 	deadline       time.Time      // local: after it, the lease may have passed to another claim
@@ -163,11 +158,16 @@ type Job struct {
 // lane with bounded concurrency, so a slow or dead inbox only ever holds its own
 // lane (no head-of-line blocking). Results are written back in batches.
 //
-// The code is split by concept: dispatcher.go (config, New, Start/Stop, Handoff),
-// lanes.go (per-destination lanes and their reaper), sweep.go (claiming due rows),
-// attempt.go (one delivery attempt: secrets, breaker, rate limit, tracing,
-// classification), replay.go (routing replayed rows afresh), complete.go (batched
-// result writes with retry), ordergate.go and agentaware.go.
+// The code is split by concept: dispatcher.go (config, New with the composition
+// of the Deliverer's decorators, Start/Stop, Handoff), lanes.go (per-destination
+// lanes and their reaper), sweep.go (claiming due rows), attempt.go (one delivery
+// attempt: secrets and inbox credentials, the decorated Deliverer, classification
+// into a Result), replay.go (routing replayed rows afresh with routing.Route, as the
+// takeover routes them first; moving a row to a new route), complete.go (batched
+// result writes with retry), ordergate.go (keyed messages in order) and
+// agentaware.go (retries follow the agent's mapping, holds, expiry). The breaker,
+// rate limit, tracing and timeout of an attempt are decorators of the Deliverer in
+// internal/delivery (breaker.go, ratelimit.go, tracing.go, timeout.go).
 type Dispatcher struct {
 	cfg     Config
 	log     *slog.Logger
@@ -178,6 +178,9 @@ type Dispatcher struct {
 	tracer  trace.Tracer
 	results chan done
 	poke    chan struct{}
+
+	// deliverer is cfg.Deliverer decorated (New): every attempt goes through it.
+	deliverer delivery.Deliverer
 
 	mu    sync.Mutex
 	lanes map[string]*lane
@@ -220,6 +223,16 @@ func New(cfg Config) *Dispatcher {
 		gate:    orderGate{wake: make(chan struct{}, 1)},
 	}
 	d.am = newAgentMetrics(cfg.Registerer, d)
+	// The one place the attempt's decorators are composed, outermost first:
+	// waiting behind a breaker or a rate limit comes before the span, the
+	// deadline and the timing of the attempt proper.
+	d.deliverer = delivery.Chain(cfg.Deliverer,
+		delivery.Breaker(cfg.Breakers, cfg.BreakerWait),
+		delivery.RateLimit(cfg.Rate),
+		delivery.Tracing(d.tracer),
+		delivery.Timeout(cfg.Timeout),
+		d.observe,
+	)
 	return d
 }
 

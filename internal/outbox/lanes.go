@@ -5,15 +5,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/msgrouter/msgrouter/internal/breaker"
 )
 
 type lane struct {
 	key      string
 	jobs     chan *Job
-	limiter  *rate.Limiter
 	lastUsed atomic.Int64
 	route    bool // the lane that looks replayed rows up in CAMS
 }
@@ -56,9 +53,6 @@ func (d *Dispatcher) newLane(key string) *lane {
 	// The queue holds a few batches' worth, so a burst handed over after a
 	// takeover waits here rather than going back to the outbox.
 	l := &lane{key: key, jobs: make(chan *Job, max(1024, 16*d.cfg.Concurrency)), route: key == routeLane}
-	if d.cfg.Rate > 0 && !l.route {
-		l.limiter = rate.NewLimiter(rate.Limit(d.cfg.Rate), max(1, int(d.cfg.Rate)))
-	}
 	l.lastUsed.Store(time.Now().UnixNano())
 	d.lanes[key] = l
 	workers := d.cfg.Concurrency

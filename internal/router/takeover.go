@@ -378,12 +378,11 @@ func (t *Takeover) lookupAll(ctx context.Context, addrs map[string]*lookupResult
 	var mu sync.Mutex
 	for addr, lr := range addrs {
 		g.Go(func() error {
-			m, err := t.cams.Lookup(ctx, addr)
-			dec, derr := routing.Decide(m, err)
+			dec, derr := routing.Route(ctx, t.cams.Lookup, addr)
 			mu.Lock()
 			lr.dec, lr.err = dec, derr
 			mu.Unlock()
-			if derr != nil && !errors.Is(err, context.Canceled) {
+			if derr != nil && !errors.Is(derr, context.Canceled) {
 				t.log.DebugContext(ctx, "CAMS lookup failed; messages wait in the stream", slog.Any("error", derr))
 			}
 			return nil

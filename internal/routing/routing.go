@@ -1,9 +1,13 @@
 // Package routing decides where a message goes from its agent's CAMS mapping
-// (DESIGN §4): a destination, a rejection with its reason, or "try again later" when
-// CAMS itself could not answer. It is pure: no I/O, table-tested.
+// (DESIGN §4): a destination, a hold, a rejection with its reason, or "try again
+// later" when CAMS itself could not answer. It is pure: no I/O of its own (the
+// lookup is the caller's), table-tested. Every place that routes decides here: the
+// takeover (first routing), the dispatcher's check of a retry's agent and its
+// routing of a replayed message afresh (DESIGN §5, §5a).
 package routing
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -38,6 +42,26 @@ func (d Decision) Rejected() bool { return d.Reason != "" }
 // slow, 5xx): the message must wait and be routed again later.
 var ErrTransient = errors.New("agent lookup failed transiently")
 
+// Lookup looks an agent up in CAMS: its mapping, an error wrapping
+// mapping.ErrNotFound when CAMS has none, or another error when CAMS could not
+// answer.
+type Lookup func(ctx context.Context, address string) (*mapping.Mapping, error)
+
+// Route looks address up with lookup and decides where its messages go (Decide
+// over the answer). A transient error wraps ErrTransient and the lookup's error
+// (context.Canceled included, for errors.Is).
+func Route(ctx context.Context, lookup Lookup, address string) (Decision, error) {
+	m, err := lookup(ctx, address)
+	return Decide(m, err)
+}
+
+// Held reports whether a lookup's answer puts the agent's messages on hold: the
+// agent is INACTIVE with inactivePolicy HOLD (DESIGN §5a). Decide's Decision.Hold
+// is Held with a valid inbox (an invalid one rejects, held or not).
+func Held(m *mapping.Mapping, lookupErr error) bool {
+	return lookupErr == nil && m != nil && m.Status == mapping.StatusInactive && m.InactivePolicy == mapping.InactivePolicyHold
+}
+
 // Decide maps a CAMS lookup result onto a Decision. lookupErr is the lookup's error:
 // mapping.ErrNotFound rejects; any other error is transient and returned wrapped in
 // ErrTransient.
@@ -53,7 +77,7 @@ func Decide(m *mapping.Mapping, lookupErr error) (Decision, error) {
 	switch m.Status {
 	case mapping.StatusActive:
 	case mapping.StatusInactive:
-		if m.InactivePolicy != mapping.InactivePolicyHold {
+		if !Held(m, nil) {
 			return Decision{Reason: ReasonAgentInactive, Detail: "the agent is INACTIVE in CAMS"}, nil
 		}
 	default:
@@ -66,7 +90,7 @@ func Decide(m *mapping.Mapping, lookupErr error) (Decision, error) {
 		return reject("%v", err), nil
 	}
 	return Decision{DestType: m.InboxDestinationType, DestName: m.InboxName, SigningSecrets: m.SigningSecrets,
-		Hold: m.Status == mapping.StatusInactive}, nil
+		Hold: Held(m, nil)}, nil
 }
 
 func reject(format string, args ...any) Decision {

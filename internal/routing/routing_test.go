@@ -1,6 +1,7 @@
 package routing_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -24,12 +25,17 @@ func TestDecide(t *testing.T) {
 		wantType  string
 		reason    string
 		transient bool
+		hold      bool
 	}{
 		{name: "nats subject", m: active(mapping.TypeNATSSubject, "agents.sales.inbox"), wantType: mapping.TypeNATSSubject},
 		{name: "http endpoint", m: active(mapping.TypeHTTPEndpoint, "https://agent.example.com/inbox"), wantType: mapping.TypeHTTPEndpoint},
 		{name: "http with port and query", m: active(mapping.TypeHTTPEndpoint, "http://10.0.0.1:8080/in?x=1"), wantType: mapping.TypeHTTPEndpoint},
 		{name: "not found", err: fmt.Errorf("lookup: %w", mapping.ErrNotFound), reason: routing.ReasonAgentNotFound},
 		{name: "inactive", m: &mapping.Mapping{Status: mapping.StatusInactive, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "a.b"}, reason: routing.ReasonAgentInactive},
+		{name: "inactive, hold", m: &mapping.Mapping{Status: mapping.StatusInactive, InactivePolicy: mapping.InactivePolicyHold,
+			InboxDestinationType: mapping.TypeNATSSubject, InboxName: "a.b"}, wantType: mapping.TypeNATSSubject, hold: true},
+		{name: "inactive, hold, misconfigured is rejected", m: &mapping.Mapping{Status: mapping.StatusInactive,
+			InactivePolicy: mapping.InactivePolicyHold, InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.*"}, reason: routing.ReasonConfigError},
 		{name: "inactive and misconfigured is inactive", m: &mapping.Mapping{Status: mapping.StatusInactive, InboxDestinationType: "SQS"}, reason: routing.ReasonAgentInactive},
 		{name: "unknown status", m: &mapping.Mapping{Status: "PAUSED", InboxDestinationType: mapping.TypeNATSSubject, InboxName: "a.b"}, reason: routing.ReasonConfigError},
 		{name: "unknown type", m: active("SQS_QUEUE", "q"), reason: routing.ReasonConfigError},
@@ -64,6 +70,8 @@ func TestDecide(t *testing.T) {
 				return
 			}
 			require.NoError(t, err)
+			require.Equal(t, tc.hold, d.Hold)
+			require.Equal(t, tc.hold, routing.Held(tc.m, tc.err) && !d.Rejected())
 			require.Equal(t, tc.reason, d.Reason)
 			require.Equal(t, tc.reason != "", d.Rejected())
 			if tc.reason == "" {
@@ -74,6 +82,30 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Route decides over what its lookup answered, for the address asked, and keeps
+// the lookup's error reachable (a cancelled lookup is not a CAMS failure to log).
+func TestRoute(t *testing.T) {
+	t.Parallel()
+	var asked string
+	lookup := func(m *mapping.Mapping, err error) routing.Lookup {
+		return func(_ context.Context, address string) (*mapping.Mapping, error) { asked = address; return m, err }
+	}
+	d, err := routing.Route(t.Context(), lookup(&mapping.Mapping{Status: mapping.StatusActive,
+		InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.a"}, nil), "a@example.com")
+	require.NoError(t, err)
+	require.Equal(t, "a@example.com", asked)
+	require.Equal(t, routing.Decision{DestType: mapping.TypeNATSSubject, DestName: "agents.a"}, d)
+
+	d, err = routing.Route(t.Context(), lookup(nil, mapping.ErrNotFound), "b@example.com")
+	require.NoError(t, err)
+	require.Equal(t, routing.ReasonAgentNotFound, d.Reason)
+
+	_, err = routing.Route(t.Context(), lookup(nil, fmt.Errorf("lookup: %w", context.Canceled)), "c@example.com")
+	require.ErrorIs(t, err, routing.ErrTransient)
+	require.ErrorIs(t, err, context.Canceled)
+	require.False(t, routing.Held(nil, mapping.ErrNotFound))
 }
 
 // The reserved subject the shared validation refuses is the one the stream captures.
