@@ -65,7 +65,8 @@ type Config struct {
 	// Limiter replaces the limiter built from RateLimit and RateBurst (tests pass
 	// one with a fake clock).
 	Limiter *ratelimit.Keyed
-	// JS publishes; required.
+	// JS answers the readiness check's stream look-ups; required. Messages are
+	// published on NC through a JetStream context of the handler's own (async).
 	JS jetstream.JetStream
 	// NC is the connection behind JS, checked by readiness; required.
 	NC *nats.Conn

@@ -142,7 +142,8 @@ func (h *Handler) prepare(body []byte, caller auth.Caller, now time.Time) (*mess
 // travels in traceparent/tracestate, so the router's spans join the submitter's
 // trace.
 //
-// An asynchronous publish whose future is awaited (issue 11, lever b): the same
+// An asynchronous publish whose future is awaited (issue 11, lever 7 in
+// BENCHMARKS.md): the same
 // guarantee as the synchronous request it replaced (a 202 only after the PubAck)
 // with less work per request: no context.WithTimeout, no per-request reply setup;
 // the acks of all requests come back on one wildcard subscription. Concurrent
