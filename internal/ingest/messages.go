@@ -143,11 +143,10 @@ func (h *Handler) prepare(body []byte, caller auth.Caller, now time.Time) (*mess
 // trace.
 //
 // An asynchronous publish whose future is awaited (issue 11, lever 7 in
-// BENCHMARKS.md): the same
-// guarantee as the synchronous request it replaced (a 202 only after the PubAck)
-// with less work per request: no context.WithTimeout, no per-request reply setup;
-// the acks of all requests come back on one wildcard subscription. Concurrent
-// requests still pipeline over the one connection.
+// BENCHMARKS.md): the same guarantee as the synchronous request it replaced (a 202
+// only after the PubAck) with less work per request: no context.WithTimeout, no
+// per-request reply setup; the acks of all requests come back on one wildcard
+// subscription. Concurrent requests still pipeline over the one connection.
 func (h *Handler) publish(ctx context.Context, id string, env *message.Envelope) (*jetstream.PubAck, error) {
 	start := time.Now()
 	defer func() { h.metrics.publish.Observe(time.Since(start).Seconds()) }()
