@@ -134,7 +134,7 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			ctx, span := t.tracer.Start(telemetry.ExtractNATS(ctx, h), "msgrouter.route", routeSpan...)
 			if span.IsRecording() {
 				// Only a recorded span keeps attributes: without an exporter the id is
-				// not formatted for nothing (issue 11, lever c).
+				// not formatted for nothing (issue 11, lever 9).
 				span.SetAttributes(attribute.String("messaging.message.id", id.String()))
 			}
 			it.span, it.rec.Traceparent = span, telemetry.Traceparent(ctx)

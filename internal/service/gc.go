@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Go runtime defaults of every binary (issue 11, lever c; BENCHMARKS.md "Settings
+// Go runtime defaults of every binary (issue 11, lever 8; BENCHMARKS.md "Settings
 // that matter").
 const (
 	// DefaultGCPercent is GOGC when the variable is unset: the services' garbage is
