@@ -15,12 +15,12 @@ import (
 // samples as the SDK does by default (parentbased_always_on): its spans carry real
 // ids and the trace context, exactly as the SDK's would, and record nothing.
 //
-// Why not the SDK without a span processor (issue 11, lever 9 in BENCHMARKS.md): the SDK still
-// builds a recording span per Start — attributes, events, a lock, 4 allocations —
-// only to drop it at End; that was ~5-7 % of the router's CPU (a routing and a
-// delivery span per message) and ~3 % of ingest's. The ids are what the rest of
-// the system needs: the traceparent stored with each message and passed to the
-// agent's inbox.
+// Why not the SDK without a span processor (issue 11, lever 9 in BENCHMARKS.md):
+// the SDK still builds a recording span per Start — attributes, events, a lock, 4
+// allocations — only to drop it at End; that was ~5-7 % of the router's CPU (a
+// routing and a delivery span per message) and ~3 % of ingest's. The ids are what
+// the rest of the system needs: the traceparent stored with each message and
+// passed to the agent's inbox.
 //
 // What the SDK's default sampler would decide, this decides too: a span with a
 // valid parent continues its trace with the parent's flags (sampled or not) and
