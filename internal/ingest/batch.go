@@ -31,8 +31,9 @@ const (
 	// share the connection's async window (asyncMaxPending) fairly.
 	batchWindow = 128
 	// asyncMaxPending bounds the asynchronous publishes awaiting a PubAck across
-	// all batch requests; a publish beyond it waits up to 200ms for room, then
-	// fails (the item answers UNAVAILABLE).
+	// all requests (a single message counts one, a batch up to batchWindow); a
+	// publish beyond it waits up to 200ms for room, then fails (503, or the item
+	// answers UNAVAILABLE).
 	asyncMaxPending = 4096
 )
 

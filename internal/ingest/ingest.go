@@ -65,7 +65,8 @@ type Config struct {
 	// Limiter replaces the limiter built from RateLimit and RateBurst (tests pass
 	// one with a fake clock).
 	Limiter *ratelimit.Keyed
-	// JS publishes; required.
+	// JS answers the readiness check's stream look-ups; required. Messages are
+	// published on NC through a JetStream context of the handler's own (async).
 	JS jetstream.JetStream
 	// NC is the connection behind JS, checked by readiness; required.
 	NC *nats.Conn
@@ -131,9 +132,9 @@ type Handler struct {
 	routes   *http.ServeMux // same patterns as mux; only used to name the route of a request for metrics
 	root     http.Handler   // auth around mux
 	draining atomic.Bool
-	// async publishes the items of batches: asynchronous publishes on the same
-	// connection, each PubAck awaited at most PublishTimeout (so a lost ack never
-	// leaves a pending entry behind).
+	// async publishes every submission, single or batch item: asynchronous
+	// publishes on the same connection, each PubAck awaited at most PublishTimeout
+	// (so a lost ack never leaves a pending entry behind).
 	async   jetstream.JetStream
 	pubFail *failureLog // failed publishes, aggregated (issue 9)
 }
@@ -151,7 +152,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 	async, err := jetstream.New(cfg.NC, jetstream.WithPublishAsyncTimeout(cfg.PublishTimeout),
 		jetstream.WithPublishAsyncMaxPending(asyncMaxPending))
 	if err != nil {
-		return nil, fmt.Errorf("ingest: error creating the JetStream context for batches: %w", err)
+		return nil, fmt.Errorf("ingest: error creating the JetStream context for publishes: %w", err)
 	}
 	h := &Handler{
 		async:   async,

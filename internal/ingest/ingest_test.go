@@ -662,3 +662,23 @@ func BenchmarkPost(b *testing.B) {
 		}
 	})
 }
+
+// A negative PubAck is never a 202 (issue 11: the publish is asynchronous, its ack
+// awaited): the stream refuses the message (full, DiscardNew) and the client gets a
+// 503 to retry, and the message is not in the stream.
+func TestNegativePubAckIsUnavailable(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	s, err := f.js.Stream(t.Context(), stream.Name)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs, cfg.Discard = 1, jetstream.DiscardNew
+	_, err = f.js.UpdateStream(t.Context(), cfg)
+	require.NoError(t, err)
+
+	require.Equal(t, http.StatusAccepted, f.post(exampleBody).Code)
+	rec := f.post(strings.Replace(exampleBody, "crm-corr-123", "crm-corr-124", 1))
+	refused(t, rec, http.StatusServiceUnavailable, "UNAVAILABLE")
+	require.Contains(t, f.logs.String(), "maximum messages exceeded")
+	require.Len(t, f.stored(), 1)
+}

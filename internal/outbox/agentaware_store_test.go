@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -119,4 +120,34 @@ func TestClaimOnlyHeadsOfKeys(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, next, 1)
 	require.Equal(t, recs[1].ID, next[0].ID, "seq 9 follows seq 8")
+}
+
+// Issue 11: the history check of supersededSQL stays an index probe in the plan
+// Postgres keeps for a prepared statement (pgx prepares it once per connection),
+// even when that plan was made while delivery_attempts was empty. With NOT EXISTS
+// the generic plan was a hash anti join over a sequential scan of the whole history
+// table, run for every delivered batch.
+func TestSupersededGenericPlanProbesTheIndex(t *testing.T) {
+	t.Parallel()
+	f := newStoreFixture(t)
+	conn, err := f.pool.Acquire(f.ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(f.ctx, "SET plan_cache_mode = force_generic_plan")
+	require.NoError(t, err)
+	defer func() { _, _ = conn.Exec(f.ctx, "RESET plan_cache_mode") }()
+	_, err = conn.Exec(f.ctx, "PREPARE superseded_plan AS "+supersededSQL)
+	require.NoError(t, err)
+	defer func() { _, _ = conn.Exec(f.ctx, "DEALLOCATE superseded_plan") }()
+	rows, err := conn.Query(f.ctx, "EXPLAIN EXECUTE superseded_plan(NULL, NULL, NULL, NULL)")
+	require.NoError(t, err)
+	var plan strings.Builder
+	for rows.Next() {
+		var line string
+		require.NoError(t, rows.Scan(&line))
+		plan.WriteString(line + "\n")
+	}
+	require.NoError(t, rows.Err())
+	require.NotContains(t, plan.String(), "Seq Scan on delivery_attempts", plan.String())
+	require.Contains(t, plan.String(), "delivery_attempts_message_idx", plan.String())
 }

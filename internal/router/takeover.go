@@ -63,6 +63,9 @@ func NewTakeover(store *outbox.Store, c Lookup, d *outbox.Dispatcher, maxNak tim
 // OnRejected counts a rejection (also used by the dispatcher for replayed messages).
 func (t *Takeover) OnRejected(reason string) { t.m.rejected.WithLabelValues(reason).Inc() }
 
+// routeSpan are the start options of every routing span (built once).
+var routeSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+
 type item struct {
 	span    trace.Span // the message's routing span, when it carries a trace
 	rec     outbox.Record
@@ -128,8 +131,12 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 		if h := msg.Headers(); h.Get("traceparent") != "" || h.Get("Traceparent") != "" {
 			// The routing span continues the producer's trace; the delivery span
 			// will be its child, so one trace runs ingest → route → deliver.
-			ctx, span := t.tracer.Start(telemetry.ExtractNATS(ctx, h), "msgrouter.route",
-				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attribute.String("messaging.message.id", id.String())))
+			ctx, span := t.tracer.Start(telemetry.ExtractNATS(ctx, h), "msgrouter.route", routeSpan...)
+			if span.IsRecording() {
+				// Only a recorded span keeps attributes: without an exporter the id is
+				// not formatted for nothing (issue 11, lever 9).
+				span.SetAttributes(attribute.String("messaging.message.id", id.String()))
+			}
 			it.span, it.rec.Traceparent = span, telemetry.Traceparent(ctx)
 		}
 		it.verdict = consumer.Action{Verdict: consumer.Ack}

@@ -37,7 +37,8 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Main is the prologue every binary shares: load the configuration from the
+// Main is the prologue every binary shares: the Go runtime defaults
+// (RuntimeDefaults), load the configuration from the
 // environment (and ENV_FILE or ./.env, issue 14), build the logger, log the
 // .env notices and the start line, and return a context cancelled by SIGINT or
 // SIGTERM. An invalid configuration exits with status 2 and one line naming the
@@ -57,8 +58,10 @@ func Main[C interface{ LogAttrs() []slog.Attr }](name string, load func(*config.
 		Exit(name, 2, err)
 	}
 	env.LogNotices(context.Background(), log)
+	gcPercent, memLimit := RuntimeDefaults()
 	log.LogAttrs(context.Background(), slog.LevelInfo, "starting msgrouter "+name,
-		append(cfg.LogAttrs(), slog.String("version", config.Version))...)
+		append(cfg.LogAttrs(), slog.String("version", config.Version),
+			slog.Int("gogc_default", gcPercent), slog.Int64("gomemlimit_default_bytes", memLimit))...)
 	ctx, stop = signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	return ctx, stop, cfg, log
 }

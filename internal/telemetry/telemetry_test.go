@@ -4,11 +4,13 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -159,4 +161,65 @@ func BenchmarkStartEnd(b *testing.B) {
 			span.End()
 		}
 	})
+}
+
+// Issue 11: without an exporter, the default sampler's spans come from
+// contextProvider; they must carry exactly what the SDK's would (trace id, flags,
+// tracestate), with a span id of their own, and record nothing.
+func TestContextProviderMatchesTheSDK(t *testing.T) {
+	t.Parallel()
+	tp, shutdown, err := setup(t.Context(), "test", "v0", func(string) string { return "" })
+	require.NoError(t, err)
+	defer func() { require.NoError(t, shutdown(context.Background())) }()
+	require.IsType(t, &contextProvider{}, tp)
+	sdk := sdktrace.NewTracerProvider() // the SDK's default sampler: parentbased_always_on
+	defer func() { require.NoError(t, sdk.Shutdown(context.Background())) }()
+
+	withState := func(tp string) context.Context {
+		return Propagator.Extract(t.Context(), propagation.MapCarrier{"traceparent": tp, "tracestate": "vendor=x"})
+	}
+	for name, ctx := range map[string]context.Context{
+		"root":              t.Context(),
+		"sampled parent":    withState("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+		"unsampled parent":  withState("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+		"malformed traceid": withState("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			parent := trace.SpanContextFromContext(ctx)
+			_, got := tp.Tracer("t").Start(ctx, "s", trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("k", "v")))
+			_, want := sdk.Tracer("t").Start(ctx, "s", trace.WithSpanKind(trace.SpanKindServer))
+			g, w := got.SpanContext(), want.SpanContext()
+			require.True(t, g.IsValid())
+			require.False(t, got.IsRecording())
+			require.Equal(t, w.TraceFlags(), g.TraceFlags())
+			require.Equal(t, w.TraceState().String(), g.TraceState().String())
+			require.Equal(t, w.IsRemote(), g.IsRemote())
+			if parent.IsValid() {
+				require.Equal(t, parent.TraceID(), g.TraceID(), "the parent's trace continues")
+				require.NotEqual(t, parent.SpanID(), g.SpanID(), "a span id of its own")
+			} else {
+				require.NotEqual(t, w.TraceID(), g.TraceID(), "a new trace")
+			}
+		})
+	}
+
+	// WithNewRoot starts a new trace whatever the context holds.
+	ctx := withState("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+	_, root := tp.Tracer("t").Start(ctx, "s", trace.WithNewRoot())
+	require.NotEqual(t, "4bf92f3577b34da6a3ce929d0e0e4736", root.SpanContext().TraceID().String())
+	require.True(t, root.SpanContext().IsSampled())
+}
+
+// Another sampler than the default keeps the SDK (no exporter), so the sampled
+// flag follows OTEL_TRACES_SAMPLER. The SDK reads the variable from the process
+// environment, so the test is not parallel.
+func TestSetupWithoutExporterHonoursTheSampler(t *testing.T) {
+	t.Setenv("OTEL_TRACES_SAMPLER", "always_off")
+	tp, shutdown, err := setup(t.Context(), "test", "v0", os.Getenv)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, shutdown(context.Background())) }()
+	require.IsType(t, &sdktrace.TracerProvider{}, tp)
+	ctx, span := tp.Tracer("t").Start(t.Context(), "root")
+	defer span.End()
+	require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-00$`, Traceparent(ctx))
 }
