@@ -80,7 +80,13 @@ func (s *Server) RestartEmpty(t testing.TB) {
 // Connect returns a connection and a JetStream handle, closed when t ends.
 func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.URL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return connect(t, s.URL)
+}
+
+// connect dials url, reconnecting for ever, and closes the connection when t ends.
+func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatalf("natstest: connect: %v", err)
 	}
