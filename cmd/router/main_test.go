@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
@@ -66,24 +67,6 @@ func freeAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	return addr
-}
-
-// syncBuffer is a bytes.Buffer safe to read while the child writes to it.
-type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.Write(p)
-}
-func (b *syncBuffer) String() string {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.String()
 }
 
 // Issue 14: a .env file as the Python Message Router Service's README has it —
@@ -137,7 +120,7 @@ func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	stderr := newSyncBuffer()
+	stderr := &logtest.Buffer{}
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
 	cmd.Env = append(env, "NATS_URL="+ns.URL, "ROUTER_ADDR="+addr, "LOG_FORMAT=text", "SHUTDOWN_TIMEOUT=5s", "OTEL_TRACES_EXPORTER=none")

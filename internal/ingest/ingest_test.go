@@ -27,6 +27,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/ratelimit"
 	"github.com/msgrouter/msgrouter/internal/stream"
+	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
 
@@ -40,7 +41,7 @@ type fixture struct {
 	js   jetstream.JetStream
 	h    *ingest.Handler
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *logtest.Buffer
 }
 
 func setup(t testing.TB, mod ...func(*ingest.Config)) *fixture {
@@ -55,7 +56,7 @@ func setup(t testing.TB, mod ...func(*ingest.Config)) *fixture {
 	_, err = stream.Ensure(t.Context(), js)
 	require.NoError(t, err)
 
-	f := &fixture{t: t, srv: srv, nc: nc, js: js, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	f := &fixture{t: t, srv: srv, nc: nc, js: js, reg: prometheus.NewRegistry(), logs: &logtest.Buffer{}}
 	cfg := ingest.Config{
 		JS: js, NC: nc, Registerer: f.reg, Gatherer: f.reg, Version: "test",
 		PublishTimeout: 2 * time.Second,
@@ -67,23 +68,6 @@ func setup(t testing.TB, mod ...func(*ingest.Config)) *fixture {
 	f.h, err = ingest.NewHandler(cfg)
 	require.NoError(t, err)
 	return f
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type request struct {
