@@ -274,27 +274,33 @@ func (c *credFlags) read(stdin io.Reader) (*apiclient.InboxAuth, []string, error
 		}
 		auth = &apiclient.InboxAuth{Type: "BEARER", Token: tok}
 	}
-	if *c.headerName != "" || *c.headerValueFile != "" {
-		kinds++
-		if *c.headerName == "" || *c.headerValueFile == "" {
-			return nil, nil, usagef("--auth-header-name and --auth-header-value-file go together")
+	// paired reads the secret of a credential given as a name flag and a file flag,
+	// which go together; set says whether either was given.
+	paired := func(nameFlag, name, fileFlag, path string) (secret string, set bool, err error) {
+		if name == "" && path == "" {
+			return "", false, nil
 		}
-		v, err := file("auth-header-value-file", *c.headerValueFile)
-		if err != nil {
-			return nil, nil, err
+		if name == "" || path == "" {
+			return "", true, usagef("--%s and --%s go together", nameFlag, fileFlag)
 		}
-		auth = &apiclient.InboxAuth{Type: "HEADER", Name: *c.headerName, Value: v}
+		secret, err = file(fileFlag, path)
+		return secret, true, err
 	}
-	if *c.basicUser != "" || *c.basicPasswordFile != "" {
+	value, header, err := paired("auth-header-name", *c.headerName, "auth-header-value-file", *c.headerValueFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if header {
 		kinds++
-		if *c.basicUser == "" || *c.basicPasswordFile == "" {
-			return nil, nil, usagef("--auth-basic-user and --auth-basic-password-file go together")
-		}
-		pw, err := file("auth-basic-password-file", *c.basicPasswordFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		auth = &apiclient.InboxAuth{Type: "BASIC", Username: *c.basicUser, Password: pw}
+		auth = &apiclient.InboxAuth{Type: "HEADER", Name: *c.headerName, Value: value}
+	}
+	password, basic, err := paired("auth-basic-user", *c.basicUser, "auth-basic-password-file", *c.basicPasswordFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if basic {
+		kinds++
+		auth = &apiclient.InboxAuth{Type: "BASIC", Username: *c.basicUser, Password: password}
 	}
 	if *c.none {
 		kinds++
