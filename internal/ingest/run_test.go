@@ -36,21 +36,8 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- ingest.Run(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
-			ingest.WithTracerProvider(noop.NewTracerProvider()), ingest.OnReady(func(a net.Addr) { ready <- a }))
-	}()
-	var base string
-	select {
-	case a := <-ready:
-		base = "http://" + a.String()
-	case err := <-done:
-		t.Fatalf("Run stopped at start: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run not ready within 15s")
-	}
+	addr, done := runReady(ctx, t, cfg)
+	base := "http://" + addr.String()
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Post(base+"/v1/messages", "application/json", strings.NewReader(exampleBody))
@@ -136,19 +123,7 @@ func TestRunStopBoundedWhileNATSIsDown(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- ingest.Run(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
-			ingest.WithTracerProvider(noop.NewTracerProvider()), ingest.OnReady(func(a net.Addr) { ready <- a }))
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("Run stopped at start: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run not ready within 15s")
-	}
+	_, done := runReady(ctx, t, cfg)
 	srv.Shutdown()
 	srv.WaitForShutdown()
 

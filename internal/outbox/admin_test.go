@@ -306,9 +306,7 @@ func TestAdminReplayRefusesOtherStatuses(t *testing.T) {
 func TestAdminReplayTwiceIsHarmless(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := rejectedRecord("agent-a@example.com", "AGENT_NOT_FOUND")
-	f.takeover(time.Hour, r)
-	require.NoError(t, f.store.Replay(f.ctx, r.ID))
+	r := f.replayedRejection()
 	after := f.snapshot()
 
 	// The message is PENDING now: a second replay is refused and changes nothing.

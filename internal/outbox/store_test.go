@@ -844,9 +844,7 @@ func TestCompleteStaleTokenChangesNothing(t *testing.T) {
 func TestStoreSetRouteIsFenced(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := rejectedRecord("agent-a@example.com", "AGENT_NOT_FOUND")
-	f.takeover(time.Hour, r)
-	require.NoError(t, f.store.Replay(f.ctx, r.ID))
+	r := f.replayedRejection()
 
 	first := f.claimOne(r.ID, 50*time.Millisecond)
 	require.True(t, first.Route, "a replayed row asks for a fresh lookup")

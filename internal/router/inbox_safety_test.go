@@ -30,12 +30,7 @@ func TestSystemSubjectInboxIsConfigError(t *testing.T) {
 	}
 	e.cams.set("good", mapping.TypeNATSSubject, "inbox.good", mapping.StatusActive)
 
-	var goodIDs []string
-	for range 10 {
-		id := uuid.NewString()
-		goodIDs = append(goodIDs, id)
-		e.publish(body("good", `{}`), id)
-	}
+	goodIDs := e.publishN("good", 10)
 	badIDs := map[string]string{}
 	for addr := range bad {
 		badIDs[addr] = uuid.NewString()

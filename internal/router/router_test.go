@@ -180,6 +180,18 @@ func (e *env) publish(body string, msgID string) {
 	require.NoError(e.t, err)
 }
 
+// publishN publishes n messages with an empty payload to address and returns
+// their ids.
+func (e *env) publishN(address string, n int) []string {
+	e.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		e.publish(body(address, `{}`), ids[i])
+	}
+	return ids
+}
+
 func (e *env) get(id string) (int, apiclient.Message) {
 	e.t.Helper()
 	resp, err := http.Get(e.adminURL + "/v1/messages/" + id)
@@ -340,18 +352,26 @@ func TestDirectProducerIDs(t *testing.T) {
 	}
 }
 
+// inboxAnswering is an agent's HTTP inbox answering each request with status();
+// closed when t ends.
+func inboxAnswering(t *testing.T, status func() int) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status())
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func TestRetriesThenDelivers(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
 	var calls atomic.Int64
-	inbox := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	inbox := inboxAnswering(t, func() int {
 		if calls.Add(1) <= 2 {
-			w.WriteHeader(http.StatusInternalServerError)
-			return
+			return http.StatusInternalServerError
 		}
-		w.WriteHeader(http.StatusOK)
-	}))
-	defer inbox.Close()
+		return http.StatusOK
+	})
 	e.cams.set("flaky", mapping.TypeHTTPEndpoint, inbox.URL, mapping.StatusActive)
 	id := uuid.NewString()
 	e.publish(body("flaky", `{}`), id)
@@ -366,14 +386,12 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	t.Parallel()
 	e := setup(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "3", "BREAKER_FAILURES": "100"})
 	var healthy atomic.Bool
-	inbox := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	inbox := inboxAnswering(t, func() int {
 		if !healthy.Load() {
-			w.WriteHeader(http.StatusBadGateway)
-			return
+			return http.StatusBadGateway
 		}
-		w.WriteHeader(http.StatusOK)
-	}))
-	defer inbox.Close()
+		return http.StatusOK
+	})
 	e.cams.set("dl", mapping.TypeHTTPEndpoint, inbox.URL, mapping.StatusActive)
 	id := uuid.NewString()
 	e.publish(body("dl", `{}`), id)
@@ -409,12 +427,7 @@ func TestCAMSOutageLosesNothing(t *testing.T) {
 	e := setup(t, map[string]string{"BREAKER_FAILURES": "2"})
 	e.cams.set("c", mapping.TypeNATSSubject, "inbox.c", mapping.StatusActive)
 	e.cams.down.Store(true)
-	var ids []string
-	for range 20 {
-		id := uuid.NewString()
-		ids = append(ids, id)
-		e.publish(body("c", `{}`), id)
-	}
+	ids := e.publishN("c", 20)
 	// CAMS is asked (and fails) before anything could be routed.
 	require.Eventually(t, func() bool { return e.cams.requests.Load() >= 2 }, 10*time.Second, 10*time.Millisecond)
 	for _, id := range ids {
@@ -627,19 +640,9 @@ func TestSlowInboxDoesNotBlockOthers(t *testing.T) {
 	e.cams.set("slow", mapping.TypeHTTPEndpoint, slow.URL, mapping.StatusActive)
 	e.cams.set("fast", mapping.TypeNATSSubject, "inbox.fast", mapping.StatusActive)
 
-	var slowIDs []string
-	for range 10 {
-		id := uuid.NewString()
-		slowIDs = append(slowIDs, id)
-		e.publish(body("slow", `{}`), id)
-	}
+	slowIDs := e.publishN("slow", 10)
 	require.Eventually(t, func() bool { return inFlight.Load() == 2 }, 10*time.Second, 10*time.Millisecond)
-	var fastIDs []string
-	for range 20 {
-		id := uuid.NewString()
-		fastIDs = append(fastIDs, id)
-		e.publish(body("fast", `{}`), id)
-	}
+	fastIDs := e.publishN("fast", 20)
 	for _, id := range fastIDs {
 		e.waitStatus(id, "DELIVERED")
 	}
