@@ -99,6 +99,16 @@ func (f *storeFixture) replayedRejection() Record {
 	return r
 }
 
+// leaseExpired is a message taken over whose claim's lease has run out, with the
+// token of that claim.
+func (f *storeFixture) leaseExpired() (Record, uuid.UUID) {
+	f.t.Helper()
+	r := pendingRecord("agent-a@example.com")
+	token := f.takeover(time.Hour, r)
+	f.expireLease(r.ID)
+	return r, token
+}
+
 // expireLease makes id's row due now, as if its claim's lease had run out.
 func (f *storeFixture) expireLease(id uuid.UUID) {
 	f.t.Helper()
@@ -211,9 +221,7 @@ func TestReplayMatchingRacingReplayAndCompletion(t *testing.T) {
 func TestClaimRacingCompletion(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
-	f.expireLease(r.ID)
+	r, token := f.leaseExpired()
 
 	tx := f.held()
 	// The old holder's result arrives late but still holds the row: retry in 1 h.
@@ -258,9 +266,7 @@ func TestClaimRacingReplay(t *testing.T) {
 func TestReleaseAllRacingClaim(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	old := f.takeover(time.Hour, r)
-	f.expireLease(r.ID)
+	r, old := f.leaseExpired()
 
 	tx := f.held()
 	newToken := claimIn(t, tx, time.Hour)

@@ -220,8 +220,7 @@ func failingAgent(t *testing.T, overrides map[string]string, address, policy str
 	in := newRecorder(t)
 	in.fail.Store(true)
 	fc.set(address, mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusActive, policy)
-	id := uuid.NewString()
-	e.publish(body(address, `{}`), id)
+	id := e.send(address)
 	e.waitAttempts(id, attempts)
 	return e, fc, in, id
 }
@@ -452,8 +451,7 @@ func TestHoldMaxAgeDeadLetters(t *testing.T) {
 	t.Parallel()
 	e, fc := setupAgents(t, map[string]string{"HOLD_MAX_AGE": "2s"})
 	fc.set("never", mapping.TypeNATSSubject, "inbox.never", mapping.StatusInactive, mapping.InactivePolicyHold)
-	id := uuid.NewString()
-	e.publish(body("never", `{}`), id)
+	id := e.send("never")
 	e.waitReason(id, "AGENT_INACTIVE")
 	v := e.waitStatus(id, "DEAD_LETTERED")
 	require.Equal(t, "AGENT_INACTIVE", v.Reason)
@@ -512,8 +510,7 @@ func TestExpiry(t *testing.T) {
 		in := newRecorder(t)
 		in.fail.Store(true)
 		fc.set("x", mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusActive, "")
-		opener := uuid.NewString()
-		e.publish(body("x", `{}`), opener)
+		opener := e.send("x")
 		e.waitAttempts(opener, 1) // the breaker is open now, for a minute
 		id := uuid.NewString()
 		e.publish(keyed("x", "", 0, time.Now().Add(1500*time.Millisecond)), id)

@@ -65,8 +65,7 @@ func TestStoredSystemRouteIsNeverDelivered(t *testing.T) {
 	ctx := context.Background()
 	// No stream captures "nocapture.a": every attempt fails and is retried.
 	e.cams.set("agent", mapping.TypeNATSSubject, "nocapture.a", mapping.StatusActive)
-	id := uuid.NewString()
-	e.publish(body("agent", `{}`), id)
+	id := e.send("agent")
 	require.Eventually(t, func() bool {
 		_, v := e.get(id)
 		return v.Attempts >= 1

@@ -180,6 +180,12 @@ func (e *env) publish(body string, msgID string) {
 	require.NoError(e.t, err)
 }
 
+// send publishes one message with an empty payload to address and returns its id.
+func (e *env) send(address string) string {
+	e.t.Helper()
+	return e.publishN(address, 1)[0]
+}
+
 // publishN publishes n messages with an empty payload to address and returns
 // their ids.
 func (e *env) publishN(address string, n int) []string {
@@ -352,11 +358,15 @@ func TestDirectProducerIDs(t *testing.T) {
 	}
 }
 
-// inboxAnswering is an agent's HTTP inbox answering each request with status();
-// closed when t ends.
-func inboxAnswering(t *testing.T, status func() int) *httptest.Server {
+// inboxFailing is an agent's HTTP inbox answering status to each request for which
+// failing() is true, 200 to the others; closed when t ends.
+func inboxFailing(t *testing.T, status int, failing func() bool) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(status())
+		if failing() {
+			w.WriteHeader(status)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
 	}))
 	t.Cleanup(srv.Close)
 	return srv
@@ -366,15 +376,9 @@ func TestRetriesThenDelivers(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
 	var calls atomic.Int64
-	inbox := inboxAnswering(t, func() int {
-		if calls.Add(1) <= 2 {
-			return http.StatusInternalServerError
-		}
-		return http.StatusOK
-	})
+	inbox := inboxFailing(t, http.StatusInternalServerError, func() bool { return calls.Add(1) <= 2 })
 	e.cams.set("flaky", mapping.TypeHTTPEndpoint, inbox.URL, mapping.StatusActive)
-	id := uuid.NewString()
-	e.publish(body("flaky", `{}`), id)
+	id := e.send("flaky")
 	v := e.waitStatus(id, "DELIVERED")
 	require.Equal(t, 3, v.Attempts)
 	require.Len(t, v.History, 3)
@@ -386,15 +390,9 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	t.Parallel()
 	e := setup(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "3", "BREAKER_FAILURES": "100"})
 	var healthy atomic.Bool
-	inbox := inboxAnswering(t, func() int {
-		if !healthy.Load() {
-			return http.StatusBadGateway
-		}
-		return http.StatusOK
-	})
+	inbox := inboxFailing(t, http.StatusBadGateway, func() bool { return !healthy.Load() })
 	e.cams.set("dl", mapping.TypeHTTPEndpoint, inbox.URL, mapping.StatusActive)
-	id := uuid.NewString()
-	e.publish(body("dl", `{}`), id)
+	id := e.send("dl")
 	v := e.waitStatus(id, "DEAD_LETTERED")
 	require.Equal(t, "MAX_ATTEMPTS_EXCEEDED", v.Reason)
 	require.Equal(t, 3, v.Attempts)
@@ -559,8 +557,7 @@ func TestLostAckIsHarmless(t *testing.T) {
 		},
 	})
 	e.cams.set("a", mapping.TypeNATSSubject, "inbox.a", mapping.StatusActive)
-	id := uuid.NewString()
-	e.publish(body("a", `{}`), id)
+	id := e.send("a")
 	e.waitStatus(id, "DELIVERED")
 	// The message comes back after AckWait and is recognised as already taken over.
 	require.Eventually(t, func() bool {
