@@ -27,6 +27,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/ratelimit"
 	"github.com/msgrouter/msgrouter/internal/stream"
+	"github.com/msgrouter/msgrouter/internal/testutil/fakeclock"
 	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
@@ -428,29 +429,11 @@ func TestAuth(t *testing.T) {
 	}
 }
 
-// clock is a hand-moved time source for the rate limiter.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestRateLimitPerKey(t *testing.T) {
 	t.Parallel()
 	keys, err := auth.Parse("crm:k1,billing:k2,k3,k4")
 	require.NoError(t, err)
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := fakeclock.New(time.Unix(1_800_000_000, 0))
 	f := setup(t, func(cfg *ingest.Config) {
 		cfg.Keys = keys
 		cfg.Limiter = ratelimit.New(0.5, 2, 100, ratelimit.WithClock(c.Now)) // one every 2s, burst 2
