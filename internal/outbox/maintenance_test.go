@@ -109,6 +109,29 @@ func (f *storeFixture) leaseExpired() (Record, uuid.UUID) {
 	return r, token
 }
 
+// requireNothingClaimed claims with the lease given and requires that nothing
+// was due.
+func (f *storeFixture) requireNothingClaimed(lease time.Duration, msgAndArgs ...any) {
+	f.t.Helper()
+	got, err := f.store.Claim(f.ctx, 10, lease)
+	require.NoError(f.t, err)
+	require.Empty(f.t, got, msgAndArgs...)
+}
+
+// requireFreshPending requires id's record to be PENDING as if new: no attempt,
+// no reason, no error, not finished, not delivered. It returns the record.
+func (f *storeFixture) requireFreshPending(id uuid.UUID) msgRow {
+	f.t.Helper()
+	m := f.message(id)
+	require.Equal(f.t, StatusPending, m.Status)
+	require.Zero(f.t, m.Attempts)
+	require.Nil(f.t, m.Reason)
+	require.Nil(f.t, m.LastError)
+	require.Nil(f.t, m.FinishedAt)
+	require.Nil(f.t, m.DeliveredAt)
+	return m
+}
+
 // expireLease makes id's row due now, as if its claim's lease had run out.
 func (f *storeFixture) expireLease(id uuid.UUID) {
 	f.t.Helper()
@@ -228,13 +251,9 @@ func TestClaimRacingCompletion(t *testing.T) {
 	execIn(t, tx, failedSQL, []uuid.UUID{r.ID}, []uuid.UUID{token}, []time.Time{time.Now()}, []int32{5},
 		[]int64{time.Hour.Milliseconds()}, []string{""}, []string{"boom"}, 10)
 
-	got, err := f.store.Claim(f.ctx, 10, time.Minute)
-	require.NoError(t, err)
-	require.Empty(t, got, "a row being completed is not claimed")
+	f.requireNothingClaimed(time.Minute, "a row being completed is not claimed")
 	require.NoError(t, tx.Commit(f.ctx))
-	got, err = f.store.Claim(f.ctx, 10, time.Minute)
-	require.NoError(t, err)
-	require.Empty(t, got, "the completion re-scheduled it an hour ahead")
+	f.requireNothingClaimed(time.Minute, "the completion re-scheduled it an hour ahead")
 	o := f.mustOutbox(r.ID)
 	require.Nil(t, o.Token)
 	require.Greater(t, o.DueIn, 50*time.Minute)
@@ -251,9 +270,7 @@ func TestClaimRacingReplay(t *testing.T) {
 
 	tx := f.held()
 	replayIn(t, tx, rej.ID)
-	got, err := f.store.Claim(f.ctx, 10, time.Minute)
-	require.NoError(t, err)
-	require.Empty(t, got)
+	f.requireNothingClaimed(time.Minute)
 	require.NoError(t, tx.Commit(f.ctx))
 	c := f.claimOne(rej.ID, time.Minute)
 	require.True(t, c.Route)

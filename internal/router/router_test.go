@@ -180,6 +180,19 @@ func (e *env) publish(body string, msgID string) {
 	require.NoError(e.t, err)
 }
 
+// listMessages asks the admin API for GET /v1/messages?query; an empty page when
+// it did not answer.
+func (e *env) listMessages(query string) apiclient.MessagePage {
+	var page apiclient.MessagePage
+	resp, err := http.Get(e.adminURL + "/v1/messages?" + query)
+	if err != nil {
+		return page
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&page)
+	return page
+}
+
 // send publishes one message with an empty payload to address and returns its id.
 func (e *env) send(address string) string {
 	e.t.Helper()
@@ -488,30 +501,11 @@ func TestAdminList(t *testing.T) {
 		e.publish(body("nobody", `{}`), uuid.NewString())
 	}
 	require.Eventually(t, func() bool {
-		resp, err := http.Get(e.adminURL + "/v1/messages?status=REJECTED&limit=2")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var page struct {
-			Items      []apiclient.Message `json:"items"`
-			NextCursor *string             `json:"nextCursor"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&page)
-		return len(page.Items) == 2 && page.NextCursor != nil
+		page := e.listMessages("status=REJECTED&limit=2")
+		return len(page.Items) == 2 && page.NextCursor != ""
 	}, 10*time.Second, 20*time.Millisecond)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(e.adminURL + "/v1/messages?status=REJECTED")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var page struct {
-			Items []apiclient.Message `json:"items"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&page)
-		return len(page.Items) == 5
-	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return len(e.listMessages("status=REJECTED").Items) == 5 },
+		10*time.Second, 20*time.Millisecond)
 
 	for path, code := range map[string]int{
 		"/v1/messages?status=NOPE": http.StatusBadRequest,
