@@ -180,6 +180,18 @@ func (e *env) publish(body string, msgID string) {
 	require.NoError(e.t, err)
 }
 
+// waitStreamSettled waits until the router's consumer has nothing pending and
+// nothing waiting for an ack: every message was acked or terminated.
+func (e *env) waitStreamSettled() {
+	e.t.Helper()
+	cons, err := e.js.Consumer(context.Background(), stream.Name, stream.ConsumerName)
+	require.NoError(e.t, err)
+	require.Eventually(e.t, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}, 10*time.Second, 20*time.Millisecond)
+}
+
 // listMessages asks the admin API for GET /v1/messages?query; an empty page when
 // it did not answer.
 func (e *env) listMessages(query string) apiclient.MessagePage {
@@ -345,12 +357,7 @@ func TestRejections(t *testing.T) {
 	require.NotEmpty(t, v.RawMessageBase64, "raw bytes of a poison message are kept for inspection")
 
 	// Poison messages are terminated, not redelivered forever.
-	cons, err := e.js.Consumer(context.Background(), stream.Name, stream.ConsumerName)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		info, err := cons.Info(context.Background())
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	}, 10*time.Second, 20*time.Millisecond)
+	e.waitStreamSettled()
 }
 
 func TestDirectProducerIDs(t *testing.T) {
@@ -557,12 +564,7 @@ func TestLostAckIsHarmless(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return gathered(t, e.reg, "msgrouter_router_duplicates_total") >= 1
 	}, 10*time.Second, 20*time.Millisecond)
-	cons, err := e.js.Consumer(context.Background(), stream.Name, stream.ConsumerName)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		info, err := cons.Info(context.Background())
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	}, 10*time.Second, 20*time.Millisecond)
+	e.waitStreamSettled()
 	require.Len(t, e.inboxMsgs("inbox.a"), 1, "delivered once")
 }
 
