@@ -65,14 +65,14 @@ func NATSHeader(d *Delivery) nats.Header {
 
 // headerNames spells the attributes for one transport; attributes sets them.
 type headerNames struct {
-	messageID                                []string // every header carrying the messageId
+	messageID                                [3]string // every header carrying the messageId; "" = unused
 	aiAgentAddress, timestamp, contentType   string
 	senderID, correlationID, senderMessageID string
 	traceparent                              string
 }
 
 var natsNames = headerNames{
-	messageID:      []string{NATSHeaderMessageID, nats.MsgIdHdr},
+	messageID:      [3]string{NATSHeaderMessageID, nats.MsgIdHdr},
 	aiAgentAddress: NATSHeaderAIAgentAddress, timestamp: NATSHeaderTimestamp,
 	contentType: NATSHeaderContentType, senderID: NATSHeaderSenderID,
 	correlationID: NATSHeaderCorrelationID, senderMessageID: NATSHeaderSenderMessageID,
@@ -80,7 +80,7 @@ var natsNames = headerNames{
 }
 
 var httpNames = headerNames{
-	messageID:      []string{HTTPHeaderMessageID, HTTPHeaderIdempotencyKey, HTTPHeaderWebhookID},
+	messageID:      [3]string{HTTPHeaderMessageID, HTTPHeaderIdempotencyKey, HTTPHeaderWebhookID},
 	aiAgentAddress: HTTPHeaderAIAgentAddress, timestamp: HTTPHeaderTimestamp,
 	contentType: HTTPHeaderContentType, senderID: HTTPHeaderSenderID,
 	correlationID: HTTPHeaderCorrelationID, senderMessageID: HTTPHeaderSenderMessageID,
@@ -92,7 +92,9 @@ var httpNames = headerNames{
 // not an attribute value: "/" would become %2F), absent optional ones omitted.
 func (b *headerBuilder) attributes(d *Delivery, n *headerNames) {
 	for _, k := range n.messageID {
-		b.set(k, d.MessageID)
+		if k != "" {
+			b.set(k, d.MessageID)
+		}
 	}
 	b.set(n.aiAgentAddress, d.AIAgentAddress)
 	if !d.AcceptedAt.IsZero() {
