@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,32 +13,23 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/msgrouter/msgrouter/internal/testutil/cmdtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
 
-// build compiles this command once per test.
-func build(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ingest")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, string(out))
-	return bin
-}
+var binary = cmdtest.Binary{Name: "ingest"}
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
+func TestMain(m *testing.M) {
+	code := m.Run()
+	binary.Remove()
+	os.Exit(code)
 }
 
 func TestSIGTERMExitsZero(t *testing.T) {
 	t.Parallel()
-	bin := build(t)
+	bin := binary.Path(t)
 	srv := natstest.Start(t)
-	addr := freeAddr(t)
+	addr := cmdtest.FreeAddr(t)
 
 	var stderr bytes.Buffer
 	cmd := exec.Command(bin)
@@ -81,7 +70,7 @@ func TestSIGTERMExitsZero(t *testing.T) {
 
 func TestExitStatus(t *testing.T) {
 	t.Parallel()
-	bin := build(t)
+	bin := binary.Path(t)
 	for _, tc := range []struct {
 		name string
 		env  []string
@@ -89,7 +78,7 @@ func TestExitStatus(t *testing.T) {
 		line string
 	}{
 		{"invalid setting", []string{"MAX_MESSAGE_BYTES=abc"}, 2, `ingest: MAX_MESSAGE_BYTES: "abc" is not a whole number`},
-		{"NATS unreachable", []string{"NATS_URL=nats://" + freeAddr(t), "INGEST_ADDR=" + freeAddr(t)}, 1, "ingest: error connecting to NATS at nats://"},
+		{"NATS unreachable", []string{"NATS_URL=nats://" + cmdtest.FreeAddr(t), "INGEST_ADDR=" + cmdtest.FreeAddr(t)}, 1, "ingest: error connecting to NATS at nats://"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

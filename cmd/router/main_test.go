@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,67 +21,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/testutil/cmdtest"
+	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
-var (
-	binDir   string
-	buildBin sync.Once
-	binPath  string
-	binErr   error
-)
+var binary = cmdtest.Binary{Name: "router"}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "router-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	binary.Remove()
 	os.Exit(code)
-}
-
-// build compiles this command once for all tests.
-func build(t *testing.T) string {
-	t.Helper()
-	buildBin.Do(func() {
-		binPath = filepath.Join(binDir, "router")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("%v: %s", err, out)
-		}
-	})
-	require.NoError(t, binErr)
-	return binPath
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
-// syncBuffer is a bytes.Buffer safe to read while the child writes to it.
-type syncBuffer struct {
-	mu  chan struct{}
-	buf bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.Write(p)
-}
-func (b *syncBuffer) String() string {
-	b.mu <- struct{}{}
-	defer func() { <-b.mu }()
-	return b.buf.String()
 }
 
 // Issue 14: a .env file as the Python Message Router Service's README has it —
@@ -91,7 +40,7 @@ func (b *syncBuffer) String() string {
 // binary unchanged, against the real Postgres and a CAMS, and a message flows.
 func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 	t.Parallel()
-	bin := build(t)
+	bin := binary.Path(t)
 
 	// The same Postgres the tests use, written as the Python service would.
 	pc, err := pgx.ParseConfig(pgtest.NewURL(t))
@@ -130,14 +79,14 @@ func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 	inbox, err := nc.SubscribeSync("agents.sales.inbox")
 	require.NoError(t, err)
 
-	addr := freeAddr(t)
+	addr := cmdtest.FreeAddr(t)
 	var env []string
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); k != "DATABASE_URL" && k != "CAMS_API_URL" && k != "ENV_FILE" && !strings.HasPrefix(k, "PG") {
 			env = append(env, kv)
 		}
 	}
-	stderr := newSyncBuffer()
+	stderr := &logtest.Buffer{}
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
 	cmd.Env = append(env, "NATS_URL="+ns.URL, "ROUTER_ADDR="+addr, "LOG_FORMAT=text", "SHUTDOWN_TIMEOUT=5s", "OTEL_TRACES_EXPORTER=none")
@@ -210,7 +159,7 @@ func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 // A malformed .env stops the binary at start with one line naming file and line.
 func TestMalformedDotEnvStopsRouter(t *testing.T) {
 	t.Parallel()
-	bin := build(t)
+	bin := binary.Path(t)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, ".env"), []byte("CAMS_API_URL=http://cams:8001\nDATABASE_URL=\"postgresql+asyncpg://u:topsecret@db/r\n"), 0o600))
 	for _, tc := range []struct{ name, envFile, line string }{

@@ -264,42 +264,48 @@ func (c *credFlags) read(stdin io.Reader) (*apiclient.InboxAuth, []string, error
 		}
 		return v, nil
 	}
+	// paired reads the secret of a credential given as a name flag and a file
+	// flag, which go together.
+	paired := func(nameFlag, name, fileFlag, path string) (string, error) {
+		if name == "" || path == "" {
+			return "", usagef("--%s and --%s go together", nameFlag, fileFlag)
+		}
+		return file(fileFlag, path)
+	}
+	// One entry per kind of inbox credentials, in the order their errors are
+	// reported: whether its flags were given, and the credentials they make.
+	kinds := []struct {
+		given bool
+		read  func() (*apiclient.InboxAuth, error)
+	}{
+		{*c.bearerFile != "", func() (*apiclient.InboxAuth, error) {
+			tok, err := file("auth-bearer-file", *c.bearerFile)
+			return &apiclient.InboxAuth{Type: "BEARER", Token: tok}, err
+		}},
+		{*c.headerName != "" || *c.headerValueFile != "", func() (*apiclient.InboxAuth, error) {
+			v, err := paired("auth-header-name", *c.headerName, "auth-header-value-file", *c.headerValueFile)
+			return &apiclient.InboxAuth{Type: "HEADER", Name: *c.headerName, Value: v}, err
+		}},
+		{*c.basicUser != "" || *c.basicPasswordFile != "", func() (*apiclient.InboxAuth, error) {
+			pw, err := paired("auth-basic-user", *c.basicUser, "auth-basic-password-file", *c.basicPasswordFile)
+			return &apiclient.InboxAuth{Type: "BASIC", Username: *c.basicUser, Password: pw}, err
+		}},
+		{*c.none, func() (*apiclient.InboxAuth, error) { return nil, nil }},
+	}
 	var auth *apiclient.InboxAuth
-	kinds := 0
-	if *c.bearerFile != "" {
-		kinds++
-		tok, err := file("auth-bearer-file", *c.bearerFile)
+	given := 0
+	for _, k := range kinds {
+		if !k.given {
+			continue
+		}
+		given++
+		a, err := k.read()
 		if err != nil {
 			return nil, nil, err
 		}
-		auth = &apiclient.InboxAuth{Type: "BEARER", Token: tok}
+		auth = a
 	}
-	if *c.headerName != "" || *c.headerValueFile != "" {
-		kinds++
-		if *c.headerName == "" || *c.headerValueFile == "" {
-			return nil, nil, usagef("--auth-header-name and --auth-header-value-file go together")
-		}
-		v, err := file("auth-header-value-file", *c.headerValueFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		auth = &apiclient.InboxAuth{Type: "HEADER", Name: *c.headerName, Value: v}
-	}
-	if *c.basicUser != "" || *c.basicPasswordFile != "" {
-		kinds++
-		if *c.basicUser == "" || *c.basicPasswordFile == "" {
-			return nil, nil, usagef("--auth-basic-user and --auth-basic-password-file go together")
-		}
-		pw, err := file("auth-basic-password-file", *c.basicPasswordFile)
-		if err != nil {
-			return nil, nil, err
-		}
-		auth = &apiclient.InboxAuth{Type: "BASIC", Username: *c.basicUser, Password: pw}
-	}
-	if *c.none {
-		kinds++
-	}
-	if kinds > 1 {
+	if given > 1 {
 		return nil, nil, usagef("give one kind of inbox credentials: --auth-bearer-file, --auth-header-*, --auth-basic-* or --auth-none")
 	}
 	var secrets []string

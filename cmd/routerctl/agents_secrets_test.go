@@ -93,3 +93,25 @@ func TestAgentsCredentialFlags(t *testing.T) {
 		require.NotContains(t, o.stdout+o.stderr, apiKey)
 	}
 }
+
+// A credential given as a name and a file needs both; two kinds at once are
+// refused. Both are usage errors (exit 2), found before CAMS is asked.
+func TestAgentsCredentialFlagUsage(t *testing.T) {
+	t.Parallel()
+	f := filepath.Join(t.TempDir(), "secret")
+	require.NoError(t, os.WriteFile(f, []byte("s\n"), 0o600))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--auth-header-name", "X-Key"}, "--auth-header-name and --auth-header-value-file go together"},
+		{[]string{"--auth-header-value-file", f}, "--auth-header-name and --auth-header-value-file go together"},
+		{[]string{"--auth-basic-user", "u"}, "--auth-basic-user and --auth-basic-password-file go together"},
+		{[]string{"--auth-basic-password-file", f}, "--auth-basic-user and --auth-basic-password-file go together"},
+		{[]string{"--auth-bearer-file", f, "--auth-basic-user", "u", "--auth-basic-password-file", f}, "give one kind of inbox credentials"},
+	} {
+		o := cli{env: map[string]string{"CAMS_API_URL": "http://127.0.0.1:1"}}.run(t, append([]string{"agents", "update", "a@x"}, tc.args...)...)
+		require.Equal(t, 2, o.code, "%v: %s", tc.args, o.stderr)
+		require.Contains(t, o.stderr, tc.want, tc.args)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -125,24 +126,15 @@ func (a *app) printAudit(r *audit.Report) {
 	fmt.Fprintf(tw, "held for inactive agents\t%d\n", r.Held)
 	_ = tw.Flush()
 
-	if len(r.MissingIDs) > 0 {
-		fmt.Fprintln(w, "\nmissing messages (in the stream, unknown to Postgres):")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "MESSAGE ID\tSEQUENCE\tACCEPTED AT\tSUBJECT\tACKED BY ROUTER")
-		for _, m := range r.MissingIDs {
+	listTable(w, "missing messages (in the stream, unknown to Postgres)",
+		"MESSAGE ID\tSEQUENCE\tACCEPTED AT\tSUBJECT\tACKED BY ROUTER", r.MissingIDs,
+		func(tw io.Writer, m audit.Missing) {
 			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%v\n", m.MessageID, m.Sequence, fmtTime(&m.AcceptedAt), m.Subject, m.Acked)
-		}
-		_ = tw.Flush()
-	}
-	if len(r.StuckIDs) > 0 {
-		fmt.Fprintln(w, "\nPENDING longer than the threshold:")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "MESSAGE ID\tAGENT\tREASON\tATTEMPTS\tACCEPTED AT")
-		for _, s := range r.StuckIDs {
+		})
+	listTable(w, "PENDING longer than the threshold", "MESSAGE ID\tAGENT\tREASON\tATTEMPTS\tACCEPTED AT", r.StuckIDs,
+		func(tw io.Writer, s audit.Stuck) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", s.MessageID, s.AIAgentAddress, cmp.Or(s.Reason, "-"), s.Attempts, fmtTime(&s.AcceptedAt))
-		}
-		_ = tw.Flush()
-	}
+		})
 	if r.Truncated {
 		fmt.Fprintln(w, "\n(lists cut at --max-listed; the counts are exact)")
 	}
@@ -152,4 +144,19 @@ func (a *app) printAudit(r *audit.Report) {
 	} else {
 		fmt.Fprintf(w, "GAP: %d accepted message(s) have no record\n", r.Missing)
 	}
+}
+
+// listTable prints title and a table of items under header, one row each; nothing
+// when there are no items.
+func listTable[T any](w io.Writer, title, header string, items []T, row func(io.Writer, T)) {
+	if len(items) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s:\n", title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		row(tw, it)
+	}
+	_ = tw.Flush()
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -80,4 +82,27 @@ func TestAuditCommandExitStatus(t *testing.T) {
 	}
 	o = cli{env: map[string]string{"NATS_URL": ns.URL, "DATABASE_URL": "postgres://nobody@127.0.0.1:1/x?connect_timeout=1"}}.run(t, "audit", "--timeout", "2s")
 	require.Equal(t, 1, o.code, "Postgres unreachable is a failure: %s", o.stderr)
+}
+
+// The text report lists the missing and the stuck messages, each under its title
+// and header, and leaves an empty list out.
+func TestPrintAuditLists(t *testing.T) {
+	t.Parallel()
+	var stdout strings.Builder
+	a := newApp(strings.NewReader(""), &stdout, io.Discard, func(string) string { return "" })
+	missing, stuck := uuid.New(), uuid.New()
+	r := &audit.Report{Stream: "ROUTER_MESSAGES", StreamMessages: 1, Missing: 1, StuckPending: 1,
+		MissingIDs: []audit.Missing{{MessageID: missing, Sequence: 7, Subject: "router.messages", Acked: true}},
+		StuckIDs:   []audit.Stuck{{MessageID: stuck, AIAgentAddress: "a@x", Attempts: 3}}}
+	a.printAudit(r)
+	out := stdout.String()
+	require.Regexp(t, `missing messages \(in the stream, unknown to Postgres\):\nMESSAGE ID +SEQUENCE +ACCEPTED AT +SUBJECT +ACKED BY ROUTER\n`+
+		missing.String()+` +7 +\S+ +router.messages +true\n`, out)
+	require.Regexp(t, `PENDING longer than the threshold:\nMESSAGE ID +AGENT +REASON +ATTEMPTS +ACCEPTED AT\n`+
+		stuck.String()+` +a@x +- +3 +\S+\n`, out)
+
+	stdout.Reset()
+	r.MissingIDs, r.StuckIDs = nil, nil
+	a.printAudit(r)
+	require.NotContains(t, stdout.String(), "MESSAGE ID")
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,13 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-
-	"github.com/msgrouter/msgrouter/internal/config"
-	"github.com/msgrouter/msgrouter/internal/ingest"
-	"github.com/msgrouter/msgrouter/internal/stream"
-	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
 
 // routerctl bench --stage ingest against the real ingest handler (single messages
@@ -27,18 +19,7 @@ import (
 // and its --summary line.
 func TestBenchIngestStage(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Start(t)
-	nc, err := stream.Connect(config.NATS{URL: ns.URL}, "routerctl-test")
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	st, err := stream.Ensure(t.Context(), js)
-	require.NoError(t, err)
-	h, err := ingest.NewHandler(ingest.Config{JS: js, NC: nc, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	ns, st, srv := ingestOnJetStream(t)
 	c := cli{env: map[string]string{"INGEST_URL": srv.URL, "NATS_URL": ns.URL}}
 	summary := filepath.Join(t.TempDir(), "summary.tsv")
 

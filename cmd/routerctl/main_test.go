@@ -46,6 +46,17 @@ func (c cli) run(t *testing.T, args ...string) out {
 	return out{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
+// runPage runs a listing command with --json, requires exit status 0, and decodes
+// the page it printed.
+func (c cli) runPage(t *testing.T, args ...string) apiclient.MessagePage {
+	t.Helper()
+	o := c.run(t, args...)
+	require.Equal(t, 0, o.code, o.stderr)
+	var page apiclient.MessagePage
+	require.NoError(t, json.Unmarshal([]byte(o.stdout), &page))
+	return page
+}
+
 // fakeRouter serves the admin API of DESIGN §6 from a fixed set of messages.
 type fakeRouter struct {
 	mu       sync.Mutex
@@ -272,10 +283,7 @@ func TestListFollowsCursors(t *testing.T) {
 	f := newFakeRouter(t, sampleMessages(250))
 	c := cli{env: map[string]string{"ROUTER_URL": f.srv.URL}}
 
-	o := c.run(t, "list", "--json", "--all", "--limit", "100")
-	require.Equal(t, 0, o.code, o.stderr)
-	var page apiclient.MessagePage
-	require.NoError(t, json.Unmarshal([]byte(o.stdout), &page))
+	page := c.runPage(t, "list", "--json", "--all", "--limit", "100")
 	require.Len(t, page.Items, 250)
 	require.Empty(t, page.NextCursor)
 	require.Equal(t, "m-249", page.Items[0].MessageID)
@@ -283,7 +291,7 @@ func TestListFollowsCursors(t *testing.T) {
 		"GET /v1/messages?limit=100", "GET /v1/messages?cursor=100&limit=100", "GET /v1/messages?cursor=200&limit=100",
 	}, f.log())
 
-	o = c.run(t, "list", "--limit", "10", "--status", "delivered", "--agent", "agent-1@example.com")
+	o := c.run(t, "list", "--limit", "10", "--status", "delivered", "--agent", "agent-1@example.com")
 	require.Equal(t, 0, o.code, o.stderr)
 	lines := strings.Split(strings.TrimSpace(o.stdout), "\n")
 	require.Len(t, lines, 11)
@@ -297,10 +305,7 @@ func TestDeadLetters(t *testing.T) {
 	t.Parallel()
 	f := newFakeRouter(t, sampleMessages(40))
 	c := cli{env: map[string]string{"ROUTER_URL": f.srv.URL}}
-	o := c.run(t, "dead-letters", "--json", "--all", "--limit", "3")
-	require.Equal(t, 0, o.code, o.stderr)
-	var page apiclient.MessagePage
-	require.NoError(t, json.Unmarshal([]byte(o.stdout), &page))
+	page := c.runPage(t, "dead-letters", "--json", "--all", "--limit", "3")
 	require.Len(t, page.Items, 20)
 	for i, m := range page.Items {
 		require.Contains(t, []string{"DEAD_LETTERED", "REJECTED"}, m.Status)
@@ -308,9 +313,7 @@ func TestDeadLetters(t *testing.T) {
 			require.False(t, m.ReceivedAt.After(*page.Items[i-1].ReceivedAt), "newest first")
 		}
 	}
-	o = c.run(t, "dead-letters", "--reason", "agent_not_found", "--json")
-	require.Equal(t, 0, o.code, o.stderr)
-	require.NoError(t, json.Unmarshal([]byte(o.stdout), &page))
+	page = c.runPage(t, "dead-letters", "--reason", "agent_not_found", "--json")
 	require.Len(t, page.Items, 10)
 }
 

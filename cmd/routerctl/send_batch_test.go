@@ -20,18 +20,7 @@ import (
 // in-process JetStream server.
 func TestSendMany(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Start(t)
-	nc, err := stream.Connect(config.NATS{URL: ns.URL}, "routerctl-test")
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	st, err := stream.Ensure(t.Context(), js)
-	require.NoError(t, err)
-	h, err := ingest.NewHandler(ingest.Config{JS: js, NC: nc, Logger: slog.New(slog.DiscardHandler)})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
+	_, st, srv := ingestOnJetStream(t)
 	c := cli{env: map[string]string{"INGEST_URL": srv.URL}}
 
 	o := c.run(t, "send", "--agent", "a", "--payload", `{"k":1}`, "--count", "5", "--batch", "2", "--service", "crm", "--sender-message-id", "s")
@@ -61,4 +50,23 @@ func TestSendMany(t *testing.T) {
 		o = c.run(t, append([]string{"send", "--agent", "a", "--payload", "{}"}, args...)...)
 		require.Equal(t, 2, o.code, "%v: %s", args, o.stderr)
 	}
+}
+
+// ingestOnJetStream serves the real ingest handler over HTTP on an in-process
+// JetStream server with the ROUTER_MESSAGES stream; all closed when t ends.
+func ingestOnJetStream(t *testing.T) (*natstest.Server, jetstream.Stream, *httptest.Server) {
+	t.Helper()
+	ns := natstest.Start(t)
+	nc, err := stream.Connect(config.NATS{URL: ns.URL}, "routerctl-test")
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	st, err := stream.Ensure(t.Context(), js)
+	require.NoError(t, err)
+	h, err := ingest.NewHandler(ingest.Config{JS: js, NC: nc, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return ns, st, srv
 }

@@ -1,7 +1,7 @@
 // Package apiclient is a small typed HTTP client for msgrouter's three APIs as an
 // outside caller sees them: ingest (DESIGN §2), CAMS (§4) and the router's admin API
-// (§6). routerctl, its bench engine and the tests share it. It depends on the wire contract only,
-// never on the servers' packages, so it keeps working against any implementation of
+// (§6). routerctl, its bench engine and the tests share it. It depends on the wire contract only
+// (internal/message is the envelope itself), never on the servers' packages, so it keeps working against any implementation of
 // the same API.
 //
 // Every non-2xx answer becomes an *Error carrying the contract's error body, so
@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/msgrouter/msgrouter/internal/message"
 )
 
 // Defaults of the contract.
@@ -93,19 +95,12 @@ func New(timeout time.Duration, maxIdlePerHost int) *Client {
 
 // --- ingest ---
 
-// Envelope is the body of POST /v1/messages.
-type Envelope struct {
-	AIAgentAddress string          `json:"aiAgentAddress"`
-	Payload        json.RawMessage `json:"payload"`
-	SenderMetadata *SenderMetadata `json:"senderMetadata,omitempty"`
-}
+// Envelope is the body of POST /v1/messages: the contract's envelope, as ingest
+// decodes it.
+type Envelope = message.Envelope
 
 // SenderMetadata is the optional sender block; empty fields are omitted.
-type SenderMetadata struct {
-	ServiceName             string `json:"serviceName,omitempty"`
-	CorrelationID           string `json:"correlationId,omitempty"`
-	SenderProvidedMessageID string `json:"senderProvidedMessageId,omitempty"`
-}
+type SenderMetadata = message.SenderMetadata
 
 // Send submits env to ingest and returns the messageId of the 202.
 func (c *Client) Send(ctx context.Context, env *Envelope) (string, error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
+	"github.com/msgrouter/msgrouter/internal/testutil/fakeclock"
 )
 
 // fakeCAMS is an httptest CAMS whose answers a test switches at will.
@@ -73,33 +74,16 @@ func (f *fakeCAMS) setStatus(status int) {
 	})
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 type clientBundle struct {
 	fake   *fakeCAMS
 	client *Client
 	reg    *prometheus.Registry
-	clock  *fakeClock
+	clock  *fakeclock.Clock
 }
 
 func setupClient(t *testing.T, edit func(*ClientConfig)) *clientBundle {
 	t.Helper()
-	b := &clientBundle{fake: newFakeCAMS(t), reg: prometheus.NewRegistry(), clock: &fakeClock{now: time.Unix(1_800_000_000, 0)}}
+	b := &clientBundle{fake: newFakeCAMS(t), reg: prometheus.NewRegistry(), clock: fakeclock.New(time.Unix(1_800_000_000, 0))}
 	cfg := ClientConfig{
 		BaseURL: b.fake.srv.URL, Timeout: 5 * time.Second, CacheTTL: 30 * time.Second,
 		BreakerFailures: 3, BreakerOpenTimeout: time.Hour, Registerer: b.reg, Now: b.clock.Now,

@@ -18,18 +18,7 @@ func TestOpenAPIDocumentMatchesResponses(t *testing.T) {
 	b := setupServer(t, "admin-secret")
 	doc := openapitest.Fetch(t, b.srv.URL+"/openapi.json")
 
-	req := func(method, path, body string, header ...string) *http.Request {
-		r, err := http.NewRequestWithContext(t.Context(), method, b.srv.URL+path, strings.NewReader(body))
-		require.NoError(t, err)
-		if body != "" {
-			r.Header.Set("Content-Type", "application/json")
-		}
-		r.Header.Set("Authorization", "Bearer admin-secret")
-		for i := 0; i+1 < len(header); i += 2 {
-			r.Header.Set(header[i], header[i+1])
-		}
-		return r
-	}
+	req := openapitest.Requester(t, b.srv.URL, "admin-secret")
 	const addr = "agent-sales@example.com"
 	mapping := `{"aiAgentAddress":"` + addr + `","inboxDestinationType":"NATS_SUBJECT","inboxName":"agents.sales.inbox","description":"sales"}`
 	tests := []struct {

@@ -1,7 +1,6 @@
 package camsserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/config"
+	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
@@ -133,7 +132,7 @@ func TestServe(t *testing.T) {
 	cfg.ShutdownTimeout = 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	go func() { done <- Serve(ctx, ln, cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil) }()
 
 	base := "http://" + ln.Addr().String()
@@ -174,23 +173,6 @@ func TestServe(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	// Without CAMS_SECRETS_KEY: one warning at start (issue 15).
 	require.Equal(t, 1, strings.Count(logs.String(), "CAMS_SECRETS_KEY is not set"))
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestServePostgresUnreachable(t *testing.T) {

@@ -69,12 +69,7 @@ func Serve(ctx context.Context, ln net.Listener, cfg config.CAMS, log *slog.Logg
 	defer g.StopWithin(ctx, cfg.ShutdownTimeout)
 	tp := o.tp
 	if tp == nil {
-		var flush service.Service
-		tp, flush, err = service.Telemetry(ctx, "msgrouter-cams")
-		if err != nil {
-			return err
-		}
-		if err := g.Start(ctx, cfg.ShutdownTimeout, service.Part{Name: "telemetry", Service: flush}); err != nil {
+		if tp, err = g.StartTelemetry(ctx, cfg.ShutdownTimeout, "msgrouter-cams"); err != nil {
 			return err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/auth"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping/mappingtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
@@ -519,23 +520,6 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	}
 }
 
-// systemSubjects are NATS subjects that belong to the system itself (DESIGN §4):
-// no mapping may point an agent's inbox at them.
-var systemSubjects = []string{
-	"$JS.API.STREAM.PURGE.ROUTER_MESSAGES",
-	"$JS.API.STREAM.DELETE.ROUTER_MESSAGES",
-	"$JS.ACK.ROUTER_MESSAGES.router.1.1.1.1.0",
-	"$KV.bucket.key",
-	"$O.store.chunks",
-	"$SYS.REQ.SERVER.PING",
-	"$G",
-	"_INBOX.abc",
-	"_INBOX",
-	"router.messages",
-	"router.messages.crm",
-	"router.messages.a.b.c",
-}
-
 // TestServerRefusesSystemSubjects: the reference CAMS answers 400 to a mapping, new
 // or updated, whose NATS inbox is a system subject, and stores nothing.
 func TestServerRefusesSystemSubjects(t *testing.T) {
@@ -545,7 +529,7 @@ func TestServerRefusesSystemSubjects(t *testing.T) {
 		"aiAgentAddress": "existing", "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": "agents.existing",
 	}, "")
 	require.Equal(t, http.StatusCreated, ok.status, "%s", ok.body)
-	for _, s := range systemSubjects {
+	for _, s := range mappingtest.SystemSubjects {
 		b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
 			"aiAgentAddress": "a@x", "inboxDestinationType": mapping.TypeNATSSubject, "inboxName": s,
 		}, "").requireError(t, http.StatusBadRequest, "INVALID_REQUEST")

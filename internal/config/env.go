@@ -4,6 +4,7 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -60,56 +61,38 @@ func (e *Env) String(name, def string) string {
 
 // Int returns the variable as an integer in [min, max].
 func (e *Env) Int(name string, def, lo, hi int) int {
-	v, ok := e.raw(name)
-	if !ok {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		e.fail(name, "%q is not a whole number", v)
-		return def
-	}
-	if n < lo || n > hi {
-		e.fail(name, "%d is out of range [%d, %d]", n, lo, hi)
-		return def
-	}
-	return n
+	return inRange(e, name, def, lo, hi, strconv.Atoi, "a whole number", "%d")
 }
 
 // Float returns the variable as a number in [lo, hi].
 func (e *Env) Float(name string, def, lo, hi float64) float64 {
-	v, ok := e.raw(name)
-	if !ok {
-		return def
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil {
-		e.fail(name, "%q is not a number", v)
-		return def
-	}
-	if f < lo || f > hi {
-		e.fail(name, "%g is out of range [%g, %g]", f, lo, hi)
-		return def
-	}
-	return f
+	return inRange(e, name, def, lo, hi, func(v string) (float64, error) { return strconv.ParseFloat(v, 64) },
+		"a number", "%g")
 }
 
 // Duration returns the variable as a Go duration (250ms, 2s, 5m) in [lo, hi].
 func (e *Env) Duration(name string, def, lo, hi time.Duration) time.Duration {
+	return inRange(e, name, def, lo, hi, time.ParseDuration, "a duration like 250ms, 2s or 5m", "%s")
+}
+
+// inRange reads name with parse; unset, it is def; unparsable ("is not " + what)
+// or outside [lo, hi] (values shown with verb), it is recorded as a failure and
+// def is returned.
+func inRange[T cmp.Ordered](e *Env, name string, def, lo, hi T, parse func(string) (T, error), what, verb string) T {
 	v, ok := e.raw(name)
 	if !ok {
 		return def
 	}
-	d, err := time.ParseDuration(v)
+	x, err := parse(v)
 	if err != nil {
-		e.fail(name, "%q is not a duration like 250ms, 2s or 5m", v)
+		e.fail(name, "%q is not "+what, v)
 		return def
 	}
-	if d < lo || d > hi {
-		e.fail(name, "%s is out of range [%s, %s]", d, lo, hi)
+	if x < lo || x > hi {
+		e.fail(name, verb+" is out of range ["+verb+", "+verb+"]", x, lo, hi)
 		return def
 	}
-	return d
+	return x
 }
 
 // Bool returns the variable as a boolean (true/false/1/0/yes/no).

@@ -59,18 +59,52 @@ func NATSHeader(d *Delivery) nats.Header {
 	h := make(nats.Header, natsHeaderCount)
 	// One backing array for every value slice: one allocation instead of nine.
 	b := headerBuilder{h: h, vals: make([]string, 0, natsHeaderCount)}
-	b.set(NATSHeaderMessageID, d.MessageID)
-	b.set(nats.MsgIdHdr, d.MessageID)
-	b.set(NATSHeaderAIAgentAddress, d.AIAgentAddress)
-	if !d.AcceptedAt.IsZero() {
-		b.set(NATSHeaderTimestamp, FormatTimestamp(d.AcceptedAt))
-	}
-	b.set(NATSHeaderContentType, ContentTypeJSON)
-	b.setOptional(NATSHeaderSenderID, d.SenderID)
-	b.setOptional(NATSHeaderCorrelationID, d.CorrelationID)
-	b.setOptional(NATSHeaderSenderMessageID, d.SenderMessageID)
-	b.setOptional(HeaderTraceparent, d.Traceparent)
+	b.attributes(d, &natsNames)
 	return h
+}
+
+// headerNames spells the attributes for one transport; attributes sets them.
+type headerNames struct {
+	messageID                                [3]string // every header carrying the messageId; "" = unused
+	aiAgentAddress, timestamp, contentType   string
+	senderID, correlationID, senderMessageID string
+	traceparent                              string
+}
+
+var natsNames = headerNames{
+	messageID:      [3]string{NATSHeaderMessageID, nats.MsgIdHdr},
+	aiAgentAddress: NATSHeaderAIAgentAddress, timestamp: NATSHeaderTimestamp,
+	contentType: NATSHeaderContentType, senderID: NATSHeaderSenderID,
+	correlationID: NATSHeaderCorrelationID, senderMessageID: NATSHeaderSenderMessageID,
+	traceparent: HeaderTraceparent,
+}
+
+var httpNames = headerNames{
+	messageID:      [3]string{HTTPHeaderMessageID, HTTPHeaderIdempotencyKey, HTTPHeaderWebhookID},
+	aiAgentAddress: HTTPHeaderAIAgentAddress, timestamp: HTTPHeaderTimestamp,
+	contentType: HTTPHeaderContentType, senderID: HTTPHeaderSenderID,
+	correlationID: HTTPHeaderCorrelationID, senderMessageID: HTTPHeaderSenderMessageID,
+	traceparent: HTTPHeaderTraceparent,
+}
+
+// attributes sets d's attributes under n's names: the messageId under each of its
+// names, the timestamp when known, the content type never escaped (a media type,
+// not an attribute value: "/" would become %2F), absent optional ones omitted.
+func (b *headerBuilder) attributes(d *Delivery, n *headerNames) {
+	for _, k := range n.messageID {
+		if k != "" {
+			b.set(k, d.MessageID)
+		}
+	}
+	b.set(n.aiAgentAddress, d.AIAgentAddress)
+	if !d.AcceptedAt.IsZero() {
+		b.set(n.timestamp, FormatTimestamp(d.AcceptedAt))
+	}
+	b.raw(n.contentType, ContentTypeJSON)
+	b.setOptional(n.senderID, d.SenderID)
+	b.setOptional(n.correlationID, d.CorrelationID)
+	b.setOptional(n.senderMessageID, d.SenderMessageID)
+	b.setOptional(n.traceparent, d.Traceparent)
 }
 
 // headerBuilder fills a header map (nats.Header and http.Header are both
@@ -114,18 +148,6 @@ const httpHeaderCount = 14
 func HTTPHeader(d *Delivery) http.Header {
 	h := make(http.Header, httpHeaderCount)
 	b := headerBuilder{h: h, vals: make([]string, 0, httpHeaderCount-2), escape: true}
-	b.set(HTTPHeaderMessageID, d.MessageID)
-	b.set(HTTPHeaderIdempotencyKey, d.MessageID)
-	b.set(HTTPHeaderWebhookID, d.MessageID)
-	b.set(HTTPHeaderAIAgentAddress, d.AIAgentAddress)
-	if !d.AcceptedAt.IsZero() {
-		b.set(HTTPHeaderTimestamp, FormatTimestamp(d.AcceptedAt))
-	}
-	// Not escaped: a media type, not an attribute value ("/" would become %2F).
-	b.raw(HTTPHeaderContentType, ContentTypeJSON)
-	b.setOptional(HTTPHeaderSenderID, d.SenderID)
-	b.setOptional(HTTPHeaderCorrelationID, d.CorrelationID)
-	b.setOptional(HTTPHeaderSenderMessageID, d.SenderMessageID)
-	b.setOptional(HTTPHeaderTraceparent, d.Traceparent)
+	b.attributes(d, &httpNames)
 	return h
 }

@@ -32,12 +32,20 @@ func TestFormatTimestamp(t *testing.T) {
 	require.Equal(t, "2026-01-02T03:04:05.000Z", FormatTimestamp(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)))
 }
 
-func TestNATSHeader(t *testing.T) {
-	t.Parallel()
-	minimal := &Delivery{MessageID: "id-1", AIAgentAddress: "a@b", AcceptedAt: accepted}
-	odd := *fullDelivery()
+// headerDeliveries returns a delivery with only the required attributes and one
+// whose values a header must carry exactly: non-ASCII, "/", "?", "#", "%", spaces.
+func headerDeliveries() (minimal, odd *Delivery) {
+	minimal = &Delivery{MessageID: "id-1", AIAgentAddress: "a@b", AcceptedAt: accepted}
+	odd = fullDelivery()
 	odd.AIAgentAddress = "агент/x?y#z%20+:;,=&é"
 	odd.SenderID = "Sérvice/1"
+	odd.CorrelationID = "a b"
+	return minimal, odd
+}
+
+func TestNATSHeader(t *testing.T) {
+	t.Parallel()
+	minimal, odd := headerDeliveries()
 
 	tests := []struct {
 		name string
@@ -62,14 +70,14 @@ func TestNATSHeader(t *testing.T) {
 			"timestampPublished": {"2026-11-28T15:04:05.123Z"},
 			"contentType":        {"application/json"},
 		}},
-		{"raw UTF-8, nothing escaped", &odd, nats.Header{
+		{"raw UTF-8, nothing escaped", odd, nats.Header{
 			"messageId":               {"0192f0c4-7d7e-7cc4-8b1e-3f0a3e6f8d21"},
 			"Nats-Msg-Id":             {"0192f0c4-7d7e-7cc4-8b1e-3f0a3e6f8d21"},
 			"aiAgentAddress":          {"агент/x?y#z%20+:;,=&é"},
 			"timestampPublished":      {"2026-11-28T15:04:05.123Z"},
 			"contentType":             {"application/json"},
 			"senderId":                {"Sérvice/1"},
-			"correlationId":           {"crm-corr-123"},
+			"correlationId":           {"a b"},
 			"senderProvidedMessageId": {"crm-msg-abc"},
 			"traceparent":             {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
 		}},
@@ -84,10 +92,7 @@ func TestNATSHeader(t *testing.T) {
 
 func TestHTTPHeader(t *testing.T) {
 	t.Parallel()
-	minimal := &Delivery{MessageID: "id-1", AIAgentAddress: "a@b", AcceptedAt: accepted}
-	odd := *fullDelivery()
-	odd.AIAgentAddress = "агент/x?y#z%20+:;,=&é"
-	odd.CorrelationID = "a b"
+	minimal, odd := headerDeliveries()
 
 	tests := []struct {
 		name string
@@ -114,14 +119,14 @@ func TestHTTPHeader(t *testing.T) {
 			"X-Timestamp-Published": {"2026-11-28T15:04:05.123Z"},
 			"Content-Type":          {"application/json"},
 		}},
-		{"values path-escaped", &odd, http.Header{
+		{"values path-escaped", odd, http.Header{
 			"X-Message-Id":                 {"0192f0c4-7d7e-7cc4-8b1e-3f0a3e6f8d21"},
 			"Idempotency-Key":              {"0192f0c4-7d7e-7cc4-8b1e-3f0a3e6f8d21"},
 			"Webhook-Id":                   {"0192f0c4-7d7e-7cc4-8b1e-3f0a3e6f8d21"},
 			"X-Ai-Agent-Address":           {"%D0%B0%D0%B3%D0%B5%D0%BD%D1%82%2Fx%3Fy%23z%2520+:%3B%2C=&%C3%A9"},
 			"X-Timestamp-Published":        {"2026-11-28T15:04:05.123Z"},
 			"Content-Type":                 {"application/json"},
-			"X-Sender-Id":                  {"CRM_System"},
+			"X-Sender-Id":                  {"S%C3%A9rvice%2F1"},
 			"X-Correlation-Id":             {"a%20b"},
 			"X-Sender-Provided-Message-Id": {"crm-msg-abc"},
 			"Traceparent":                  {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},

@@ -67,8 +67,7 @@ func (h *Handler) postBatch(w http.ResponseWriter, r *http.Request) {
 	defer span.End()
 	rep := reply{w: w, span: span}
 
-	if h.draining.Load() {
-		rep.failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the server is shutting down; retry on another replica", retryAfterUnavailable)
+	if h.refuseDraining(rep) {
 		return
 	}
 	buf, ok := rep.readJSON(r, h.cfg.MaxBatchBytes, batchTooLarge)
@@ -83,8 +82,7 @@ func (h *Handler) postBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	span.SetAttributes(attribute.Int("messaging.batch.message_count", len(items)))
 	// The rate is checked once the size of the batch is known: n messages cost n.
-	if ok, after := h.cfg.Limiter.ReserveN(h.senderKey(r), len(items)); !ok {
-		rep.failRetry(http.StatusTooManyRequests, httpapi.CodeRateLimited, "too many messages from this sender; retry after the Retry-After delay", after)
+	if h.refuseOverRate(rep, r, len(items)) {
 		return
 	}
 

@@ -18,6 +18,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/ratelimit"
+	"github.com/msgrouter/msgrouter/internal/testutil/fakeclock"
 )
 
 func (f *fixture) postBatch(body string, header ...string) *httptest.ResponseRecorder {
@@ -194,7 +195,7 @@ func TestBatchAuth(t *testing.T) {
 // A batch of n counts n against the sender's rate; a refused batch costs nothing.
 func TestBatchRateLimit(t *testing.T) {
 	t.Parallel()
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := fakeclock.New(time.Unix(1_800_000_000, 0))
 	f := setup(t, func(cfg *ingest.Config) {
 		cfg.Limiter = ratelimit.New(10, 20, 100, ratelimit.WithClock(c.Now)) // 10/s, burst 20
 	})

@@ -27,6 +27,8 @@ import (
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/ratelimit"
 	"github.com/msgrouter/msgrouter/internal/stream"
+	"github.com/msgrouter/msgrouter/internal/testutil/fakeclock"
+	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
 
@@ -40,7 +42,7 @@ type fixture struct {
 	js   jetstream.JetStream
 	h    *ingest.Handler
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *logtest.Buffer
 }
 
 func setup(t testing.TB, mod ...func(*ingest.Config)) *fixture {
@@ -55,7 +57,7 @@ func setup(t testing.TB, mod ...func(*ingest.Config)) *fixture {
 	_, err = stream.Ensure(t.Context(), js)
 	require.NoError(t, err)
 
-	f := &fixture{t: t, srv: srv, nc: nc, js: js, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	f := &fixture{t: t, srv: srv, nc: nc, js: js, reg: prometheus.NewRegistry(), logs: &logtest.Buffer{}}
 	cfg := ingest.Config{
 		JS: js, NC: nc, Registerer: f.reg, Gatherer: f.reg, Version: "test",
 		PublishTimeout: 2 * time.Second,
@@ -67,23 +69,6 @@ func setup(t testing.TB, mod ...func(*ingest.Config)) *fixture {
 	f.h, err = ingest.NewHandler(cfg)
 	require.NoError(t, err)
 	return f
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type request struct {
@@ -444,29 +429,11 @@ func TestAuth(t *testing.T) {
 	}
 }
 
-// clock is a hand-moved time source for the rate limiter.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestRateLimitPerKey(t *testing.T) {
 	t.Parallel()
 	keys, err := auth.Parse("crm:k1,billing:k2,k3,k4")
 	require.NoError(t, err)
-	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	c := fakeclock.New(time.Unix(1_800_000_000, 0))
 	f := setup(t, func(cfg *ingest.Config) {
 		cfg.Keys = keys
 		cfg.Limiter = ratelimit.New(0.5, 2, 100, ratelimit.WithClock(c.Now)) // one every 2s, burst 2

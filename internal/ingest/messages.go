@@ -32,12 +32,7 @@ func (h *Handler) postMessage(w http.ResponseWriter, r *http.Request) {
 	defer span.End()
 	rep := reply{w: w, span: span}
 
-	if h.draining.Load() {
-		rep.failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the server is shutting down; retry on another replica", retryAfterUnavailable)
-		return
-	}
-	if ok, after := h.cfg.Limiter.Reserve(h.senderKey(r)); !ok {
-		rep.failRetry(http.StatusTooManyRequests, httpapi.CodeRateLimited, "too many messages from this sender; retry after the Retry-After delay", after)
+	if h.refuseDraining(rep) || h.refuseOverRate(rep, r, 1) {
 		return
 	}
 	buf, ok := rep.readJSON(r, h.cfg.MaxMessageBytes, tooLarge)
@@ -214,6 +209,26 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int) (*bytes.Buffer,
 
 // reply answers a request's refusals in the contract's error body and marks its
 // span failed with the status and error code.
+// refuseDraining answers 503 while the server drains (DESIGN §8.4) and says
+// whether it did.
+func (h *Handler) refuseDraining(rep reply) bool {
+	if !h.draining.Load() {
+		return false
+	}
+	rep.failRetry(http.StatusServiceUnavailable, httpapi.CodeUnavailable, "the server is shutting down; retry on another replica", retryAfterUnavailable)
+	return true
+}
+
+// refuseOverRate takes n messages from the sender's rate (DESIGN §2: a batch of n
+// counts n); over it, it answers 429 with Retry-After and says it did.
+func (h *Handler) refuseOverRate(rep reply, r *http.Request, n int) bool {
+	ok, after := h.cfg.Limiter.ReserveN(h.senderKey(r), n)
+	if !ok {
+		rep.failRetry(http.StatusTooManyRequests, httpapi.CodeRateLimited, "too many messages from this sender; retry after the Retry-After delay", after)
+	}
+	return !ok
+}
+
 type reply struct {
 	w    http.ResponseWriter
 	span trace.Span

@@ -2,7 +2,6 @@ package ingest_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -26,17 +25,7 @@ func TestOpenAPIDocumentMatchesResponses(t *testing.T) {
 	require.Equal(t, http.StatusOK, rec.Code)
 	doc := openapitest.Load(t, rec.Body.Bytes())
 
-	req := func(method, path, body string, header ...string) *http.Request {
-		r := httptest.NewRequestWithContext(t.Context(), method, path, strings.NewReader(body))
-		if body != "" {
-			r.Header.Set("Content-Type", "application/json")
-		}
-		r.Header.Set("Authorization", "Bearer crm-secret")
-		for i := 0; i+1 < len(header); i += 2 {
-			r.Header.Set(header[i], header[i+1])
-		}
-		return r
-	}
+	req := openapitest.Requester(t, "", "crm-secret")
 	tests := []struct {
 		name string
 		h    http.Handler

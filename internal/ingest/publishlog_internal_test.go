@@ -1,46 +1,16 @@
 package ingest
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// lines decodes the JSON log lines written so far.
-func (l *lockedBuf) lines(t *testing.T) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, s := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
-		if s == "" {
-			continue
-		}
-		var m map[string]any
-		require.NoError(t, json.Unmarshal([]byte(s), &m))
-		out = append(out, m)
-	}
-	return out
-}
 
 // counted sums the failures the lines account for: 1 for an immediate line, the
 // "failures" field for a summary.
@@ -58,13 +28,13 @@ func counted(lines []map[string]any) int {
 
 func TestFailureLogAggregates(t *testing.T) {
 	t.Parallel()
-	var buf lockedBuf
+	var buf logtest.Buffer
 	f := newFailureLog(slog.New(slog.NewJSONHandler(&buf, nil)), time.Hour)
 	for i := range 14005 {
 		f.record(t.Context(), fmt.Sprint("id-", i), errors.New(fmt.Sprint("timeout ", i)))
 	}
 	f.flush()
-	lines := buf.lines(t)
+	lines := buf.JSONLines(t)
 	require.Len(t, lines, 2, "one line at the first failure, one summary")
 	require.Equal(t, "id-0", lines[0]["message_id"])
 	require.Equal(t, float64(14004), lines[1]["failures"])
@@ -74,13 +44,13 @@ func TestFailureLogAggregates(t *testing.T) {
 
 	// After a quiet interval the next failure is logged at once again.
 	f.record(t.Context(), "id-x", errors.New("x"))
-	require.Len(t, buf.lines(t), 3)
+	require.Len(t, buf.JSONLines(t), 3)
 	f.flush()
 }
 
 func TestFailureLogSummarisesEachInterval(t *testing.T) {
 	t.Parallel()
-	var buf lockedBuf
+	var buf logtest.Buffer
 	f := newFailureLog(slog.New(slog.NewJSONHandler(&buf, nil)), 20*time.Millisecond)
 	const n = 500
 	for i := range n {
@@ -88,11 +58,11 @@ func TestFailureLogSummarisesEachInterval(t *testing.T) {
 	}
 	// The timer writes the summary without a flush; wait for it on a deadline.
 	deadline := time.Now().Add(10 * time.Second)
-	for counted(buf.lines(t)) < n {
-		require.True(t, time.Now().Before(deadline), "summary not written: %v", buf.lines(t))
+	for counted(buf.JSONLines(t)) < n {
+		require.True(t, time.Now().Before(deadline), "summary not written: %v", buf.JSONLines(t))
 		time.Sleep(5 * time.Millisecond)
 	}
-	lines := buf.lines(t)
+	lines := buf.JSONLines(t)
 	require.Equal(t, n, counted(lines), "every failure counted once")
 	require.LessOrEqual(t, len(lines), 1+n/10, "aggregated, not one line per failure")
 	f.flush()

@@ -3,18 +3,13 @@ package ingest_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
@@ -22,24 +17,8 @@ import (
 // runIngest starts ingest with env and returns its base URL; it stops with t.
 func runIngest(t *testing.T, env map[string]string) string {
 	t.Helper()
-	cfg := loadConfig(t, env)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- ingest.Run(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
-			ingest.WithTracerProvider(noop.NewTracerProvider()), ingest.OnReady(func(a net.Addr) { ready <- a }))
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case a := <-ready:
-		return "http://" + a.String()
-	case err := <-done:
-		t.Fatalf("Run stopped at start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("Run not ready within 60s")
-	}
-	return ""
+	addr, _ := runReady(context.Background(), t, loadConfig(t, env))
+	return "http://" + addr.String()
 }
 
 type readyAnswer struct {

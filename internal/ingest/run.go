@@ -60,12 +60,7 @@ func Run(ctx context.Context, cfg config.Ingest, log *slog.Logger, reg *promethe
 	var parts []service.Part
 	tp := o.tp
 	if tp == nil {
-		var flush service.Service
-		tp, flush, err = service.Telemetry(ctx, "msgrouter-ingest")
-		if err != nil {
-			return err
-		}
-		if err := g.Start(ctx, cfg.ShutdownTimeout, service.Part{Name: "telemetry", Service: flush}); err != nil {
+		if tp, err = g.StartTelemetry(ctx, cfg.ShutdownTimeout, "msgrouter-ingest"); err != nil {
 			return err
 		}
 	}

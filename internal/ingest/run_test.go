@@ -36,21 +36,8 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- ingest.Run(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
-			ingest.WithTracerProvider(noop.NewTracerProvider()), ingest.OnReady(func(a net.Addr) { ready <- a }))
-	}()
-	var base string
-	select {
-	case a := <-ready:
-		base = "http://" + a.String()
-	case err := <-done:
-		t.Fatalf("Run stopped at start: %v", err)
-	case <-time.After(15 * time.Second):
-		t.Fatal("Run not ready within 15s")
-	}
+	addr, done := runReady(ctx, t, cfg)
+	base := "http://" + addr.String()
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Post(base+"/v1/messages", "application/json", strings.NewReader(exampleBody))
@@ -123,4 +110,30 @@ func TestPropagationWithoutExporter(t *testing.T) {
 	got := msgs[0].Header.Get("traceparent")
 	require.Regexp(t, `^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$`, got)
 	require.NotContains(t, got, "b7ad6b7169203331", "the ingest span, not the caller's, is the parent")
+}
+
+// With NATS gone (the server shut down under a running ingest), Run must still
+// return within SHUTDOWN_TIMEOUT plus a little once its context ends (DESIGN
+// §8.4): the connection's drain cannot hang the stop. TestMain's goleak checks
+// nothing was left running.
+func TestRunStopBoundedWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t)
+	cfg := loadConfig(t, map[string]string{"NATS_URL": srv.URL, "INGEST_ADDR": "127.0.0.1:0", "SHUTDOWN_TIMEOUT": "1s"})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, done := runReady(ctx, t, cfg)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+
+	cancel()
+	start := time.Now()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "a shutdown with NATS gone is still a clean exit")
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not stop while NATS was down")
+	}
+	require.Less(t, time.Since(start), 4*time.Second, "bounded by SHUTDOWN_TIMEOUT (1 s) plus a little")
 }

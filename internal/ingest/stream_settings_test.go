@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
@@ -20,24 +21,37 @@ import (
 // startStop runs ingest with env until it is ready, then shuts it down.
 func startStop(t *testing.T, env map[string]string) {
 	t.Helper()
-	cfg := loadConfig(t, env)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
+	_, done := runReady(ctx, t, loadConfig(t, env))
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// runReady starts ingest.Run with cfg on a goroutine and returns once it is ready,
+// with the address it listens on and the channel Run's result arrives on. Run
+// stops when ctx ends, at the latest when t ends (t waits for it).
+func runReady(ctx context.Context, t *testing.T, cfg config.Ingest) (net.Addr, <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
 	ready := make(chan net.Addr, 1)
 	done := make(chan error, 1)
+	finished := make(chan struct{})
 	go func() {
+		defer close(finished)
 		done <- ingest.Run(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
 			ingest.WithTracerProvider(noop.NewTracerProvider()), ingest.OnReady(func(a net.Addr) { ready <- a }))
 	}()
+	t.Cleanup(func() { cancel(); <-finished })
 	select {
-	case <-ready:
+	case a := <-ready:
+		return a, done
 	case err := <-done:
 		t.Fatalf("Run stopped at start: %v", err)
 	case <-time.After(60 * time.Second):
 		t.Fatal("Run not ready within 60s")
 	}
-	cancel()
-	require.NoError(t, <-done)
+	return nil, nil
 }
 
 // TestStartKeepsOperatorsStream: DESIGN §7 — ingest never lowers an existing stream's

@@ -53,36 +53,35 @@ func invalid(format string, args ...any) error {
 	return &ValidationError{Msg: fmt.Sprintf(format, args...)}
 }
 
+// noMetadata stands for an absent senderMetadata block: every field absent.
+var noMetadata SenderMetadata
+
+// metadata returns the sender block, or an empty one when it is absent. Read only.
+func (e *Envelope) metadata() *SenderMetadata {
+	if e.SenderMetadata == nil {
+		return &noMetadata
+	}
+	return e.SenderMetadata
+}
+
 // ServiceName returns the sender's service name, "" when absent.
 func (e *Envelope) ServiceName() string {
-	if e.SenderMetadata == nil {
-		return ""
-	}
-	return e.SenderMetadata.ServiceName
+	return e.metadata().ServiceName
 }
 
 // CorrelationID returns the correlation id, "" when absent.
 func (e *Envelope) CorrelationID() string {
-	if e.SenderMetadata == nil {
-		return ""
-	}
-	return e.SenderMetadata.CorrelationID
+	return e.metadata().CorrelationID
 }
 
 // SenderProvidedMessageID returns the sender's own message id, "" when absent.
 func (e *Envelope) SenderProvidedMessageID() string {
-	if e.SenderMetadata == nil {
-		return ""
-	}
-	return e.SenderMetadata.SenderProvidedMessageID
+	return e.metadata().SenderProvidedMessageID
 }
 
 // OrderingKey returns the ordering key (DESIGN §5a), "" when absent.
 func (e *Envelope) OrderingKey() string {
-	if e.SenderMetadata == nil {
-		return ""
-	}
-	return e.SenderMetadata.OrderingKey
+	return e.metadata().OrderingKey
 }
 
 // ExpiresAt returns the instant after which the message must not be delivered

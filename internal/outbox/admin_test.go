@@ -248,13 +248,7 @@ func TestAdminReplay(t *testing.T) {
 		historyBefore := f.history(r.ID)
 		require.NoError(t, f.store.Replay(f.ctx, r.ID))
 
-		m := f.message(r.ID)
-		require.Equal(t, StatusPending, m.Status)
-		require.Zero(t, m.Attempts)
-		require.Nil(t, m.Reason)
-		require.Nil(t, m.LastError)
-		require.Nil(t, m.FinishedAt)
-		require.Nil(t, m.DeliveredAt)
+		f.requireFreshPending(r.ID)
 		o := f.mustOutbox(r.ID)
 		require.True(t, o.Route, "routed afresh")
 		require.Nil(t, o.Token)
@@ -306,9 +300,7 @@ func TestAdminReplayRefusesOtherStatuses(t *testing.T) {
 func TestAdminReplayTwiceIsHarmless(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := rejectedRecord("agent-a@example.com", "AGENT_NOT_FOUND")
-	f.takeover(time.Hour, r)
-	require.NoError(t, f.store.Replay(f.ctx, r.ID))
+	r := f.replayedRejection()
 	after := f.snapshot()
 
 	// The message is PENDING now: a second replay is refused and changes nothing.

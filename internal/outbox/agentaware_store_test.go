@@ -49,9 +49,7 @@ func TestHoldReleaseExpire(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
 	require.True(t, f.mustOutbox(r.ID).DueIn > 59*time.Minute)
-	none, err := f.store.Claim(f.ctx, 10, time.Minute)
-	require.NoError(t, err)
-	require.Empty(t, none, "a held row waits")
+	f.requireNothingClaimed(time.Minute, "a held row waits")
 
 	released, err := f.store.ReleaseHeld(f.ctx, "agent-h@example.com")
 	require.NoError(t, err)
@@ -103,9 +101,7 @@ func TestClaimOnlyHeadsOfKeys(t *testing.T) {
 	var parked int
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM outbox WHERE parked AND due_at > now() + interval '10 seconds'`).Scan(&parked))
 	require.Equal(t, 3, parked)
-	again, err := f.store.Claim(f.ctx, 10, time.Minute)
-	require.NoError(t, err)
-	require.Empty(t, again)
+	f.requireNothingClaimed(time.Minute)
 	// ... until the head of their key leaves the outbox: then the next one is due
 	// at once (the trigger), and it is the next in sequence.
 	var headA Claimed

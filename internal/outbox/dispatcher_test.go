@@ -1,7 +1,6 @@
 package outbox
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/breaker"
 	"github.com/msgrouter/msgrouter/internal/delivery"
+	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 )
 
 // Unit tests of the Dispatcher on a real Postgres (pgtest) with a fake inbox. The
@@ -156,24 +156,6 @@ func TestDispatcherDropsJobPastItsLease(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the dispatcher's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // lockTimeoutStore is a Store whose statements give up after 50 ms waiting for a
 // lock (SQLSTATE 55P03, not a data error: write retries it).
 func lockTimeoutStore(t *testing.T, f *storeFixture) *Store {
@@ -205,7 +187,7 @@ func lockOutbox(t *testing.T, f *storeFixture) (unlock func()) {
 func TestDispatcherRetriesResultWrites(t *testing.T) {
 	f := newStoreFixture(t)
 	claimed := claimedRows(f, 4, 2*time.Minute)
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	var calls atomic.Int64
 	d := runDispatcher(t, Config{
 		Store:     lockTimeoutStore(t, f),
@@ -234,7 +216,7 @@ func TestDispatcherGivesUpResultWritesAtTheLease(t *testing.T) {
 	f := newStoreFixture(t)
 	const lease = 4 * time.Second
 	claimed := claimedRows(f, 2, lease)
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	d := runDispatcher(t, Config{
 		Store:     lockTimeoutStore(t, f),
 		Lease:     lease, // job deadline: 3 s after the claim

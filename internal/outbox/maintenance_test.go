@@ -53,11 +53,89 @@ func replayIn(t testing.TB, tx pgx.Tx, id uuid.UUID) {
 func claimIn(t testing.TB, tx pgx.Tx, lease time.Duration) uuid.UUID {
 	t.Helper()
 	token := uuid.New()
-	rows, err := tx.Query(context.Background(), claimSQL, 100, lease, token, 30*time.Second)
+	execIn(t, tx, claimSQL, 100, lease, token, 30*time.Second)
+	return token
+}
+
+// execIn runs a row-returning statement inside tx and discards its rows.
+func execIn(t testing.TB, tx pgx.Tx, sql string, args ...any) {
+	t.Helper()
+	rows, err := tx.Query(context.Background(), sql, args...)
 	require.NoError(t, err)
 	rows.Close()
 	require.NoError(t, rows.Err())
-	return token
+}
+
+// inBackground runs call on a goroutine of its own and returns the channel its
+// result arrives on; an error fails t (named by what).
+func inBackground[T any](t testing.TB, what string, call func() (T, error)) <-chan T {
+	out := make(chan T, 1)
+	go func() {
+		v, err := call()
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+		out <- v
+	}()
+	return out
+}
+
+// oldDeadLetter is a message dead-lettered ten days ago: old enough to purge.
+func (f *storeFixture) oldDeadLetter() Record {
+	f.t.Helper()
+	dead := pendingRecord("agent-a@example.com")
+	f.deadLettered(dead, "DESTINATION_GONE", 1)
+	f.ageFinished(dead.ID, 10*24*time.Hour)
+	return dead
+}
+
+// replayedRejection is a message rejected at routing, then replayed: PENDING,
+// its outbox row due with the route flag set.
+func (f *storeFixture) replayedRejection() Record {
+	f.t.Helper()
+	r := rejectedRecord("agent-a@example.com", "AGENT_NOT_FOUND")
+	f.takeover(time.Hour, r)
+	require.NoError(f.t, f.store.Replay(f.ctx, r.ID))
+	return r
+}
+
+// leaseExpired is a message taken over whose claim's lease has run out, with the
+// token of that claim.
+func (f *storeFixture) leaseExpired() (Record, uuid.UUID) {
+	f.t.Helper()
+	r := pendingRecord("agent-a@example.com")
+	token := f.takeover(time.Hour, r)
+	f.expireLease(r.ID)
+	return r, token
+}
+
+// requireNothingClaimed claims with the lease given and requires that nothing
+// was due.
+func (f *storeFixture) requireNothingClaimed(lease time.Duration, msgAndArgs ...any) {
+	f.t.Helper()
+	got, err := f.store.Claim(f.ctx, 10, lease)
+	require.NoError(f.t, err)
+	require.Empty(f.t, got, msgAndArgs...)
+}
+
+// requireFreshPending requires id's record to be PENDING as if new: no attempt,
+// no reason, no error, not finished, not delivered. It returns the record.
+func (f *storeFixture) requireFreshPending(id uuid.UUID) msgRow {
+	f.t.Helper()
+	m := f.message(id)
+	require.Equal(f.t, StatusPending, m.Status)
+	require.Zero(f.t, m.Attempts)
+	require.Nil(f.t, m.Reason)
+	require.Nil(f.t, m.LastError)
+	require.Nil(f.t, m.FinishedAt)
+	require.Nil(f.t, m.DeliveredAt)
+	return m
+}
+
+// expireLease makes id's row due now, as if its claim's lease had run out.
+func (f *storeFixture) expireLease(id uuid.UUID) {
+	f.t.Helper()
+	f.exec(`UPDATE outbox SET due_at = now() - interval '1 second' WHERE message_id = $1`, id)
 }
 
 // requireNoOrphans checks the outbox holds exactly the PENDING messages.
@@ -85,23 +163,14 @@ func (f *storeFixture) ageFinished(id uuid.UUID, ago time.Duration) {
 func TestPurgeRacingReplayKeepsTheMessage(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	dead := pendingRecord("agent-a@example.com")
-	f.deadLettered(dead, "DESTINATION_GONE", 1)
-	f.ageFinished(dead.ID, 10*24*time.Hour)
+	dead := f.oldDeadLetter()
 	other := rejectedRecord("agent-a@example.com", "AGENT_NOT_FOUND")
 	f.takeover(time.Hour, other)
 	f.ageFinished(other.ID, 10*24*time.Hour)
 
 	tx := f.held()
 	replayIn(t, tx, dead.ID)
-	purged := make(chan int, 1)
-	go func() {
-		n, err := f.store.Purge(f.ctx, time.Now().Add(-7*24*time.Hour), 1000)
-		if err != nil {
-			t.Errorf("purge: %v", err)
-		}
-		purged <- n
-	}()
+	purged := inBackground(t, "purge", func() (int, error) { return f.store.Purge(f.ctx, time.Now().Add(-7*24*time.Hour), 1000) })
 	f.waitBlocked()
 	require.NoError(t, tx.Commit(f.ctx))
 	require.Equal(t, 1, <-purged, "only the message nobody replayed is purged")
@@ -124,26 +193,14 @@ func TestPurgeRacingReplayKeepsTheMessage(t *testing.T) {
 func TestPurgeRacingReplayAndCompletionKeepsTheMessage(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	dead := pendingRecord("agent-a@example.com")
-	f.deadLettered(dead, "DESTINATION_GONE", 1)
-	f.ageFinished(dead.ID, 10*24*time.Hour)
+	dead := f.oldDeadLetter()
 
 	tx := f.held()
 	replayIn(t, tx, dead.ID)
 	token := claimIn(t, tx, time.Hour)
-	rows, err := tx.Query(f.ctx, deliveredSQL, []uuid.UUID{dead.ID}, []uuid.UUID{token}, []time.Time{time.Now()}, []int32{5})
-	require.NoError(t, err)
-	rows.Close()
-	require.NoError(t, rows.Err())
+	execIn(t, tx, deliveredSQL, []uuid.UUID{dead.ID}, []uuid.UUID{token}, []time.Time{time.Now()}, []int32{5})
 
-	purged := make(chan int, 1)
-	go func() {
-		n, err := f.store.Purge(f.ctx, time.Now().Add(-7*24*time.Hour), 1000)
-		if err != nil {
-			t.Errorf("purge: %v", err)
-		}
-		purged <- n
-	}()
+	purged := inBackground(t, "purge", func() (int, error) { return f.store.Purge(f.ctx, time.Now().Add(-7*24*time.Hour), 1000) })
 	f.waitBlocked()
 	require.NoError(t, tx.Commit(f.ctx))
 	require.Zero(t, <-purged)
@@ -166,19 +223,9 @@ func TestReplayMatchingRacingReplayAndCompletion(t *testing.T) {
 	tx := f.held()
 	replayIn(t, tx, dead.ID)
 	token := claimIn(t, tx, time.Hour)
-	rows, err := tx.Query(f.ctx, deliveredSQL, []uuid.UUID{dead.ID}, []uuid.UUID{token}, []time.Time{time.Now()}, []int32{5})
-	require.NoError(t, err)
-	rows.Close()
-	require.NoError(t, rows.Err())
+	execIn(t, tx, deliveredSQL, []uuid.UUID{dead.ID}, []uuid.UUID{token}, []time.Time{time.Now()}, []int32{5})
 
-	replayed := make(chan int, 1)
-	go func() {
-		n, err := f.store.ReplayMatching(f.ctx, Filter{})
-		if err != nil {
-			t.Errorf("replay: %v", err)
-		}
-		replayed <- n
-	}()
+	replayed := inBackground(t, "replay", func() (int, error) { return f.store.ReplayMatching(f.ctx, Filter{}) })
 	// The bulk replay waits on the held change (or skips past it): either way it
 	// must never act on its stale snapshot.
 	require.Eventually(t, func() bool { return len(replayed) > 0 || f.blocked() }, 10*time.Second, 5*time.Millisecond)
@@ -197,25 +244,16 @@ func TestReplayMatchingRacingReplayAndCompletion(t *testing.T) {
 func TestClaimRacingCompletion(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
-	f.exec(`UPDATE outbox SET due_at = now() - interval '1 second' WHERE message_id = $1`, r.ID) // lease expired
+	r, token := f.leaseExpired()
 
 	tx := f.held()
 	// The old holder's result arrives late but still holds the row: retry in 1 h.
-	rows, err := tx.Query(f.ctx, failedSQL, []uuid.UUID{r.ID}, []uuid.UUID{token}, []time.Time{time.Now()}, []int32{5},
+	execIn(t, tx, failedSQL, []uuid.UUID{r.ID}, []uuid.UUID{token}, []time.Time{time.Now()}, []int32{5},
 		[]int64{time.Hour.Milliseconds()}, []string{""}, []string{"boom"}, 10)
-	require.NoError(t, err)
-	rows.Close()
-	require.NoError(t, rows.Err())
 
-	got, err := f.store.Claim(f.ctx, 10, time.Minute)
-	require.NoError(t, err)
-	require.Empty(t, got, "a row being completed is not claimed")
+	f.requireNothingClaimed(time.Minute, "a row being completed is not claimed")
 	require.NoError(t, tx.Commit(f.ctx))
-	got, err = f.store.Claim(f.ctx, 10, time.Minute)
-	require.NoError(t, err)
-	require.Empty(t, got, "the completion re-scheduled it an hour ahead")
+	f.requireNothingClaimed(time.Minute, "the completion re-scheduled it an hour ahead")
 	o := f.mustOutbox(r.ID)
 	require.Nil(t, o.Token)
 	require.Greater(t, o.DueIn, 50*time.Minute)
@@ -232,9 +270,7 @@ func TestClaimRacingReplay(t *testing.T) {
 
 	tx := f.held()
 	replayIn(t, tx, rej.ID)
-	got, err := f.store.Claim(f.ctx, 10, time.Minute)
-	require.NoError(t, err)
-	require.Empty(t, got)
+	f.requireNothingClaimed(time.Minute)
 	require.NoError(t, tx.Commit(f.ctx))
 	c := f.claimOne(rej.ID, time.Minute)
 	require.True(t, c.Route)
@@ -247,20 +283,11 @@ func TestClaimRacingReplay(t *testing.T) {
 func TestReleaseAllRacingClaim(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	old := f.takeover(time.Hour, r)
-	f.exec(`UPDATE outbox SET due_at = now() - interval '1 second' WHERE message_id = $1`, r.ID)
+	r, old := f.leaseExpired()
 
 	tx := f.held()
 	newToken := claimIn(t, tx, time.Hour)
-	released := make(chan int64, 1)
-	go func() {
-		n, err := f.store.ReleaseAll(f.ctx, []uuid.UUID{old})
-		if err != nil {
-			t.Errorf("release: %v", err)
-		}
-		released <- n
-	}()
+	released := inBackground(t, "release", func() (int64, error) { return f.store.ReleaseAll(f.ctx, []uuid.UUID{old}) })
 	f.waitBlocked()
 	require.NoError(t, tx.Commit(f.ctx))
 	require.Zero(t, <-released)
@@ -276,9 +303,7 @@ func TestReleaseAllRacingClaim(t *testing.T) {
 func TestReplayRacingPurge(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	dead := pendingRecord("agent-a@example.com")
-	f.deadLettered(dead, "DESTINATION_GONE", 1)
-	f.ageFinished(dead.ID, 10*24*time.Hour)
+	dead := f.oldDeadLetter()
 
 	tx := f.held()
 	var picked, deleted int

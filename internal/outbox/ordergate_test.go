@@ -21,9 +21,7 @@ func TestClaimGatedTakesHeadsOnly(t *testing.T) {
 		recs, ids = append(recs, r), append(ids, r.ID)
 	}
 	f.takeover(time.Hour, recs...)
-	swept, err := f.store.Claim(f.ctx, 10, time.Minute)
-	require.NoError(t, err)
-	require.Empty(t, swept, "keyed rows wait for the gate, not the sweep")
+	f.requireNothingClaimed(time.Minute, "keyed rows wait for the gate, not the sweep")
 
 	_, claimed, looked, _, err := f.store.claimGated(f.ctx, ids, time.Minute)
 	require.NoError(t, err)

@@ -279,13 +279,7 @@ func TestTakeoverInsertsPendingAndRejected(t *testing.T) {
 
 	// Pending messages: an outbox row leased to the takeover's token until leaseUntil.
 	for _, r := range []Record{full, bare} {
-		m := f.message(r.ID)
-		require.Equal(t, StatusPending, m.Status)
-		require.Nil(t, m.Reason)
-		require.Nil(t, m.LastError)
-		require.Nil(t, m.FinishedAt)
-		require.Nil(t, m.DeliveredAt)
-		require.Zero(t, m.Attempts)
+		m := f.requireFreshPending(r.ID)
 		require.Equal(t, r.Address, m.Address)
 		require.Equal(t, r.DestType, *m.DestType)
 		require.Equal(t, r.DestName, *m.DestName)
@@ -844,9 +838,7 @@ func TestCompleteStaleTokenChangesNothing(t *testing.T) {
 func TestStoreSetRouteIsFenced(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := rejectedRecord("agent-a@example.com", "AGENT_NOT_FOUND")
-	f.takeover(time.Hour, r)
-	require.NoError(t, f.store.Replay(f.ctx, r.ID))
+	r := f.replayedRejection()
 
 	first := f.claimOne(r.ID, 50*time.Millisecond)
 	require.True(t, first.Route, "a replayed row asks for a fresh lookup")

@@ -56,11 +56,8 @@ type Codec struct{ pgtype.UUIDCodec }
 func (c Codec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
 	switch value.(type) {
 	case uuid.UUID, *uuid.UUID:
-		switch format {
-		case pgtype.BinaryFormatCode:
-			return encodeBinary{}
-		case pgtype.TextFormatCode:
-			return encodeText{}
+		if p, ok := byFormat[pgtype.EncodePlan](format, encodeBinary{}, encodeText{}); ok {
+			return p
 		}
 	}
 	return c.UUIDCodec.PlanEncode(m, oid, format, value)
@@ -69,14 +66,23 @@ func (c Codec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pg
 // PlanScan implements pgtype.Codec.
 func (c Codec) PlanScan(m *pgtype.Map, oid uint32, format int16, target any) pgtype.ScanPlan {
 	if _, ok := target.(*uuid.UUID); ok {
-		switch format {
-		case pgtype.BinaryFormatCode:
-			return scanBinary{}
-		case pgtype.TextFormatCode:
-			return scanText{}
+		if p, ok := byFormat[pgtype.ScanPlan](format, scanBinary{}, scanText{}); ok {
+			return p
 		}
 	}
 	return c.UUIDCodec.PlanScan(m, oid, format, target)
+}
+
+// byFormat picks the binary or the text plan; false for another format code.
+func byFormat[P any](format int16, binary, text P) (P, bool) {
+	switch format {
+	case pgtype.BinaryFormatCode:
+		return binary, true
+	case pgtype.TextFormatCode:
+		return text, true
+	}
+	var none P
+	return none, false
 }
 
 func deref(value any) (uuid.UUID, bool) {

@@ -151,39 +151,21 @@ func TestRetryFollowsCAMS(t *testing.T) {
 	t.Parallel()
 	t.Run("deleted", func(t *testing.T) {
 		t.Parallel()
-		e, fc := setupAgents(t, nil)
-		old := newRecorder(t)
-		old.fail.Store(true)
-		fc.set("gone", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusActive, "")
-		id := uuid.NewString()
-		e.publish(body("gone", `{}`), id)
-		e.waitAttempts(id, 1)
+		e, fc, _, id := failingAgent(t, nil, "gone", "", 1)
 		fc.remove("gone")
 		v := e.waitStatus(id, "REJECTED")
 		require.Equal(t, "AGENT_NOT_FOUND", v.Reason)
 	})
 	t.Run("inactive", func(t *testing.T) {
 		t.Parallel()
-		e, fc := setupAgents(t, nil)
-		old := newRecorder(t)
-		old.fail.Store(true)
-		fc.set("sleepy", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusActive, "")
-		id := uuid.NewString()
-		e.publish(body("sleepy", `{}`), id)
-		e.waitAttempts(id, 1)
+		e, fc, old, id := failingAgent(t, nil, "sleepy", "", 1)
 		fc.set("sleepy", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusInactive, "")
 		v := e.waitStatus(id, "REJECTED")
 		require.Equal(t, "AGENT_INACTIVE", v.Reason)
 	})
 	t.Run("inactiveHold", func(t *testing.T) {
 		t.Parallel()
-		e, fc := setupAgents(t, nil)
-		in := newRecorder(t)
-		in.fail.Store(true)
-		fc.set("napper", mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusActive, mapping.InactivePolicyHold)
-		id := uuid.NewString()
-		e.publish(body("napper", `{}`), id)
-		e.waitAttempts(id, 1)
+		e, fc, in, id := failingAgent(t, nil, "napper", mapping.InactivePolicyHold, 1)
 		fc.set("napper", mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusInactive, mapping.InactivePolicyHold)
 		v := e.waitReason(id, "AGENT_INACTIVE")
 		require.Equal(t, "PENDING", v.Status)
@@ -200,15 +182,8 @@ func TestRetryFollowsCAMS(t *testing.T) {
 	})
 	t.Run("moved", func(t *testing.T) {
 		t.Parallel()
-		e, fc := setupAgents(t, nil)
-		old := newRecorder(t)
-		old.fail.Store(true)
-		fc.set("mover", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusActive, "")
-		id := uuid.NewString()
-		e.publish(body("mover", `{}`), id)
-		e.waitAttempts(id, 2)
+		e, fc, old, id := failingAgent(t, nil, "mover", "", 2)
 		fc.set("mover", mapping.TypeNATSSubject, "inbox.moved", mapping.StatusActive, "")
-		movedAt := time.Now()
 		v := e.waitStatus(id, "DELIVERED")
 		require.Equal(t, "NATS_SUBJECT", v.Destination.Type)
 		require.Equal(t, "inbox.moved", v.Destination.Name)
@@ -222,17 +197,10 @@ func TestRetryFollowsCAMS(t *testing.T) {
 		calls, last := old.snapshot()
 		require.True(t, last.Before(meta.Timestamp), "the old inbox was called after the new one received the message")
 		require.LessOrEqual(t, calls, v.Attempts, "every call of the old inbox was a recorded attempt")
-		_ = movedAt
 	})
 	t.Run("camsDownLastKnownInbox", func(t *testing.T) {
 		t.Parallel()
-		e, fc := setupAgents(t, map[string]string{"BREAKER_OPEN_TIMEOUT": "30s"})
-		old := newRecorder(t)
-		old.fail.Store(true)
-		fc.set("known", mapping.TypeHTTPEndpoint, old.srv.URL, mapping.StatusActive, "")
-		id := uuid.NewString()
-		e.publish(body("known", `{}`), id)
-		e.waitAttempts(id, 1)
+		e, fc, old, id := failingAgent(t, map[string]string{"BREAKER_OPEN_TIMEOUT": "30s"}, "known", "", 1)
 		fc.down.Store(true)
 		before := fc.lookupsOf("known")
 		old.fail.Store(false)
@@ -240,6 +208,21 @@ func TestRetryFollowsCAMS(t *testing.T) {
 		require.Greater(t, fc.lookupsOf("known"), before, "the retry asked CAMS")
 		require.Equal(t, old.srv.URL, v.Destination.Name, "CAMS could not answer: the retry went to the last known inbox")
 	})
+}
+
+// failingAgent starts a router (with overrides), registers address as an ACTIVE
+// agent (inactivePolicy policy) whose HTTP inbox fails, publishes one message to it
+// and returns once the message has made attempts attempts, with the inbox and the
+// messageId.
+func failingAgent(t *testing.T, overrides map[string]string, address, policy string, attempts int) (*env, *agentCAMS, *recorder, string) {
+	t.Helper()
+	e, fc := setupAgents(t, overrides)
+	in := newRecorder(t)
+	in.fail.Store(true)
+	fc.set(address, mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusActive, policy)
+	id := e.send(address)
+	e.waitAttempts(id, attempts)
+	return e, fc, in, id
 }
 
 type orderLog struct {
@@ -468,8 +451,7 @@ func TestHoldMaxAgeDeadLetters(t *testing.T) {
 	t.Parallel()
 	e, fc := setupAgents(t, map[string]string{"HOLD_MAX_AGE": "2s"})
 	fc.set("never", mapping.TypeNATSSubject, "inbox.never", mapping.StatusInactive, mapping.InactivePolicyHold)
-	id := uuid.NewString()
-	e.publish(body("never", `{}`), id)
+	id := e.send("never")
 	e.waitReason(id, "AGENT_INACTIVE")
 	v := e.waitStatus(id, "DEAD_LETTERED")
 	require.Equal(t, "AGENT_INACTIVE", v.Reason)
@@ -538,8 +520,7 @@ func TestExpiry(t *testing.T) {
 		in := newRecorder(t)
 		in.fail.Store(true)
 		fc.set("x", mapping.TypeHTTPEndpoint, in.srv.URL, mapping.StatusActive, "")
-		opener := uuid.NewString()
-		e.publish(body("x", `{}`), opener)
+		opener := e.send("x")
 		e.waitAttempts(opener, 1) // the breaker is open now, for a minute
 		id := uuid.NewString()
 		e.publish(keyed("x", "", 0, time.Now().Add(1500*time.Millisecond)), id)

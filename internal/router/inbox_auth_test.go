@@ -1,7 +1,6 @@
 package router_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"io"
@@ -21,26 +20,9 @@ import (
 	"github.com/msgrouter/msgrouter/internal/apiclient"
 	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent log writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // recordingInbox records the headers of every request per path and answers with
 // the status set for the path (204 by default).
@@ -94,7 +76,7 @@ func headerNames(h http.Header) []string {
 func TestInboxAuth(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	var camsLogs, routerLogs syncBuffer
+	var camsLogs, routerLogs logtest.Buffer
 	camsReg := prometheus.NewRegistry()
 	camsH := camsserver.NewHandler(camsserver.HandlerConfig{
 		Store:  camsserver.NewStore(pgtest.New(t)),

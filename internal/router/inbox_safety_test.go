@@ -30,12 +30,7 @@ func TestSystemSubjectInboxIsConfigError(t *testing.T) {
 	}
 	e.cams.set("good", mapping.TypeNATSSubject, "inbox.good", mapping.StatusActive)
 
-	var goodIDs []string
-	for range 10 {
-		id := uuid.NewString()
-		goodIDs = append(goodIDs, id)
-		e.publish(body("good", `{}`), id)
-	}
+	goodIDs := e.publishN("good", 10)
 	badIDs := map[string]string{}
 	for addr := range bad {
 		badIDs[addr] = uuid.NewString()
@@ -70,8 +65,7 @@ func TestStoredSystemRouteIsNeverDelivered(t *testing.T) {
 	ctx := context.Background()
 	// No stream captures "nocapture.a": every attempt fails and is retried.
 	e.cams.set("agent", mapping.TypeNATSSubject, "nocapture.a", mapping.StatusActive)
-	id := uuid.NewString()
-	e.publish(body("agent", `{}`), id)
+	id := e.send("agent")
 	require.Eventually(t, func() bool {
 		_, v := e.get(id)
 		return v.Attempts >= 1

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,18 +31,7 @@ func TestOpenAPIDocumentMatchesResponses(t *testing.T) {
 	e.publish(body("agent-a@example.com", `{"n":1}`), delivered)
 	e.publish(body("agent-gone@example.com", `{"n":2}`), dead)
 	e.publish(body("nobody@example.com", `{"n":3}`), rejected)
-	req := func(method, path, body string, header ...string) *http.Request {
-		r, err := http.NewRequestWithContext(t.Context(), method, e.adminURL+path, strings.NewReader(body))
-		require.NoError(t, err)
-		if body != "" {
-			r.Header.Set("Content-Type", "application/json")
-		}
-		r.Header.Set("Authorization", "Bearer ops-secret")
-		for i := 0; i+1 < len(header); i += 2 {
-			r.Header.Set(header[i], header[i+1])
-		}
-		return r
-	}
+	req := openapitest.Requester(t, e.adminURL, "ops-secret")
 	for id, status := range map[string]string{delivered: "DELIVERED", dead: "DEAD_LETTERED", rejected: "REJECTED"} {
 		require.Eventually(t, func() bool {
 			resp, err := http.DefaultClient.Do(req(http.MethodGet, "/v1/messages/"+id, ""))

@@ -180,6 +180,49 @@ func (e *env) publish(body string, msgID string) {
 	require.NoError(e.t, err)
 }
 
+// waitStreamSettled waits until the router's consumer has nothing pending and
+// nothing waiting for an ack: every message was acked or terminated.
+func (e *env) waitStreamSettled() {
+	e.t.Helper()
+	cons, err := e.js.Consumer(context.Background(), stream.Name, stream.ConsumerName)
+	require.NoError(e.t, err)
+	require.Eventually(e.t, func() bool {
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// listMessages asks the admin API for GET /v1/messages?query; an empty page when
+// it did not answer.
+func (e *env) listMessages(query string) apiclient.MessagePage {
+	var page apiclient.MessagePage
+	resp, err := http.Get(e.adminURL + "/v1/messages?" + query)
+	if err != nil {
+		return page
+	}
+	defer resp.Body.Close()
+	_ = json.NewDecoder(resp.Body).Decode(&page)
+	return page
+}
+
+// send publishes one message with an empty payload to address and returns its id.
+func (e *env) send(address string) string {
+	e.t.Helper()
+	return e.publishN(address, 1)[0]
+}
+
+// publishN publishes n messages with an empty payload to address and returns
+// their ids.
+func (e *env) publishN(address string, n int) []string {
+	e.t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		e.publish(body(address, `{}`), ids[i])
+	}
+	return ids
+}
+
 func (e *env) get(id string) (int, apiclient.Message) {
 	e.t.Helper()
 	resp, err := http.Get(e.adminURL + "/v1/messages/" + id)
@@ -314,12 +357,7 @@ func TestRejections(t *testing.T) {
 	require.NotEmpty(t, v.RawMessageBase64, "raw bytes of a poison message are kept for inspection")
 
 	// Poison messages are terminated, not redelivered forever.
-	cons, err := e.js.Consumer(context.Background(), stream.Name, stream.ConsumerName)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		info, err := cons.Info(context.Background())
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	}, 10*time.Second, 20*time.Millisecond)
+	e.waitStreamSettled()
 }
 
 func TestDirectProducerIDs(t *testing.T) {
@@ -340,21 +378,27 @@ func TestDirectProducerIDs(t *testing.T) {
 	}
 }
 
-func TestRetriesThenDelivers(t *testing.T) {
-	t.Parallel()
-	e := setup(t, nil)
-	var calls atomic.Int64
-	inbox := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if calls.Add(1) <= 2 {
-			w.WriteHeader(http.StatusInternalServerError)
+// inboxFailing is an agent's HTTP inbox answering status to each request for which
+// failing() is true, 200 to the others; closed when t ends.
+func inboxFailing(t *testing.T, status int, failing func() bool) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing() {
+			w.WriteHeader(status)
 			return
 		}
 		w.WriteHeader(http.StatusOK)
 	}))
-	defer inbox.Close()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestRetriesThenDelivers(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	var calls atomic.Int64
+	inbox := inboxFailing(t, http.StatusInternalServerError, func() bool { return calls.Add(1) <= 2 })
 	e.cams.set("flaky", mapping.TypeHTTPEndpoint, inbox.URL, mapping.StatusActive)
-	id := uuid.NewString()
-	e.publish(body("flaky", `{}`), id)
+	id := e.send("flaky")
 	v := e.waitStatus(id, "DELIVERED")
 	require.Equal(t, 3, v.Attempts)
 	require.Len(t, v.History, 3)
@@ -366,17 +410,9 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	t.Parallel()
 	e := setup(t, map[string]string{"DELIVERY_MAX_ATTEMPTS": "3", "BREAKER_FAILURES": "100"})
 	var healthy atomic.Bool
-	inbox := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !healthy.Load() {
-			w.WriteHeader(http.StatusBadGateway)
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-	}))
-	defer inbox.Close()
+	inbox := inboxFailing(t, http.StatusBadGateway, func() bool { return !healthy.Load() })
 	e.cams.set("dl", mapping.TypeHTTPEndpoint, inbox.URL, mapping.StatusActive)
-	id := uuid.NewString()
-	e.publish(body("dl", `{}`), id)
+	id := e.send("dl")
 	v := e.waitStatus(id, "DEAD_LETTERED")
 	require.Equal(t, "MAX_ATTEMPTS_EXCEEDED", v.Reason)
 	require.Equal(t, 3, v.Attempts)
@@ -409,12 +445,7 @@ func TestCAMSOutageLosesNothing(t *testing.T) {
 	e := setup(t, map[string]string{"BREAKER_FAILURES": "2"})
 	e.cams.set("c", mapping.TypeNATSSubject, "inbox.c", mapping.StatusActive)
 	e.cams.down.Store(true)
-	var ids []string
-	for range 20 {
-		id := uuid.NewString()
-		ids = append(ids, id)
-		e.publish(body("c", `{}`), id)
-	}
+	ids := e.publishN("c", 20)
 	// CAMS is asked (and fails) before anything could be routed.
 	require.Eventually(t, func() bool { return e.cams.requests.Load() >= 2 }, 10*time.Second, 10*time.Millisecond)
 	for _, id := range ids {
@@ -477,30 +508,11 @@ func TestAdminList(t *testing.T) {
 		e.publish(body("nobody", `{}`), uuid.NewString())
 	}
 	require.Eventually(t, func() bool {
-		resp, err := http.Get(e.adminURL + "/v1/messages?status=REJECTED&limit=2")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var page struct {
-			Items      []apiclient.Message `json:"items"`
-			NextCursor *string             `json:"nextCursor"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&page)
-		return len(page.Items) == 2 && page.NextCursor != nil
+		page := e.listMessages("status=REJECTED&limit=2")
+		return len(page.Items) == 2 && page.NextCursor != ""
 	}, 10*time.Second, 20*time.Millisecond)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(e.adminURL + "/v1/messages?status=REJECTED")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var page struct {
-			Items []apiclient.Message `json:"items"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&page)
-		return len(page.Items) == 5
-	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return len(e.listMessages("status=REJECTED").Items) == 5 },
+		10*time.Second, 20*time.Millisecond)
 
 	for path, code := range map[string]int{
 		"/v1/messages?status=NOPE": http.StatusBadRequest,
@@ -546,19 +558,13 @@ func TestLostAckIsHarmless(t *testing.T) {
 		},
 	})
 	e.cams.set("a", mapping.TypeNATSSubject, "inbox.a", mapping.StatusActive)
-	id := uuid.NewString()
-	e.publish(body("a", `{}`), id)
+	id := e.send("a")
 	e.waitStatus(id, "DELIVERED")
 	// The message comes back after AckWait and is recognised as already taken over.
 	require.Eventually(t, func() bool {
 		return gathered(t, e.reg, "msgrouter_router_duplicates_total") >= 1
 	}, 10*time.Second, 20*time.Millisecond)
-	cons, err := e.js.Consumer(context.Background(), stream.Name, stream.ConsumerName)
-	require.NoError(t, err)
-	require.Eventually(t, func() bool {
-		info, err := cons.Info(context.Background())
-		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-	}, 10*time.Second, 20*time.Millisecond)
+	e.waitStreamSettled()
 	require.Len(t, e.inboxMsgs("inbox.a"), 1, "delivered once")
 }
 
@@ -627,19 +633,9 @@ func TestSlowInboxDoesNotBlockOthers(t *testing.T) {
 	e.cams.set("slow", mapping.TypeHTTPEndpoint, slow.URL, mapping.StatusActive)
 	e.cams.set("fast", mapping.TypeNATSSubject, "inbox.fast", mapping.StatusActive)
 
-	var slowIDs []string
-	for range 10 {
-		id := uuid.NewString()
-		slowIDs = append(slowIDs, id)
-		e.publish(body("slow", `{}`), id)
-	}
+	slowIDs := e.publishN("slow", 10)
 	require.Eventually(t, func() bool { return inFlight.Load() == 2 }, 10*time.Second, 10*time.Millisecond)
-	var fastIDs []string
-	for range 20 {
-		id := uuid.NewString()
-		fastIDs = append(fastIDs, id)
-		e.publish(body("fast", `{}`), id)
-	}
+	fastIDs := e.publishN("fast", 20)
 	for _, id := range fastIDs {
 		e.waitStatus(id, "DELIVERED")
 	}

@@ -192,19 +192,9 @@ func TestPostgresRefusingARowFailsNoBatch(t *testing.T) {
 	rec := &batchRecorder{}
 	e := setup(t, nil, router.Options{WrapHandler: rec.wrap})
 	e.cams.set("ok", mapping.TypeNATSSubject, "inbox.ok", mapping.StatusActive)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, `CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-	    IF NEW.correlation_id = 'poison' THEN
+	e.onMessageInsert("", "refuse_poison", `IF NEW.correlation_id = 'poison' THEN
 	        RAISE EXCEPTION 'refused for the test' USING ERRCODE = '22021';
-	    END IF;
-	    RETURN NEW;
-	END $$;
-	CREATE TRIGGER refuse_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION refuse_poison()`)
-	require.NoError(t, err)
+	    END IF;`)
 
 	poisonBody := `{"aiAgentAddress":"ok","payload":{"p":1},"senderMetadata":{"correlationId":"poison"}}`
 	poisonID := uuid.NewString()
@@ -414,22 +404,12 @@ func TestTransientTakeoverErrorIsRetriedNotRejected(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
 	e.cams.set("ok", mapping.TypeNATSSubject, "inbox.ok", mapping.StatusActive)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
 	// A sequence counts the failures: it is not rolled back with the statement.
-	_, err = conn.Exec(ctx, `CREATE SEQUENCE hits;
-	CREATE FUNCTION fail_transiently() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-	    IF NEW.correlation_id = 'transient' THEN
+	ctx := context.Background()
+	conn := e.onMessageInsert("CREATE SEQUENCE hits;", "fail_transiently", `IF NEW.correlation_id = 'transient' THEN
 	        PERFORM nextval('hits');
 	        RAISE EXCEPTION 'try again' USING ERRCODE = '40001';
-	    END IF;
-	    RETURN NEW;
-	END $$;
-	CREATE TRIGGER fail_transiently BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION fail_transiently()`)
-	require.NoError(t, err)
+	    END IF;`)
 
 	id := uuid.NewString()
 	e.publish(`{"aiAgentAddress":"ok","payload":{},"senderMetadata":{"correlationId":"transient"}}`, id)
@@ -440,8 +420,28 @@ func TestTransientTakeoverErrorIsRetriedNotRejected(t *testing.T) {
 	code, _ := e.get(id)
 	require.Equal(t, http.StatusNotFound, code, "nothing recorded while Postgres fails")
 
-	_, err = conn.Exec(ctx, `DROP TRIGGER fail_transiently ON messages`)
+	_, err := conn.Exec(ctx, `DROP TRIGGER fail_transiently ON messages`)
 	require.NoError(t, err)
 	v := e.waitStatus(id, "DELIVERED")
 	require.Equal(t, 1, v.Attempts)
+}
+
+// onMessageInsert runs prelude, then installs a trigger name on messages running
+// check (PL/pgSQL) before each insert. It returns a connection to the router's
+// database, closed when the test ends.
+func (e *env) onMessageInsert(prelude, name, check string) *pgx.Conn {
+	e.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, e.cfg.DatabaseURL)
+	require.NoError(e.t, err)
+	e.t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	_, err = conn.Exec(ctx, prelude+`
+	CREATE FUNCTION `+name+`() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+	    `+check+`
+	    RETURN NEW;
+	END $$;
+	CREATE TRIGGER `+name+` BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION `+name+`()`)
+	require.NoError(e.t, err)
+	return conn
 }

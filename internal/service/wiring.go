@@ -91,6 +91,20 @@ func Telemetry(ctx context.Context, serviceName string) (trace.TracerProvider, S
 	}}, nil
 }
 
+// StartTelemetry is Telemetry started as g's next part (the first, so it stops
+// last), for a service that sets its own telemetry up. stopTimeout bounds the
+// stop of what g had started when the start fails.
+func (g *Group) StartTelemetry(ctx context.Context, stopTimeout time.Duration, serviceName string) (trace.TracerProvider, error) {
+	tp, flush, err := Telemetry(ctx, serviceName)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.Start(ctx, stopTimeout, Part{Name: "telemetry", Service: flush}); err != nil {
+		return nil, err
+	}
+	return tp, nil
+}
+
 // Pprof listens on addr (PPROF_ADDR) and returns the profiling server as a
 // Service, or nil, nil when addr is empty (off). Errors name the variable.
 func Pprof(addr string, log *slog.Logger) (*HTTPServer, error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -84,33 +83,19 @@ func (c *checker) drain(ctx context.Context, msgs []*tracked, deadline time.Time
 }
 
 func (c *checker) pass(ctx context.Context, open []*tracked) {
-	jobs := make(chan *tracked)
-	var wg sync.WaitGroup
-	for range c.workers {
-		wg.Go(func() {
-			for m := range jobs {
-				v, err := c.get(ctx, m.acceptedID())
-				if err != nil || v == nil {
-					continue // not seen yet, or no replica answered: next pass
-				}
-				m.status, m.reason, m.lastError, m.attempts = v.Status, v.Reason, v.LastError, v.Attempts
-				if v.ReceivedAt != nil {
-					m.receivedAt = *v.ReceivedAt
-				}
-				if terminal(v.Status) {
-					m.terminalAt = v.terminalAt(time.Now())
-				}
-			}
-		})
-	}
-	for _, m := range open {
-		select {
-		case jobs <- m:
-		case <-ctx.Done():
+	inParallel(ctx, c.workers, open, func(m *tracked) {
+		v, err := c.get(ctx, m.acceptedID())
+		if err != nil || v == nil {
+			return // not seen yet, or no replica answered: next pass
 		}
-	}
-	close(jobs)
-	wg.Wait()
+		m.status, m.reason, m.lastError, m.attempts = v.Status, v.Reason, v.LastError, v.Attempts
+		if v.ReceivedAt != nil {
+			m.receivedAt = *v.ReceivedAt
+		}
+		if terminal(v.Status) {
+			m.terminalAt = v.terminalAt(time.Now())
+		}
+	})
 }
 
 // get asks one live replica, moving on to the next on a transport error or 5xx. A

@@ -61,16 +61,9 @@ func SelectCluster(names []string) ([]Scenario, error) {
 // reset restarts the node before the drain.
 func faultKillNode(stream string, leader bool) func(context.Context, *harness, time.Duration) error {
 	return func(ctx context.Context, h *harness, _ time.Duration) error {
-		if h.cluster == nil {
-			return errSkipped
-		}
-		l, err := h.cluster.leader(ctx, h.js, stream)
+		victim, err := h.pickNode(ctx, stream, leader)
 		if err != nil {
 			return err
-		}
-		victim := l
-		if !leader {
-			victim = (l + 1) % ClusterSize
 		}
 		h.cluster.nodes[victim].kill()
 		h.log.Info("killed", slog.String("node", h.cluster.names[victim]), slog.String("stream", stream), slog.Bool("was_leader", leader))
@@ -81,14 +74,10 @@ func faultKillNode(stream string, leader bool) func(context.Context, *harness, t
 // faultWipeNode kills -9 a follower of ROUTER_MESSAGES, deletes its whole store and
 // restarts it empty while the load goes on: it must catch up from the others.
 func faultWipeNode(ctx context.Context, h *harness, d time.Duration) error {
-	if h.cluster == nil {
-		return errSkipped
-	}
-	l, err := h.cluster.leader(ctx, h.js, routerStream)
+	victim, err := h.pickNode(ctx, routerStream, false)
 	if err != nil {
 		return err
 	}
-	victim := (l + 1) % ClusterSize
 	n := h.cluster.nodes[victim]
 	n.kill()
 	if err := h.cluster.wipe(victim); err != nil {
@@ -122,4 +111,20 @@ func faultRollingRestart(ctx context.Context, h *harness, _ time.Duration) error
 		h.log.Info("restarted", slog.String("node", h.cluster.names[i]))
 	}
 	return nil
+}
+
+// pickNode returns the index of stream's leader node (leader) or of one of its
+// followers; errSkipped without a cluster.
+func (h *harness) pickNode(ctx context.Context, stream string, leader bool) (int, error) {
+	if h.cluster == nil {
+		return 0, errSkipped
+	}
+	l, err := h.cluster.leader(ctx, h.js, stream)
+	if err != nil {
+		return 0, err
+	}
+	if leader {
+		return l, nil
+	}
+	return (l + 1) % ClusterSize, nil
 }

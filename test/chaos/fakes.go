@@ -70,6 +70,15 @@ func (s *switchable) up() error {
 	return nil
 }
 
+// set brings the server up or takes it down.
+func (s *switchable) set(up bool) error {
+	if !up {
+		s.down()
+		return nil
+	}
+	return s.up()
+}
+
 // down closes the listener and every open connection.
 func (s *switchable) down() {
 	s.mu.Lock()
@@ -130,11 +139,7 @@ func (c *fakeCAMS) register(address, destType, inbox string) {
 // setMode switches the fake; CAMSRefused closes the listener, the others open it.
 func (c *fakeCAMS) setMode(m CAMSMode) error {
 	c.mode.Store(int32(m))
-	if m == CAMSRefused {
-		c.sw.down()
-		return nil
-	}
-	return c.sw.up()
+	return c.sw.set(m != CAMSRefused)
 }
 
 func (c *fakeCAMS) get(w http.ResponseWriter, r *http.Request) {
@@ -243,11 +248,7 @@ func (in *httpInbox) setMode(m InboxMode) error {
 		in.release = make(chan struct{})
 	}
 	in.mu.Unlock()
-	if m == InboxDown {
-		in.sw.down()
-		return nil
-	}
-	return in.sw.up()
+	return in.sw.set(m != InboxDown)
 }
 
 func (in *httpInbox) serve(w http.ResponseWriter, r *http.Request) {

@@ -101,12 +101,7 @@ func setup(ctx context.Context, o Options) (h *harness, err error) {
 	h.cams.register(agentNATS, mapping.TypeNATSSubject, inboxSubject)
 	h.cams.register(agentHTTP, mapping.TypeHTTPEndpoint, h.okHTTP.url())
 	h.cams.register(agentFaulty, mapping.TypeHTTPEndpoint, h.faulty.url())
-	h.agents = []*agent{
-		{address: agentNATS, kind: "NATS inbox", weight: 45, expect: statusDelivered, arrivals: h.natsInbox},
-		{address: agentHTTP, kind: "HTTP inbox", weight: 35, expect: statusDelivered, arrivals: h.okHTTP.arrivals},
-		{address: agentFaulty, kind: "faulty HTTP inbox", weight: 19, expect: statusDelivered, arrivals: h.faulty.arrivals},
-		{address: agentGhost, kind: "unknown agent", weight: 1, expect: statusRejected},
-	}
+	h.agents = h.standardAgents(45, 35, 19)
 
 	ingestPort, err := freePort()
 	if err != nil {
@@ -273,4 +268,15 @@ func (h *harness) close(ctx context.Context, keep, keepLogs bool) []string {
 		}
 	}
 	return problems
+}
+
+// standardAgents is the load's four agents with the given weights for the NATS,
+// HTTP and faulty HTTP inboxes; the unknown agent weighs 1.
+func (h *harness) standardAgents(natsWeight, httpWeight, faultyWeight int) []*agent {
+	return []*agent{
+		{address: agentNATS, kind: "NATS inbox", weight: natsWeight, expect: statusDelivered, arrivals: h.natsInbox},
+		{address: agentHTTP, kind: "HTTP inbox", weight: httpWeight, expect: statusDelivered, arrivals: h.okHTTP.arrivals},
+		{address: agentFaulty, kind: "faulty HTTP inbox", weight: faultyWeight, expect: statusDelivered, arrivals: h.faulty.arrivals},
+		{address: agentGhost, kind: "unknown agent", weight: 1, expect: statusRejected},
+	}
 }

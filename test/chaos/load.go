@@ -225,24 +225,32 @@ func (l *loader) run(ctx context.Context, msgs []*tracked, d time.Duration, dupl
 }
 
 func (l *loader) resubmit(ctx context.Context, msgs []*tracked) {
+	inParallel(ctx, l.workers, msgs, func(m *tracked) {
+		if m.acceptedID() == "" {
+			return // never accepted: nothing to duplicate
+		}
+		if m.seq%2 == 0 {
+			l.send(ctx, m)
+		}
+		if m.seq%4 == 1 {
+			l.publishDirect(ctx, m)
+		}
+	})
+}
+
+// inParallel runs do on each of msgs on workers goroutines and returns when all
+// are done; once ctx ends, the messages not yet handed out are skipped.
+func inParallel(ctx context.Context, workers int, msgs []*tracked, do func(*tracked)) {
 	jobs := make(chan *tracked)
 	var wg sync.WaitGroup
-	for range l.workers {
+	for range workers {
 		wg.Go(func() {
 			for m := range jobs {
-				if m.seq%2 == 0 {
-					l.send(ctx, m)
-				}
-				if m.seq%4 == 1 {
-					l.publishDirect(ctx, m)
-				}
+				do(m)
 			}
 		})
 	}
 	for _, m := range msgs {
-		if m.acceptedID() == "" {
-			continue // never accepted: nothing to duplicate
-		}
 		select {
 		case jobs <- m:
 		case <-ctx.Done():
@@ -256,12 +264,22 @@ func (l *loader) resubmit(ctx context.Context, msgs []*tracked) {
 // would, without a Nats-Msg-Id: the router derives the same messageId from the
 // senderProvidedMessageId (DESIGN §3) and must see that it has the message already.
 func (l *loader) publishDirect(ctx context.Context, m *tracked) {
+	l.publishUntilAcked(ctx, m, nil)
+}
+
+// publishUntilAcked publishes m's body to the router's stream, retrying until
+// JetStream acknowledges it or the give-up time; acked, if not nil, runs once it
+// has.
+func (l *loader) publishUntilAcked(ctx context.Context, m *tracked, acked func()) {
 	deadline := time.Now().Add(l.giveUp)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_, err := l.js.Publish(pctx, "router.messages", m.body)
 		cancel()
 		if err == nil {
+			if acked != nil {
+				acked()
+			}
 			l.count(func(s *loadStats) { s.submissions++ })
 			return
 		}

@@ -60,27 +60,13 @@ func markDirect(msgs []*tracked, every int) {
 // acknowledges it. A retry after a lost PubAck stores a second message (another
 // sequence, another id): the harness counts it as a duplicate arrival at most.
 func (l *loader) publishNew(ctx context.Context, m *tracked) {
-	deadline := time.Now().Add(l.giveUp)
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := l.js.Publish(pctx, "router.messages", m.body)
-		cancel()
-		if err == nil {
-			m.mu.Lock()
-			if m.acceptedAt.IsZero() {
-				m.acceptedAt = time.Now()
-			}
-			m.mu.Unlock()
-			l.count(func(s *loadStats) { s.submissions++ })
-			return
+	l.publishUntilAcked(ctx, m, func() {
+		m.mu.Lock()
+		if m.acceptedAt.IsZero() {
+			m.acceptedAt = time.Now()
 		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			l.problem(fmt.Sprintf("%s: direct publish failed: %v", m.spmid, err))
-			return
-		}
-		l.count(func(s *loadStats) { s.retries++ })
-		sleep(ctx, 200*time.Millisecond)
-	}
+		m.mu.Unlock()
+	})
 }
 
 // byPayload maps each compacted body the inbox got to the messageIds it came with.
@@ -227,12 +213,7 @@ type camsPartial struct {
 func (p *camsPartial) agents(h *harness) []*agent {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := []*agent{
-		{address: agentNATS, kind: "NATS inbox", weight: 40, expect: statusDelivered, arrivals: h.natsInbox},
-		{address: agentHTTP, kind: "HTTP inbox", weight: 30, expect: statusDelivered, arrivals: h.okHTTP.arrivals},
-		{address: agentFaulty, kind: "faulty HTTP inbox", weight: 19, expect: statusDelivered, arrivals: h.faulty.arrivals},
-		{address: agentGhost, kind: "unknown agent", weight: 1, expect: statusRejected},
-	}
+	out := h.standardAgents(40, 30, 19)
 	p.sick = nil
 	for i := range 5 {
 		addr := fmt.Sprintf("cams-sick-%d@chaos.test", i)
@@ -338,12 +319,7 @@ const (
 func (mc *mappingChange) agents(h *harness) []*agent {
 	mc.mu.Lock()
 	defer mc.mu.Unlock()
-	out := []*agent{
-		{address: agentNATS, kind: "NATS inbox", weight: 40, expect: statusDelivered, arrivals: h.natsInbox},
-		{address: agentHTTP, kind: "HTTP inbox", weight: 30, expect: statusDelivered, arrivals: h.okHTTP.arrivals},
-		{address: agentFaulty, kind: "faulty HTTP inbox", weight: 15, expect: statusDelivered, arrivals: h.faulty.arrivals},
-		{address: agentGhost, kind: "unknown agent", weight: 1, expect: statusRejected},
-	}
+	out := h.standardAgents(40, 30, 15)
 	var err error
 	for _, in := range []**httpInbox{&mc.gone, &mc.idle, &mc.move, &mc.moved} {
 		if *in, err = newHTTPInbox(); err != nil {

@@ -23,15 +23,7 @@ type Server struct {
 // Start runs a JetStream server on a random loopback port until t ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	opts := &server.Options{
-		Host:      "127.0.0.1",
-		Port:      server.RANDOM_PORT,
-		JetStream: true,
-		StoreDir:  t.TempDir(),
-		NoLog:     true,
-		NoSigs:    true,
-	}
-	s := run(t, opts)
+	s := run(t, options(t))
 	t.Cleanup(s.Shutdown)
 	return s
 }
@@ -80,7 +72,13 @@ func (s *Server) RestartEmpty(t testing.TB) {
 // Connect returns a connection and a JetStream handle, closed when t ends.
 func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(s.URL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	return connect(t, s.URL)
+}
+
+// connect dials url, reconnecting for ever, and closes the connection when t ends.
+func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatalf("natstest: connect: %v", err)
 	}
@@ -90,4 +88,17 @@ func (s *Server) Connect(t testing.TB) (*nats.Conn, jetstream.JetStream) {
 		t.Fatalf("natstest: jetstream: %v", err)
 	}
 	return nc, js
+}
+
+// options are a test server's: loopback, a random port, JetStream with a store of
+// its own that t removes, quiet, and deaf to signals.
+func options(t testing.TB) *server.Options {
+	return &server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		JetStream: true,
+		StoreDir:  t.TempDir(),
+		NoLog:     true,
+		NoSigs:    true,
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
@@ -118,6 +119,28 @@ func (d *Doc) Do(t testing.TB, req *http.Request) (int, []byte) {
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	d.CheckResponse(t, req, resp.StatusCode, resp.Header, got)
 	return resp.StatusCode, got
+}
+
+// Requester returns a function building requests to base (a server's URL, or ""
+// for a handler served in-process by Serve) with bearer as the API key: a JSON
+// body when body is not empty, and header's name/value pairs set last (they may
+// override the key).
+func Requester(t testing.TB, base, bearer string) func(method, path, body string, header ...string) *http.Request {
+	return func(method, path, body string, header ...string) *http.Request {
+		t.Helper()
+		r := httptest.NewRequestWithContext(t.Context(), method, base+path, strings.NewReader(body))
+		if base != "" {
+			r.RequestURI = "" // a client request: http.Client refuses one with RequestURI set
+		}
+		if body != "" {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		r.Header.Set("Authorization", "Bearer "+bearer)
+		for i := 0; i+1 < len(header); i += 2 {
+			r.Header.Set(header[i], header[i+1])
+		}
+		return r
+	}
 }
 
 // readBody reads req's body and puts back a fresh reader, so the request can be

@@ -38,6 +38,19 @@ func setup(t *testing.T, o benchtest.Options) bundle {
 	}}
 }
 
+// requireAllDelivered requires a run of n messages in which each was accepted and
+// delivered exactly once: nothing missing, duplicated, failed or unexpected.
+func requireAllDelivered(t *testing.T, res *Result, n int64) {
+	t.Helper()
+	require.EqualValues(t, n, res.Sent)
+	require.EqualValues(t, n, res.Accepted)
+	require.EqualValues(t, n, res.Delivered)
+	require.Zero(t, res.Missing)
+	require.Zero(t, res.Duplicates)
+	require.Zero(t, res.ErrorCount)
+	require.Zero(t, res.Unexpected)
+}
+
 func requireCleanedUp(t *testing.T, b bundle, res *Result) {
 	t.Helper()
 	require.Zero(t, b.env.CAMS.Len(), "agents left in CAMS")
@@ -69,13 +82,7 @@ func TestRunDeliversEverything(t *testing.T) {
 
 			res, err := Run(context.Background(), b.cfg)
 			require.NoError(t, err)
-			require.EqualValues(t, 200, res.Sent)
-			require.EqualValues(t, 200, res.Accepted)
-			require.EqualValues(t, 200, res.Delivered)
-			require.Zero(t, res.Missing)
-			require.Zero(t, res.Duplicates)
-			require.Zero(t, res.ErrorCount)
-			require.Zero(t, res.Unexpected)
+			requireAllDelivered(t, res, 200)
 			require.Empty(t, res.Hints)
 			require.EqualValues(t, 200, res.Latency.SubmitToDelivery.Count)
 			require.EqualValues(t, 200, res.Latency.AcceptToDelivery.Count)

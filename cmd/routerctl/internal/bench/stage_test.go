@@ -136,11 +136,7 @@ func TestBatchThroughThePipeline(t *testing.T) {
 
 	res, err := Run(context.Background(), b.cfg)
 	require.NoError(t, err)
-	require.EqualValues(t, 300, res.Sent)
-	require.EqualValues(t, 300, res.Accepted)
-	require.EqualValues(t, 300, res.Delivered)
-	require.Zero(t, res.Missing)
-	require.Zero(t, res.ErrorCount)
+	requireAllDelivered(t, res, 300)
 	require.EqualValues(t, 300, res.CPUMessages)
 	requireCleanedUp(t, b, res)
 }

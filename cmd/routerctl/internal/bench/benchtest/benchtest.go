@@ -92,20 +92,12 @@ func Start(t testing.TB, o Options) *Env {
 			}
 		}
 		body, _ := io.ReadAll(r.Body)
-		env, err := message.Parse(body)
+		id, status, err := publish(r.Context(), js, body)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "INVALID_REQUEST", err.Error())
+			writeError(w, status, statusCode(status), err.Error())
 			return
 		}
-		id, _ := env.ID()
-		m := nats.NewMsg(stream.Subject)
-		m.Data = body
-		m.Header.Set(jetstream.MsgIDHeader, id.String())
-		if _, err := js.PublishMsg(r.Context(), m); err != nil {
-			writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
-			return
-		}
-		writeJSON(w, http.StatusAccepted, map[string]string{"messageId": id.String()})
+		writeJSON(w, http.StatusAccepted, map[string]string{"messageId": id})
 	})
 	ingestSrv := httptest.NewServer(ingest)
 	t.Cleanup(ingestSrv.Close)
@@ -387,20 +379,30 @@ func serveBatch(w http.ResponseWriter, r *http.Request, js jetstream.JetStream) 
 	}
 	results := make([]result, len(req.Messages))
 	for i, body := range req.Messages {
-		env, err := message.Parse(body)
+		id, status, err := publish(r.Context(), js, body)
 		if err != nil {
-			results[i] = result{ErrorCode: "INVALID_REQUEST", Message: err.Error()}
+			results[i] = result{ErrorCode: statusCode(status), Message: err.Error()}
 			continue
 		}
-		id, _ := env.ID()
-		m := nats.NewMsg(stream.Subject)
-		m.Data = body
-		m.Header.Set(jetstream.MsgIDHeader, id.String())
-		if _, err := js.PublishMsg(r.Context(), m); err != nil {
-			results[i] = result{ErrorCode: "UNAVAILABLE", Message: err.Error()}
-			continue
-		}
-		results[i] = result{MessageID: id.String()}
+		results[i] = result{MessageID: id}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+}
+
+// publish validates body as ingest does and publishes it to the stream with its
+// messageId as Nats-Msg-Id. It returns the messageId, or the status of the error
+// (400 for an invalid envelope, 503 when JetStream did not store it).
+func publish(ctx context.Context, js jetstream.JetStream, body []byte) (string, int, error) {
+	env, err := message.Parse(body)
+	if err != nil {
+		return "", http.StatusBadRequest, err
+	}
+	id, _ := env.ID()
+	m := nats.NewMsg(stream.Subject)
+	m.Data = body
+	m.Header.Set(jetstream.MsgIDHeader, id.String())
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		return "", http.StatusServiceUnavailable, err
+	}
+	return id.String(), 0, nil
 }
