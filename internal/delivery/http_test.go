@@ -99,7 +99,7 @@ func TestNoProxy(t *testing.T) {
 	t.Parallel()
 	// A proxy dials the destination itself, beyond the address guard.
 	h := newHTTP(t, HTTPConfig{})
-	require.Nil(t, h.client.Transport.(*http.Transport).Proxy)
+	require.Nil(t, h.transport.Proxy)
 }
 
 func TestHTTPTimeoutConfig(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ErrInvalidSigningSecret is wrapped when a signing secret is not whsec_<base64>.
@@ -26,6 +27,40 @@ func parseSecrets(secrets []string) ([][]byte, error) {
 		}
 		keys = append(keys, k)
 	}
+	return keys, nil
+}
+
+// keyCacheSize bounds keyCache: about one entry per agent with signing secrets of
+// its own; past it the cache starts over (a decode per message costs ~1 µs, so a
+// miss is cheap, and the bound keeps rotated secrets from piling up).
+const keyCacheSize = 4096
+
+// keyCache remembers parseSecrets' answers for per-agent secrets, so an attempt
+// does not base64-decode its agent's secrets again. Keyed by the secrets joined
+// with a byte no secret holds; only valid lists are kept.
+type keyCache struct {
+	mu sync.RWMutex
+	m  map[string][][]byte
+}
+
+func (c *keyCache) parse(secrets []string) ([][]byte, error) {
+	key := strings.Join(secrets, "\x00")
+	c.mu.RLock()
+	keys, ok := c.m[key]
+	c.mu.RUnlock()
+	if ok {
+		return keys, nil
+	}
+	keys, err := parseSecrets(secrets)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= keyCacheSize {
+		c.m = make(map[string][][]byte)
+	}
+	c.m[key] = keys
+	c.mu.Unlock()
 	return keys, nil
 }
 
