@@ -154,3 +154,23 @@ func TestAgentKeyCache(t *testing.T) {
 	}
 	require.LessOrEqual(t, len(c.m), keyCacheSize)
 }
+
+// BenchmarkHTTPDeliver is one HTTP delivery to a local inbox on a kept-alive
+// connection: the Deliverer's own cost plus net/http's and the loopback's.
+func BenchmarkHTTPDeliver(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	b.Cleanup(srv.Close)
+	h, err := NewHTTP(HTTPConfig{AllowPrivateNetworks: true})
+	require.NoError(b, err)
+	b.Cleanup(h.Close)
+	d := fullDelivery()
+	d.DestName = srv.URL + "/inbox/1"
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := h.Deliver(b.Context(), d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
