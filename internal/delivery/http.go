@@ -86,7 +86,9 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 			return fmt.Errorf("%w: %s is one of the system's own services (router, CAMS)", ErrForbiddenAddress, address)
 		}
 		if !cfg.AllowPrivateNetworks {
-			return guardControl(network, address, c)
+			if err := guardControl(network, address, c); err != nil {
+				return err
+			}
 		}
 		h.dials.Add(1)
 		return nil
