@@ -66,22 +66,25 @@ func (c *keyCache) parse(secrets []string) ([][]byte, error) {
 
 // sign returns the webhook-signature value: "v1,<base64 HMAC-SHA256 of
 // id.timestamp.body>" per key, space-separated, so a receiver rotating secrets
-// accepts either.
+// accepts either. The signed prefix and the value are built in place: one HMAC
+// per key and one string, no intermediate strings or conversions.
 func sign(keys [][]byte, id string, ts int64, body []byte) string {
-	var b strings.Builder
-	tsText := strconv.FormatInt(ts, 10)
+	var prefix [96]byte
+	p := append(prefix[:0], id...)
+	p = append(p, '.')
+	p = strconv.AppendInt(p, ts, 10)
+	p = append(p, '.')
+	out := make([]byte, 0, len(keys)*(len("v1,")+base64.StdEncoding.EncodedLen(sha256.Size)+1))
+	var sum [sha256.Size]byte
 	for i, k := range keys {
 		mac := hmac.New(sha256.New, k)
-		mac.Write([]byte(id))
-		mac.Write([]byte{'.'})
-		mac.Write([]byte(tsText))
-		mac.Write([]byte{'.'})
+		mac.Write(p)
 		mac.Write(body)
 		if i > 0 {
-			b.WriteByte(' ')
+			out = append(out, ' ')
 		}
-		b.WriteString("v1,")
-		b.WriteString(base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+		out = append(out, "v1,"...)
+		out = base64.StdEncoding.AppendEncode(out, mac.Sum(sum[:0]))
 	}
-	return b.String()
+	return string(out)
 }
