@@ -4,14 +4,14 @@
 # a fresh Postgres database — measured stage by stage with `routerctl bench --stage`:
 #   drain   a backlog of COUNT messages preloaded into JetStream with no router, then
 #           a router started and timed until the last delivery: NATS and HTTP inbox,
-#           1 agent and AGENTS agents;
+#           for each agent count in DRAIN_AGENTS (1, AGENTS and 256);
 #   all     the whole pipeline, HTTP ingest, CLIENTS in flight, closed loop: NATS and
 #           HTTP inbox; and batches of BATCH offered at BATCH_RATE (open loop);
 #   ingest  HTTP → JetStream → 202 with the router stopped: single and BATCH.
 # Every run prints its own table and CPU budget (µs of CPU per message for each
 # process); the end prints one stage table of all runs.
 # Knobs: STAGES (drain,all,ingest), DURATION (20s), WARMUP (3s), COUNT (100000),
-# CLIENTS (64), AGENTS (16), BATCH (100), BATCH_RATE (10000 msgs/s offered in batches), OUT (results directory), PPROF=1 (serve
+# CLIENTS (64), AGENTS (16), DRAIN_AGENTS ("1 $AGENTS 256"), BATCH (100), BATCH_RATE (10000 msgs/s offered in batches), OUT (results directory), PPROF=1 (serve
 # pprof: router on 127.0.0.1:16061, ingest on :16062), NATS_SERVER (the nats-server
 # binary; default from PATH, else /usr/sbin/nats-server). Needs createdb/dropdb and a
 # Postgres that accepts the current user (PGHOST/PGPORT/PGUSER).
@@ -23,6 +23,7 @@ WARMUP=${WARMUP:-3s}
 COUNT=${COUNT:-100000}
 CLIENTS=${CLIENTS:-64}
 AGENTS=${AGENTS:-16}
+DRAIN_AGENTS=${DRAIN_AGENTS:-1 $AGENTS 256}
 BATCH=${BATCH:-100}
 BATCH_RATE=${BATCH_RATE:-10000}
 OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -103,7 +104,7 @@ router_cmd="env ${router_env[*]} ./bin/router"
 
 if want drain; then
   for inbox in nats http; do
-    for agents in 1 "$AGENTS"; do
+    for agents in $DRAIN_AGENTS; do
       run "drain-$inbox-$agents" --stage drain --count "$COUNT" --inbox "$inbox" --agents "$agents" \
         --router-cmd "$router_cmd" --router-log "$OUT/router.log" --router-metrics "http://$ROUTER_ADDR/metrics"
     done

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,9 +55,16 @@ const (
 
 // HTTP delivers to HTTP_ENDPOINT inboxes with a POST: success is any 2xx.
 type HTTP struct {
-	client *http.Client
-	cfg    HTTPConfig
-	keys   [][]byte // decoded global signing secrets
+	// transport is called directly, not through an http.Client: redirects are
+	// never followed and there is no cookie jar, so all a Client would add per
+	// request is a copy of the header map (kept for redirects) and a timer.
+	// Deliver does what is left of Client.Do itself (the url.Error wrapping and
+	// Basic auth from the URL's userinfo), so errors and requests are the same.
+	transport *http.Transport
+	cfg       HTTPConfig
+	keys      [][]byte // decoded global signing secrets
+	agentKeys keyCache // decoded per-agent signing secrets
+	dials     atomic.Uint64
 }
 
 // NewHTTP returns the HTTP Deliverer. It fails only on an invalid signing secret.
@@ -71,17 +79,21 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		return nil, fmt.Errorf("DELIVERY_SIGNING_SECRETS: %w", err)
 	}
 	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	h := &HTTP{cfg: cfg, keys: keys}
 	self := systemAddrs(cfg.SystemAddrs)
 	dialer.Control = func(network, address string, c syscall.RawConn) error {
 		if ap, err := netip.ParseAddrPort(address); err == nil && self[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] {
 			return fmt.Errorf("%w: %s is one of the system's own services (router, CAMS)", ErrForbiddenAddress, address)
 		}
 		if !cfg.AllowPrivateNetworks {
-			return guardControl(network, address, c)
+			if err := guardControl(network, address, c); err != nil {
+				return err
+			}
 		}
+		h.dials.Add(1)
 		return nil
 	}
-	tr := &http.Transport{
+	h.transport = &http.Transport{
 		// No proxy, whatever HTTP_PROXY says: a proxy would dial the destination
 		// itself, out of reach of the address guard.
 		Proxy:                 nil,
@@ -94,17 +106,17 @@ func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 		ResponseHeaderTimeout: cfg.Timeout,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &HTTP{
-		client: &http.Client{
-			Transport: tr,
-			// Redirects are never followed (DESIGN §5): a 3xx is a failed attempt,
-			// and following one could lead anywhere (a classic SSRF path).
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		cfg:  cfg,
-		keys: keys,
-	}, nil
+	// Redirects are never followed (DESIGN §5): a 3xx is a failed attempt, and
+	// following one could lead anywhere (a classic SSRF path). The transport
+	// returns a 3xx as it came.
+	return h, nil
 }
+
+// Dials reports how many connections the Deliverer has dialled (attempts that
+// passed the address guard), for tests and diagnostics: with keep-alive working,
+// it stays at about the number of concurrent requests per inbox host, not the
+// number of deliveries.
+func (h *HTTP) Dials() uint64 { return h.dials.Load() }
 
 // systemAddrs expands SystemAddrs into the addresses to refuse (see HTTPConfig).
 func systemAddrs(addrs []string) map[netip.AddrPort]bool {
@@ -178,7 +190,7 @@ func OriginAddr(rawURL string) string {
 }
 
 // Close drops the idle keep-alive connections.
-func (h *HTTP) Close() { h.client.CloseIdleConnections() }
+func (h *HTTP) Close() { h.transport.CloseIdleConnections() }
 
 // Deliver POSTs d's payload to d.DestName with the attribute headers, signed when
 // secrets are configured. The returned *Error classifies a failure: 410 is
@@ -188,7 +200,7 @@ func (h *HTTP) Close() { h.client.CloseIdleConnections() }
 func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 	keys := h.keys
 	if d.SigningSecrets != nil {
-		k, err := parseSecrets(d.SigningSecrets)
+		k, err := h.agentKeys.parse(d.SigningSecrets)
 		if err != nil {
 			// Never sent unsigned: the receiver would have to reject it. Retryable,
 			// not counted against the destination: the secrets are looked up again
@@ -201,8 +213,13 @@ func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 		keys = k
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
-	defer cancel()
+	// One timer per attempt is enough: when the caller's deadline is already at
+	// least as near (the dispatcher's delivery.Timeout), it is the bound.
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > h.cfg.Timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.Timeout)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.DestName, bytes.NewReader(d.Payload))
 	// Routing rejects such inboxes first (CONFIG_ERROR); should one get here, it is
 	// refused like a forbidden address: nothing is sent, and of the contract's
@@ -231,9 +248,17 @@ func (h *HTTP) Deliver(ctx context.Context, d *Delivery) error {
 		req.Header.Set(a.Header, a.Value)
 	}
 
-	resp, err := h.client.Do(req)
+	// What http.Client.send adds: Basic auth from the URL's userinfo, unless an
+	// Authorization header is set already.
+	if u := req.URL.User; u != nil && len(req.Header["Authorization"]) == 0 {
+		password, _ := u.Password()
+		req.SetBasicAuth(u.Username(), password)
+	}
+
+	resp, err := h.transport.RoundTrip(req)
 	if err != nil {
-		return h.classifyTransport(ctx, err)
+		// As http.Client.Do reports it: "Post \"<url>\": <err>", password hidden.
+		return h.classifyTransport(ctx, &url.Error{Op: "Post", URL: stripPassword(req.URL), Err: err})
 	}
 	defer resp.Body.Close()
 
@@ -351,6 +376,15 @@ func cleanText(b []byte) string {
 	}, s)
 	// A rune split by the errorBodyLimit cut was replaced by ToValidUTF8.
 	return strings.TrimSpace(s)
+}
+
+// stripPassword is net/http's (client.go): the URL with its password, if any,
+// replaced by "***", as http.Client puts it in its errors.
+func stripPassword(u *url.URL) string {
+	if pass, ok := u.User.Password(); ok {
+		return strings.Replace(u.String(), pass+"@", "***@", 1)
+	}
+	return u.String()
 }
 
 func truncate(s string, n int) string {

@@ -85,6 +85,7 @@ func TestSSRFGuardRefusesLoopback(t *testing.T) {
 		require.Error(t, h.Deliver(t.Context(), d), dest)
 	}
 	require.Zero(t, in.conns.Load(), "no connection may reach the server")
+	require.Zero(t, h.Dials(), "a refused address is not a dial")
 	require.Empty(t, in.got)
 
 	// The same inbox is reachable when private networks are allowed.
@@ -93,13 +94,14 @@ func TestSSRFGuardRefusesLoopback(t *testing.T) {
 	d.DestName = in.srv.URL + "/inbox"
 	require.NoError(t, open.Deliver(t.Context(), d))
 	require.Equal(t, int64(1), in.conns.Load())
+	require.Equal(t, uint64(1), open.Dials())
 }
 
 func TestNoProxy(t *testing.T) {
 	t.Parallel()
 	// A proxy dials the destination itself, beyond the address guard.
 	h := newHTTP(t, HTTPConfig{})
-	require.Nil(t, h.client.Transport.(*http.Transport).Proxy)
+	require.Nil(t, h.transport.Proxy)
 }
 
 func TestHTTPTimeoutConfig(t *testing.T) {

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -182,6 +184,14 @@ func TestInboxAuth(t *testing.T) {
 		return string(b)
 	}
 	outputs["router /metrics"] = httpGet(e.adminURL + "/metrics")
+	// Keep-alive at work: every delivery above went to one inbox host, on fewer
+	// connections than deliveries (the router's dial counter, issue 11).
+	m := regexp.MustCompile(`(?m)^msgrouter_delivery_http_dials_total (\d+)$`).FindStringSubmatch(outputs["router /metrics"])
+	require.NotNil(t, m, "the dial counter is exported")
+	dials, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	require.Positive(t, dials)
+	require.Less(t, dials, len(ids), "connections are reused")
 	outputs["CAMS /metrics"] = httpGet(camsSrv.URL + "/metrics")
 	outputs["admin list"] = httpGet(e.adminURL + "/v1/messages?limit=1000")
 	for _, id := range ids {

@@ -145,6 +145,11 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		return fmt.Errorf("DELIVERY_SIGNING_SECRETS: %w", err)
 	}
 	defer httpDeliverer.Close()
+	// Keep-alive at work shows as dials far below deliveries (issue 11).
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "msgrouter_delivery_http_dials_total",
+		Help: "Connections dialled to HTTP inboxes (past the address guard); with keep-alive, far fewer than deliveries.",
+	}, func() float64 { return float64(httpDeliverer.Dials()) }))
 	store := outbox.NewStore(pool)
 	var takeover *Takeover
 	var cons *consumer.Consumer // set below, before the dispatcher starts

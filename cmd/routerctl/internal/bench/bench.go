@@ -41,6 +41,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -429,9 +430,15 @@ func (r *run) startHTTPInbox(onCleanup func(func(context.Context) error)) error 
 		base = "http://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
 	}
 	r.httpURL = base
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /inbox/{i}", r.serveInbox)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	// No ServeMux: one route, matched by hand (the mux's pattern match and path
+	// value were a per-delivery cost of the load tool's own).
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodPost || !strings.HasPrefix(req.URL.Path, "/inbox/") {
+			http.NotFound(w, req)
+			return
+		}
+		r.serveInbox(w, req)
+	}), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

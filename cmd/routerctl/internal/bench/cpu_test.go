@@ -138,6 +138,7 @@ func TestScrapeCounters(t *testing.T) {
 msgrouter_outbox_waits_total{reason="lane_full"} 266927
 msgrouter_outbox_waits_total{reason="breaker_open"} 3
 msgrouter_outbox_claimed_total 1.2e+05
+msgrouter_delivery_http_dials_total 64
 msgrouter_other_total 9
 `)
 	}))
@@ -147,6 +148,7 @@ msgrouter_other_total 9
 		`msgrouter_outbox_waits_total{reason="lane_full"}`:    266927,
 		`msgrouter_outbox_waits_total{reason="breaker_open"}`: 3,
 		`msgrouter_outbox_claimed_total`:                      120000,
+		`msgrouter_delivery_http_dials_total`:                 64,
 	}, got)
 	require.Empty(t, scrapeCounters(context.Background(), srv.URL+"/x", []string{"nothing_here"}))
 	require.Empty(t, scrapeCounters(context.Background(), "http://127.0.0.1:1/metrics", drainCounters))
