@@ -84,11 +84,11 @@ func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
 	return m.GetHistogram().GetSampleCount()
 }
 
-// countOutbox counts outbox rows matching where.
-func (f *storeFixture) countOutbox(where string) int {
+// countOutbox counts outbox rows matching where (with args bound to $1...).
+func (f *storeFixture) countOutbox(where string, args ...any) int {
 	f.t.Helper()
 	var n int
-	require.NoError(f.t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM outbox WHERE `+where).Scan(&n))
+	require.NoError(f.t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM outbox WHERE `+where, args...).Scan(&n))
 	return n
 }
 

@@ -109,9 +109,7 @@ func (d *Dispatcher) enqueue(j *Job, register bool) (l *lane, a admission, wake 
 		l = d.newLane(key)
 	}
 	if l.congested.Load() {
-		if len(l.excluded) < maxExcluded && !l.route {
-			l.excluded[j.Address] = struct{}{}
-		}
+		l.exclude(j.Address)
 		return l, congested, nil
 	}
 	select {
@@ -220,7 +218,7 @@ func (d *Dispatcher) await(ctx context.Context, j *Job, until map[string]time.Ti
 			d.m.leaseExpired.Inc()
 			return
 		case !now.Before(end):
-			d.congest(l)
+			d.congest(l, j.Address)
 			d.turnAway(j, congested)
 			return
 		}
@@ -238,16 +236,26 @@ func (d *Dispatcher) await(ctx context.Context, j *Job, until map[string]time.Ti
 	}
 }
 
-// congest marks l congested (see the top of this file).
-func (d *Dispatcher) congest(l *lane) {
+// congest marks l congested (see the top of this file) because a job of address
+// found no room in time.
+func (d *Dispatcher) congest(l *lane, address string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	l.exclude(address)
 	if l.congested.Load() {
 		return
 	}
 	l.congested.Store(true)
 	close(l.wake)
 	d.m.congestions.Inc()
+}
+
+// exclude keeps address's rows out of the sweep for the rest of the congestion
+// episode. Called with d.mu held.
+func (l *lane) exclude(address string) {
+	if len(l.excluded) < maxExcluded && !l.route {
+		l.excluded[address] = struct{}{}
+	}
 }
 
 // uncongest ends l's congestion episode once its queue has drained to half, and
