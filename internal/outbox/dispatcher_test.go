@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -284,8 +286,18 @@ func TestDispatcherGivesUpResultWritesAtTheLease(t *testing.T) {
 	for _, c := range claimed {
 		d.Handoff(context.Background(), d.NewJob(c, time.Now(), nil, true))
 	}
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "giving up recording delivery results") },
-		15*time.Second, 20*time.Millisecond)
+	// Both results given up (they may be written by two completers, each giving up
+	// on its own retry schedule: unlocking after the first only would let the
+	// other's next try land).
+	givenUp := regexp.MustCompile(`giving up recording delivery results.* results=(\d+)`)
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, m := range givenUp.FindAllStringSubmatch(logs.String(), -1) {
+			k, _ := strconv.Atoi(m[1])
+			n += k
+		}
+		return n == len(claimed)
+	}, 15*time.Second, 20*time.Millisecond)
 	unlock()
 	for _, c := range claimed {
 		m := f.message(c.ID)

@@ -53,7 +53,7 @@ func replayIn(t testing.TB, tx pgx.Tx, id uuid.UUID) {
 func claimIn(t testing.TB, tx pgx.Tx, lease time.Duration) uuid.UUID {
 	t.Helper()
 	token := uuid.New()
-	rows, err := tx.Query(context.Background(), claimSQL, 100, lease, token, 30*time.Second)
+	rows, err := tx.Query(context.Background(), claimSQL, 100, lease, token, 30*time.Second, []string{})
 	require.NoError(t, err)
 	rows.Close()
 	require.NoError(t, rows.Err())
