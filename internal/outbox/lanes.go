@@ -218,9 +218,11 @@ func (d *Dispatcher) await(ctx context.Context, j *Job, until map[string]time.Ti
 			d.m.leaseExpired.Inc()
 			return
 		case !now.Before(end):
-			d.congest(l, j.Address)
-			d.turnAway(j, congested)
-			return
+			if d.congest(l, j.Address) {
+				d.turnAway(j, congested)
+				return
+			}
+			continue // it drained meanwhile: the next enqueue finds room
 		}
 		// Since Go 1.23 Reset leaves no stale tick behind: no Stop-and-drain.
 		timer.Reset(min(end.Sub(now), j.deadline.Sub(now)))
@@ -237,17 +239,23 @@ func (d *Dispatcher) await(ctx context.Context, j *Job, until map[string]time.Ti
 }
 
 // congest marks l congested (see the top of this file) because a job of address
-// found no room in time.
-func (d *Dispatcher) congest(l *lane, address string) {
+// found no room in time, and reports whether it is. A lane whose queue has drained
+// to half since the caller last found it full is not: only a take ends an episode
+// (runLane), so marking a lane whose workers have nothing left to take would leave
+// it congested for good.
+func (d *Dispatcher) congest(l *lane, address string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	l.exclude(address)
-	if l.congested.Load() {
-		return
+	if !l.congested.Load() {
+		if len(l.jobs) <= cap(l.jobs)/2 {
+			return false
+		}
+		l.congested.Store(true)
+		close(l.wake)
+		d.m.congestions.Inc()
 	}
-	l.congested.Store(true)
-	close(l.wake)
-	d.m.congestions.Inc()
+	l.exclude(address)
+	return true
 }
 
 // exclude keeps address's rows out of the sweep for the rest of the congestion
