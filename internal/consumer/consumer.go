@@ -264,7 +264,13 @@ func (c *Consumer) read(ctx context.Context) {
 		c.iterM.Lock()
 		cons := c.cons
 		c.iterM.Unlock()
-		it, err := cons.Messages(jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.PullExpiry(5*time.Second))
+		// Heartbeat 1s (nats.go's default is half the expiry, 2.5s): a pull that
+		// stalls — seen in drains under load, where JetStream stopped delivering
+		// until the client asked again — is noticed after 2s of silence in Next and
+		// answered with a new pull request on the same iterator (see pull), which
+		// costs nothing when the silence was a false alarm.
+		it, err := cons.Messages(jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.PullExpiry(5*time.Second),
+			jetstream.PullHeartbeat(pullHeartbeat))
 		if err != nil {
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 				if err = c.recreate(ctx); err == nil {
@@ -364,6 +370,10 @@ func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) error
 // maxMissedHeartbeats is how many pull heartbeats in a row pull answers with a new
 // pull request on the same iterator before it recreates the iterator.
 const maxMissedHeartbeats = 3
+
+// pullHeartbeat is the idle heartbeat asked of JetStream for each pull request; two
+// missed ones (nothing at all for 2×pullHeartbeat) count as a stalled pull.
+const pullHeartbeat = time.Second
 
 // waitWhilePaused blocks while the consumer is paused; false when ctx ended.
 func (c *Consumer) waitWhilePaused(ctx context.Context) bool {
