@@ -182,7 +182,8 @@ func TestStuckInboxCongestsItsLaneOnly(t *testing.T) {
 	require.EqualValues(t, 1, histogramCount(t, d.m.laneWait), "no wait on a congested lane")
 	receiveB(t, inbox, nB/2)
 	require.Eventually(t, func() bool {
-		return counterValue(t, d.m.waits.WithLabelValues("lane_congested")) == overflow+later
+		return counterValue(t, d.m.waits.WithLabelValues("lane_congested")) == overflow+later &&
+			f.countOutbox(`lease_token IS NULL`) == overflow+later // their Wait results written
 	}, 10*time.Second, 10*time.Millisecond)
 
 	// The sweep skips A's rows, due now, and claims B's.

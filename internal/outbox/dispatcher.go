@@ -328,7 +328,7 @@ func (d *Dispatcher) NewJob(c Claimed, claimedAt time.Time, secrets []string, ha
 // Handoff queues jobs taken over by this process on their destinations' lanes. When
 // a lane is full it waits for room (backpressure: the caller's intake slows to the
 // delivery rate instead of writing jobs back to the outbox), at most
-// Config.LaneWait per lane in all; a lane that takes none of them in that time is
+// Config.LaneWait per lane in all; a lane that has not taken them by then is
 // congested and its jobs go back to the outbox (lanes.go). It also returns early
 // when ctx ends or Stop begins (the waiting jobs are released: due again at once)
 // and drops a job whose lease deadline passes while it waits (its row comes back

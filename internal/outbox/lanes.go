@@ -18,8 +18,8 @@ import (
 //   - place (Handoff after a takeover, and the sweep) waits for room when the lane is
 //     full, so intake slows to the delivery rate instead of writing the job back to
 //     the outbox. A backlog of one busy agent drains with no round trip through
-//     Postgres (before: 37–82 % of a 100k backlog went lane full → write back → 1 s
-//     wait → claim again).
+//     Postgres (before: 3–82 % of a 100k one-agent backlog went lane full → write
+//     back → 1 s wait → claim again; BENCHMARKS.md, lever 5).
 //   - submit (rows a result write claimed next, keyed heads from the order gate,
 //     replayed or moved rows from a lane worker) never waits: those callers must not
 //     block (a completer waiting for a lane whose workers wait for the completers
