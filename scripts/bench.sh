@@ -13,7 +13,8 @@
 # Knobs: STAGES (drain,all,ingest), DURATION (20s), WARMUP (3s), COUNT (100000),
 # CLIENTS (64), AGENTS (16), DRAIN_AGENTS ("1 $AGENTS 256"), BATCH (100), BATCH_RATE (10000 msgs/s offered in batches), OUT (results directory), PPROF=1 (serve
 # pprof: router on 127.0.0.1:16061, ingest on :16062), NATS_SERVER (the nats-server
-# binary; default from PATH, else /usr/sbin/nats-server). Needs createdb/dropdb and a
+# binary; default from PATH, else /usr/sbin/nats-server), NATS_PORT, INGEST_ADDR,
+# ROUTER_ADDR, CAMS_ADDR (to run beside another bench). Needs createdb/dropdb and a
 # Postgres that accepts the current user (PGHOST/PGPORT/PGUSER).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ summary="$OUT/summary.tsv"
 export PGHOST=${PGHOST:-127.0.0.1} PGPORT=${PGPORT:-5432}
 export DATABASE_URL="host=$PGHOST port=$PGPORT dbname=$db sslmode=disable${PGUSER:+ user=$PGUSER}"
 export NATS_URL=nats://127.0.0.1:$NATS_PORT
-export INGEST_ADDR=127.0.0.1:18090 ROUTER_ADDR=127.0.0.1:18091 CAMS_ADDR=127.0.0.1:18011
+export INGEST_ADDR=${INGEST_ADDR:-127.0.0.1:18090} ROUTER_ADDR=${ROUTER_ADDR:-127.0.0.1:18091} CAMS_ADDR=${CAMS_ADDR:-127.0.0.1:18011}
 export CAMS_API_URL=http://$CAMS_ADDR DELIVERY_ALLOW_PRIVATE_NETWORKS=true
 export LOG_LEVEL=${LOG_LEVEL:-warn} GOGC=${GOGC:-200} GOMEMLIMIT=${GOMEMLIMIT:-1GiB}
 

@@ -37,8 +37,30 @@ type Action struct {
 	Delay   time.Duration
 }
 
-// Handler takes a batch over and returns one Action per message, in order.
+// Handler takes a batch over and returns one Action per message, in order. Work
+// that must follow the verdicts (handing committed jobs on, which may wait) is
+// registered with AfterAck.
 type Handler func(ctx context.Context, msgs []jetstream.Msg) []Action
+
+// afterAckKey carries a batch's *afterAck in the Handler's context.
+type afterAckKey struct{}
+
+type afterAck struct{ fns []func() }
+
+// AfterAck registers f to run once the verdicts of the batch being handled with ctx
+// have been sent to JetStream (acks included), on the same worker, before it takes
+// its next batch. So an f that waits (the dispatcher's backpressure: a full lane)
+// slows intake without holding acks back: the batch's messages leave JetStream's
+// ack-pending count and AckWait at once, and MaxAckPending is not spent on them.
+// Call it from the Handler's goroutine. With a ctx that does not come from a
+// Consumer's Handler, f runs at once.
+func AfterAck(ctx context.Context, f func()) {
+	if a, ok := ctx.Value(afterAckKey{}).(*afterAck); ok {
+		a.fns = append(a.fns, f)
+		return
+	}
+	f()
+}
 
 // Config configures a Consumer.
 type Config struct {
@@ -242,7 +264,13 @@ func (c *Consumer) read(ctx context.Context) {
 		c.iterM.Lock()
 		cons := c.cons
 		c.iterM.Unlock()
-		it, err := cons.Messages(jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.PullExpiry(5*time.Second))
+		// Heartbeat 1s (nats.go's default is half the expiry, 2.5s): a pull that
+		// stalls — seen in drains under load, where JetStream stopped delivering
+		// until the client asked again — is noticed after 2s of silence in Next and
+		// answered with a new pull request on the same iterator (see pull), which
+		// costs nothing when the silence was a false alarm.
+		it, err := cons.Messages(jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.PullExpiry(5*time.Second),
+			jetstream.PullHeartbeat(pullHeartbeat))
 		if err != nil {
 			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 				if err = c.recreate(ctx); err == nil {
@@ -287,6 +315,7 @@ func (c *Consumer) read(ctx context.Context) {
 // had buffered, instead of leaving it to AckWait.
 func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) error {
 	draining := false
+	missed := 0 // heartbeats missed in a row
 	for {
 		if !draining && !c.waitWhilePaused(ctx) {
 			draining = true
@@ -297,10 +326,27 @@ func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) error
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
 				return nil
 			}
+			if missed++; errors.Is(err, jetstream.ErrNoHeartbeat) && missed < maxMissedHeartbeats {
+				// Nothing arrived for two heartbeat intervals while waiting in Next
+				// (a busy server or machine, a lost pull request after a leader
+				// change). nats.go has reset its pending count, so the next Next
+				// sends a fresh pull request: the iterator stays, and so do the
+				// messages it has buffered. Stopping it at once, as before, left
+				// those (up to 2×BatchSize) to come back after AckWait: an intake
+				// stall seen in drains (issue 11). A handler that waits
+				// (backpressure) is not a cause: nats.go's heartbeat timer only
+				// runs inside Next. Should new pull requests not help either, the
+				// iterator is recreated after maxMissedHeartbeats (FIELD-NOTES:
+				// stalled consumers).
+				c.m.missedHeartbeats.Inc()
+				c.log.InfoContext(ctx, "pull heartbeat missed, pulling again", slog.Any("error", err))
+				continue
+			}
 			c.log.WarnContext(ctx, "pull failed, recreating it", slog.Any("error", err))
 			it.Stop()
 			return err
 		}
+		missed = 0
 		if !draining && ctx.Err() != nil {
 			draining = true
 			it.Drain()
@@ -320,6 +366,14 @@ func (c *Consumer) pull(ctx context.Context, it jetstream.MessagesContext) error
 		}
 	}
 }
+
+// maxMissedHeartbeats is how many pull heartbeats in a row pull answers with a new
+// pull request on the same iterator before it recreates the iterator.
+const maxMissedHeartbeats = 3
+
+// pullHeartbeat is the idle heartbeat asked of JetStream for each pull request; two
+// missed ones (nothing at all for 2×pullHeartbeat) count as a stalled pull.
+const pullHeartbeat = time.Second
 
 // waitWhilePaused blocks while the consumer is paused; false when ctx ended.
 func (c *Consumer) waitWhilePaused(ctx context.Context) bool {
@@ -406,7 +460,8 @@ func (c *Consumer) handle(batch []jetstream.Msg) {
 	// The handler runs to completion even during shutdown, until Stop's context
 	// ends: its commit decides the acks, and cutting it short earlier would only
 	// turn finished work into redeliveries.
-	actions := c.cfg.Handler(c.handlerCtx, batch)
+	after := &afterAck{}
+	actions := c.cfg.Handler(context.WithValue(c.handlerCtx, afterAckKey{}, after), batch)
 	close(stopKeepAlive)
 	keepWG.Wait()
 	for i, m := range batch {
@@ -432,6 +487,9 @@ func (c *Consumer) handle(batch []jetstream.Msg) {
 	}
 	c.m.batchSize.Observe(float64(len(batch)))
 	c.m.batchDuration.Observe(time.Since(start).Seconds())
+	for _, f := range after.fns {
+		f()
+	}
 }
 
 func verdictName(v Verdict) string {
@@ -451,6 +509,9 @@ type metrics struct {
 	batchSize     prometheus.Histogram
 	batchDuration prometheus.Histogram
 	paused        prometheus.Gauge
+	// missedHeartbeats counts pull heartbeats missed (pull answers them with a
+	// new pull request on the same iterator).
+	missedHeartbeats prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, info func(context.Context) (*jetstream.ConsumerInfo, error)) *metrics {
@@ -473,6 +534,10 @@ func newMetrics(reg prometheus.Registerer, info func(context.Context) (*jetstrea
 		paused: f.NewGauge(prometheus.GaugeOpts{
 			Name: "msgrouter_consumer_paused",
 			Help: "1 while the router has stopped pulling because CAMS is unavailable.",
+		}),
+		missedHeartbeats: f.NewCounter(prometheus.CounterOpts{
+			Name: "msgrouter_consumer_missed_heartbeats_total",
+			Help: "Pull heartbeats missed (nothing from JetStream for two heartbeat intervals); each is answered by a new pull request.",
 		}),
 	}
 	reg.MustRegister(&lagCollector{info: info})

@@ -32,7 +32,7 @@ func TestDispatcherMapsDecoratorOutcomes(t *testing.T) {
 			return delivery.Retryable(fmt.Errorf("error publishing to %s: %w", d.DestName, ctx.Err()))
 		}),
 	})
-	d.Handoff(d.NewJob(claimed[0], time.Now(), nil, true))
+	d.Handoff(t.Context(), d.NewJob(claimed[0], time.Now(), nil, true))
 	require.Eventually(t, func() bool { return f.message(claimed[0].ID).Attempts == 1 }, 10*time.Second, 10*time.Millisecond)
 	m := f.message(claimed[0].ID)
 	require.Equal(t, StatusPending, m.Status)
@@ -43,7 +43,7 @@ func TestDispatcherMapsDecoratorOutcomes(t *testing.T) {
 	require.GreaterOrEqual(t, durMS, 200, "the attempt lasted until its deadline")
 	require.EqualValues(t, 1, counterValue(t, d.m.attempts.WithLabelValues(claimed[0].DestType, "failed")))
 
-	d.Handoff(d.NewJob(claimed[1], time.Now(), nil, true))
+	d.Handoff(t.Context(), d.NewJob(claimed[1], time.Now(), nil, true))
 	require.Eventually(t, func() bool { return counterValue(t, d.m.waits.WithLabelValues("breaker_open")) == 1 },
 		10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return f.mustOutbox(claimed[1].ID).Token == nil }, 10*time.Second, 10*time.Millisecond)
@@ -69,7 +69,7 @@ func TestDispatcherRateLimitWaitCutShortByStop(t *testing.T) {
 		Deliverer:    inboxFunc(func(context.Context, *delivery.Delivery) error { calls.Add(1); return nil }),
 	})
 	require.NoError(t, d.Start(context.Background()))
-	d.Handoff(d.NewJob(claimed[0], time.Now(), nil, true), d.NewJob(claimed[1], time.Now(), nil, true))
+	d.Handoff(t.Context(), d.NewJob(claimed[0], time.Now(), nil, true), d.NewJob(claimed[1], time.Now(), nil, true))
 	// Whichever reached the limiter first is delivered; the other waits.
 	var waiting Claimed
 	require.Eventually(t, func() bool {

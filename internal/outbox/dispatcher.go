@@ -64,6 +64,14 @@ type Config struct {
 	ClaimBatch int
 	// QueueLimit bounds jobs queued in memory across destinations. Defaults to 8192.
 	QueueLimit int
+	// LaneWait is the longest one Handoff or sweep waits, in all, for room in one
+	// destination's full lane before calling the lane congested (a stuck or slow
+	// inbox): its jobs then go back to the outbox until its queue has drained to
+	// half (lanes.go). It bounds how long a slow inbox can hold up intake for other
+	// agents, once per congestion episode; a lane delivering at ~1,000/s or more
+	// takes a whole batch well within it, so a busy agent's backlog drains with
+	// intake slowed to its pace and no write-back. Defaults to 1s.
+	LaneWait time.Duration
 	// OnRejected is told about messages that routing afresh rejected.
 	OnRejected     func(reason string)
 	Logger         *slog.Logger
@@ -124,6 +132,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.QueueLimit <= 0 {
 		c.QueueLimit = 8192
+	}
+	if c.LaneWait <= 0 {
+		c.LaneWait = time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -189,6 +200,8 @@ type Dispatcher struct {
 	resultsMu     sync.RWMutex
 	resultsClosed bool
 	stopping      atomic.Bool
+	stopped       chan struct{}  // closed when Stop begins: waiters for room give up
+	waiters       sync.WaitGroup // callers of place waiting for room (lanes.go)
 	queued        atomic.Int64
 	unwritten     atomic.Int64 // results given up on when Stop's context ended, reported by Stop
 
@@ -218,6 +231,7 @@ func New(cfg Config) *Dispatcher {
 		tracer:  cfg.TracerProvider.Tracer("github.com/msgrouter/msgrouter/internal/outbox"),
 		results: make(chan done, 4096),
 		poke:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
 		lanes:   map[string]*lane{},
 		holds:   holds{agents: map[string]*heldAgent{}},
 		gate:    orderGate{wake: make(chan struct{}, 1)},
@@ -277,6 +291,7 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 			return
 		}
 		d.stopping.Store(true)
+		close(d.stopped)
 		d.sweepStop()
 		d.mu.Lock()
 		for k, l := range d.lanes {
@@ -293,6 +308,7 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 		})
 		defer giveUp()
 		d.workers.Wait()
+		d.waiters.Wait() // a Handoff waiting for room releases its job
 		d.resultsMu.Lock()
 		d.resultsClosed = true
 		close(d.results)
@@ -322,19 +338,33 @@ func (d *Dispatcher) NewJob(c Claimed, claimedAt time.Time, secrets []string, ha
 	return &Job{Claimed: c, SigningSecrets: secrets, haveSecrets: haveSecrets, deadline: claimedAt.Add(d.cfg.Lease * 3 / 4)}
 }
 
-// Handoff queues jobs taken over by this process. It never blocks: a job that finds
-// its lane full waits in the outbox instead. Keyed jobs (not leased by the
-// takeover) go to the order gate first: claimed once every earlier stream message
-// has been taken over, if they lead their key (ordergate.go, DESIGN §5a).
-func (d *Dispatcher) Handoff(jobs ...*Job) {
+// Handoff queues jobs taken over by this process on their destinations' lanes. When
+// a lane is full it waits for room (backpressure: the caller's intake slows to the
+// delivery rate instead of writing jobs back to the outbox), at most
+// Config.LaneWait per lane in all; a lane that has not taken them by then is
+// congested and its jobs go back to the outbox (lanes.go). It also returns early
+// when ctx ends or Stop begins (the waiting jobs are released: due again at once)
+// and drops a job whose lease deadline passes while it waits (its row comes back
+// after the lease). Every job is queued, sent back, released or dropped when it
+// returns. Keyed jobs (not leased by the takeover) go to the order gate instead,
+// without waiting: claimed once every earlier stream message has been taken over, if
+// they lead their key (ordergate.go, DESIGN §5a).
+func (d *Dispatcher) Handoff(ctx context.Context, jobs ...*Job) {
 	var keyed []*Job
-	for _, j := range jobs {
-		if j.OrderingKey != "" {
-			keyed = append(keyed, j)
+	unkeyed := jobs
+	for i, j := range jobs {
+		if j.OrderingKey == "" {
+			if keyed != nil {
+				unkeyed = append(unkeyed, j)
+			}
 			continue
 		}
-		d.submit(j)
+		if keyed == nil {
+			unkeyed = append(make([]*Job, 0, len(jobs)), jobs[:i]...)
+		}
+		keyed = append(keyed, j)
 	}
+	d.place(ctx, unkeyed)
 	if len(keyed) > 0 {
 		if d.stopping.Load() {
 			return // not leased: the rows come due after the lease

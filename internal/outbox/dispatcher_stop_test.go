@@ -76,7 +76,7 @@ func TestDispatcherStopBoundedWhilePostgresIsDown(t *testing.T) {
 			})
 			claimedAt := time.Now()
 			for _, c := range claimed {
-				d.Handoff(d.NewJob(c, claimedAt, nil, true))
+				d.Handoff(context.Background(), d.NewJob(c, claimedAt, nil, true))
 			}
 			for range recs { // every delivery ran (or hangs), results are waiting to be written
 				if !tc.hang {

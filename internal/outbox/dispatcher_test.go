@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"log/slog"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,18 +70,36 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// countOutbox counts outbox rows matching where.
-func (f *storeFixture) countOutbox(where string) int {
+// gaugeValue reads a gauge.
+func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	require.NoError(t, g.Write(&m))
+	return m.GetGauge().GetValue()
+}
+
+// histogramCount reads how many observations a histogram holds.
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	require.NoError(t, h.Write(&m))
+	return m.GetHistogram().GetSampleCount()
+}
+
+// countOutbox counts outbox rows matching where (with args bound to $1...).
+func (f *storeFixture) countOutbox(where string, args ...any) int {
 	f.t.Helper()
 	var n int
-	require.NoError(f.t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM outbox WHERE `+where).Scan(&n))
+	require.NoError(f.t, f.pool.QueryRow(f.ctx, `SELECT count(*) FROM outbox WHERE `+where, args...).Scan(&n))
 	return n
 }
 
-// A job that finds its destination's lane full is not queued in memory: it goes
-// back to the outbox (Wait, 1 s, no attempt counted, lease let go), while the
-// jobs the lane holds keep their lease and are delivered.
-func TestDispatcherLaneFullWaitsInOutbox(t *testing.T) {
+// A job that finds its destination's lane full waits for room (backpressure, issue
+// 11) instead of going back to the outbox: the Handoff returns once the lane has
+// taken it, nothing is written back (no lane_full, no lane_congested, no sweep
+// claim), every job keeps its lease until delivered, and each is delivered once.
+// (Before, the overflow went back to the outbox with a 1 s wait, lane_full.)
+func TestDispatcherFullLaneWaitsForRoom(t *testing.T) {
 	f := newStoreFixture(t)
 	const queue = 1024 // max(1024, 16×Concurrency) with Concurrency 1
 	const overflow = 5
@@ -91,6 +111,7 @@ func TestDispatcherLaneFullWaitsInOutbox(t *testing.T) {
 	d := runDispatcher(t, Config{
 		Store:       f.store,
 		Concurrency: 1,
+		LaneWait:    time.Hour, // never congested here: the test decides when room comes
 		Deliverer: inboxFunc(func(ctx context.Context, _ *delivery.Delivery) error {
 			if calls.Add(1) == 1 {
 				entered <- struct{}{}
@@ -100,30 +121,50 @@ func TestDispatcherLaneFullWaitsInOutbox(t *testing.T) {
 		}),
 	})
 	claimedAt := time.Now()
-	d.Handoff(d.NewJob(claimed[0], claimedAt, nil, true))
-	<-entered
-	for _, c := range claimed[1:] {
-		d.Handoff(d.NewJob(c, claimedAt, nil, true))
+	jobs := make([]*Job, len(claimed))
+	for i, c := range claimed {
+		jobs[i] = d.NewJob(c, claimedAt, nil, true)
 	}
+	d.Handoff(context.Background(), jobs[0])
+	<-entered
+	d.Handoff(context.Background(), jobs[1:1+queue]...) // fills the queue: returns at once
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		d.Handoff(context.Background(), jobs[1+queue:]...)
+	}()
 
-	// The overflow rows are let go (lease_token NULL) and due again in ≤ 1 s.
-	require.Eventually(t, func() bool { return f.countOutbox(`lease_token IS NULL`) == overflow },
-		10*time.Second, 10*time.Millisecond)
-	require.EqualValues(t, 1, calls.Load(), "no overflow job reached the inbox")
-	require.EqualValues(t, overflow, counterValue(t, d.m.waits.WithLabelValues("lane_full")))
+	// The overflow Handoff waits (one job at a time, in order), the rows stay held.
+	require.Eventually(t, func() bool { return gaugeValue(t, d.m.laneWaiters) == 1 }, 10*time.Second, time.Millisecond)
+	select {
+	case <-returned:
+		t.Fatal("Handoff returned while its lane was full")
+	default:
+	}
 	for _, c := range claimed[1+queue:] {
 		o := f.mustOutbox(c.ID)
-		require.Nil(t, o.Token, "overflow row %s let go", c.ID)
-		require.LessOrEqual(t, o.DueIn, time.Second)
-		require.Zero(t, f.message(c.ID).Attempts, "waiting for a lane is not an attempt")
+		require.NotNil(t, o.Token)
+		require.Equal(t, c.Token, *o.Token, "a waiting job keeps its lease")
 	}
 
 	close(release)
-	require.Eventually(t, func() bool { return calls.Load() == 1+queue }, 20*time.Second, 10*time.Millisecond)
-	require.Eventually(t, func() bool { return f.countOutbox(`true`) == overflow }, 10*time.Second, 10*time.Millisecond)
-	for _, c := range claimed[:1+queue] {
-		require.Equal(t, StatusDelivered, f.message(c.ID).Status)
+	select {
+	case <-returned:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Handoff did not return once the lane had room")
 	}
+	require.Eventually(t, func() bool { return f.countOutbox(`true`) == 0 }, 20*time.Second, 10*time.Millisecond)
+	require.EqualValues(t, 1+queue+overflow, calls.Load(), "each delivered once")
+	for _, c := range claimed {
+		m := f.message(c.ID)
+		require.Equal(t, StatusDelivered, m.Status)
+		require.Equal(t, 1, m.Attempts)
+	}
+	require.Zero(t, counterValue(t, d.m.waits.WithLabelValues("lane_full")))
+	require.Zero(t, counterValue(t, d.m.waits.WithLabelValues("lane_congested")))
+	require.Zero(t, counterValue(t, d.m.claimed), "nothing came back through the sweep")
+	require.Zero(t, gaugeValue(t, d.m.laneWaiters))
+	require.EqualValues(t, 1, histogramCount(t, d.m.laneWait), "one Handoff waited")
 }
 
 // A job whose claim may have lapsed (past 3/4 of the lease, local clock) is never
@@ -138,8 +179,8 @@ func TestDispatcherDropsJobPastItsLease(t *testing.T) {
 		Deliverer: inboxFunc(func(context.Context, *delivery.Delivery) error { calls.Add(1); return nil }),
 	})
 	stale := time.Now().Add(-2 * time.Minute) // deadline = stale + 1.5 min: passed
-	d.Handoff(d.NewJob(claimed[0], stale, nil, true), d.NewJob(claimed[1], stale, nil, true))
-	d.Handoff(d.NewJob(claimed[2], time.Now(), nil, true)) // a fresh one, for contrast
+	d.Handoff(context.Background(), d.NewJob(claimed[0], stale, nil, true), d.NewJob(claimed[1], stale, nil, true))
+	d.Handoff(context.Background(), d.NewJob(claimed[2], time.Now(), nil, true)) // a fresh one, for contrast
 
 	require.Eventually(t, func() bool { return f.message(claimed[2].ID).Status == StatusDelivered },
 		10*time.Second, 10*time.Millisecond)
@@ -196,7 +237,7 @@ func TestDispatcherRetriesResultWrites(t *testing.T) {
 	})
 	unlock := lockOutbox(t, f)
 	for _, c := range claimed {
-		d.Handoff(d.NewJob(c, time.Now(), nil, true))
+		d.Handoff(context.Background(), d.NewJob(c, time.Now(), nil, true))
 	}
 	require.Eventually(t, func() bool { return strings.Count(logs.String(), "error recording delivery results, retrying") >= 2 },
 		10*time.Second, 10*time.Millisecond)
@@ -225,10 +266,20 @@ func TestDispatcherGivesUpResultWritesAtTheLease(t *testing.T) {
 	})
 	unlock := lockOutbox(t, f)
 	for _, c := range claimed {
-		d.Handoff(d.NewJob(c, time.Now(), nil, true))
+		d.Handoff(context.Background(), d.NewJob(c, time.Now(), nil, true))
 	}
-	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "giving up recording delivery results") },
-		15*time.Second, 20*time.Millisecond)
+	// Both results given up (they may be written by two completers, each giving up
+	// on its own retry schedule: unlocking after the first only would let the
+	// other's next try land).
+	givenUp := regexp.MustCompile(`giving up recording delivery results.* results=(\d+)`)
+	require.Eventually(t, func() bool {
+		n := 0
+		for _, m := range givenUp.FindAllStringSubmatch(logs.String(), -1) {
+			k, _ := strconv.Atoi(m[1])
+			n += k
+		}
+		return n == len(claimed)
+	}, 15*time.Second, 20*time.Millisecond)
 	unlock()
 	for _, c := range claimed {
 		m := f.message(c.ID)
@@ -267,10 +318,10 @@ func TestDispatcherStopHandsQueuedJobsBack(t *testing.T) {
 	})
 	require.NoError(t, d.Start(context.Background()))
 	claimedAt := time.Now()
-	d.Handoff(d.NewJob(claimed[0], claimedAt, nil, true))
+	d.Handoff(context.Background(), d.NewJob(claimed[0], claimedAt, nil, true))
 	<-entered
 	for _, c := range claimed[1:] {
-		d.Handoff(d.NewJob(c, claimedAt, nil, true))
+		d.Handoff(context.Background(), d.NewJob(c, claimedAt, nil, true))
 	}
 
 	stopped := make(chan error, 1)

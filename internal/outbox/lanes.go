@@ -8,9 +8,52 @@ import (
 	"github.com/msgrouter/msgrouter/internal/breaker"
 )
 
+// Lanes and backpressure (issue 11).
+//
+// Each destination has a lane: a bounded queue in memory and its workers. Jobs reach
+// a lane two ways:
+//
+//   - place (Handoff after a takeover, and the sweep) waits for room when the lane is
+//     full, so intake slows to the delivery rate instead of writing the job back to
+//     the outbox. A backlog of one busy agent drains with no round trip through
+//     Postgres (before: 3–82 % of a 100k one-agent backlog went lane full → write
+//     back → 1 s wait → claim again; BENCHMARKS.md, lever 12).
+//   - submit (rows a result write claimed next, keyed heads from the order gate,
+//     replayed or moved rows from a lane worker) never waits: those callers must not
+//     block (a completer waiting for a lane whose workers wait for the completers
+//     would deadlock; the gate serves every key). A full lane sends such a job back
+//     to the outbox (lane_full), as before; they are few.
+//
+// A lane that does not take a caller's jobs within Config.LaneWait (counted per
+// call and per lane, from the first wait) is congested: a stuck or slow inbox. Its
+// waiters give up at once, and until its queue has drained to half, every new job
+// for it goes straight back to the outbox (Wait, lane_congested) and the sweep
+// leaves its agents' due rows where they are (congestedAddresses). So a slow or dead
+// inbox holds intake for the other agents at most LaneWait per congestion episode,
+// while the jobs it already holds keep their leases and are delivered (no
+// head-of-line blocking). A lane whose inbox fails fast never congests: its breaker
+// opens and its jobs leave the queue at once (breaker_open).
+//
+// Every wait is also bounded by the job's lease deadline (a job past it is dropped,
+// as process does: its row comes back after the lease), by the caller's ctx and by
+// Stop (the job is released, due at once). Waiters are counted in d.waiters so Stop
+// writes their releases before it closes the results.
+
 type lane struct {
-	key      string
-	jobs     chan *Job
+	key  string
+	jobs chan *Job
+	// room holds a token after each take: it wakes one caller of place waiting for
+	// room (a stale token only costs the waiter another look).
+	room chan struct{}
+	// congested is set and cleared with d.mu held; runLane reads it without.
+	congested atomic.Bool
+	// wake is closed when the lane becomes congested, so its waiters give up at once
+	// rather than each at the end of its own LaneWait. Guarded by d.mu.
+	wake chan struct{}
+	// excluded are the agents whose jobs went back to the outbox during this
+	// congestion episode: the sweep does not claim their rows until it ends. Guarded
+	// by d.mu; at most maxExcluded.
+	excluded map[string]struct{}
 	lastUsed atomic.Int64
 	route    bool // the lane that looks replayed rows up in CAMS
 }
@@ -18,41 +61,245 @@ type lane struct {
 // routeLane is the key of the lane that routes replayed rows afresh.
 const routeLane = "\x00route"
 
-func (d *Dispatcher) submit(j *Job) {
-	if d.stopping.Load() {
-		d.finish(j, Result{Kind: Release})
-		return
+// congestedWait is how long a job turned away by a congested or full lane waits in
+// the outbox. The sweep skips a congested lane's agents until the lane drains, so
+// this only spaces the retries of rows the exclusion does not cover.
+const congestedWait = time.Second
+
+// maxExcluded bounds the agents one congested lane keeps out of the sweep (a lane is
+// one inbox: normally one agent). Rows of agents beyond it are claimed and turned
+// away again, spaced by congestedWait.
+const maxExcluded = 256
+
+func laneKey(j *Job) string {
+	if j.Route {
+		return routeLane
 	}
-	key := routeLane
-	if !j.Route {
-		key = breaker.Key(j.DestType, j.DestName)
-	}
+	return breaker.Key(j.DestType, j.DestName)
+}
+
+// admission is what enqueue did with a job.
+type admission int
+
+const (
+	admitted  admission = iota // on the lane's queue
+	stopping                   // the dispatcher is stopping: release the job
+	laneFull                   // the queue is full
+	congested                  // the lane is congested: the job goes back to the outbox
+)
+
+// enqueue puts j on its lane's queue if there is room, never waiting. With register,
+// a laneFull answer also counts the caller in d.waiters (unless Stop has begun: then
+// the answer is stopping), so Stop waits for it; the caller calls d.waiters.Done.
+// wake is the lane's congestion signal, for a laneFull answer.
+func (d *Dispatcher) enqueue(j *Job, register bool) (l *lane, a admission, wake <-chan struct{}) {
+	key := laneKey(j)
 	d.mu.Lock()
-	l := d.lanes[key]
-	if l == nil && !d.stopping.Load() {
+	defer d.mu.Unlock()
+	// Checked under d.mu: Stop sets it before it takes d.mu to close the lanes, so
+	// no job is sent on a closed queue and no waiter registers after Stop waits.
+	if d.stopping.Load() {
+		return nil, stopping, nil
+	}
+	l = d.lanes[key]
+	if l == nil {
 		l = d.newLane(key)
 	}
-	sent := false
-	if l != nil {
-		select {
-		case l.jobs <- j:
-			sent = true
-			d.queued.Add(1)
+	if l.congested.Load() {
+		l.exclude(j.Address)
+		return l, congested, nil
+	}
+	select {
+	case l.jobs <- j:
+		d.queued.Add(1)
+		return l, admitted, nil
+	default:
+	}
+	if register {
+		d.waiters.Add(1)
+	}
+	return l, laneFull, l.wake
+}
+
+// turnAway finishes a job a lane did not take: released when stopping, back to the
+// outbox otherwise.
+func (d *Dispatcher) turnAway(j *Job, a admission) {
+	switch a {
+	case stopping:
+		d.finish(j, Result{Kind: Release})
+	case laneFull:
+		d.m.waits.WithLabelValues("lane_full").Inc()
+		d.finish(j, Result{Kind: Wait, Delay: congestedWait})
+	case congested:
+		d.m.waits.WithLabelValues("lane_congested").Inc()
+		d.finish(j, Result{Kind: Wait, Delay: congestedWait})
+	}
+}
+
+// submit queues j without waiting; a full or congested lane sends it back to the
+// outbox. For callers that must never block (see the top of this file).
+func (d *Dispatcher) submit(j *Job) {
+	if _, a, _ := d.enqueue(j, false); a != admitted {
+		d.turnAway(j, a)
+	}
+}
+
+// place queues jobs on their lanes, waiting for room in full ones (backpressure; see
+// the top of this file). Jobs for lanes with room go first, so one full lane never
+// delays the others' jobs of the same call; a lane's jobs keep their order. Returns
+// once every job is queued, sent back to the outbox, released or dropped.
+func (d *Dispatcher) place(ctx context.Context, jobs []*Job) {
+	var blocked []*Job
+	var full map[string]bool
+	for _, j := range jobs {
+		if len(full) > 0 && full[laneKey(j)] {
+			blocked = append(blocked, j)
+			continue
+		}
+		switch _, a, _ := d.enqueue(j, false); a {
+		case admitted:
+		case laneFull:
+			if full == nil {
+				full = map[string]bool{}
+			}
+			full[laneKey(j)] = true
+			blocked = append(blocked, j)
 		default:
+			d.turnAway(j, a)
 		}
 	}
-	d.mu.Unlock()
-	if !sent {
-		d.m.waits.WithLabelValues("lane_full").Inc()
-		d.finish(j, Result{Kind: Wait, Delay: time.Second})
+	if len(blocked) == 0 {
+		return
 	}
+	start := time.Now()
+	until := make(map[string]time.Time, len(full))
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for _, j := range blocked {
+		d.await(ctx, j, until, timer)
+	}
+	d.m.laneWait.Observe(time.Since(start).Seconds())
+}
+
+// await waits until j's lane takes it, or the lane congests (the caller has waited
+// LaneWait on it: until[key] marks the end), j's lease deadline passes, ctx ends or
+// Stop begins.
+func (d *Dispatcher) await(ctx context.Context, j *Job, until map[string]time.Time, timer *time.Timer) {
+	key := laneKey(j)
+	registered := false
+	defer func() {
+		if registered {
+			d.m.laneWaiters.Dec()
+			d.waiters.Done() // after the job's last finish: Stop writes it
+		}
+	}()
+	for {
+		l, a, wake := d.enqueue(j, !registered)
+		if a != laneFull {
+			d.turnAway(j, a)
+			return
+		}
+		if !registered {
+			registered = true
+			d.m.laneWaiters.Inc()
+		}
+		now := time.Now()
+		end, ok := until[key]
+		if !ok {
+			end = now.Add(d.cfg.LaneWait)
+			until[key] = end
+		}
+		switch {
+		case !now.Before(j.deadline):
+			// Waiting any longer would deliver past the lease (see process).
+			d.m.leaseExpired.Inc()
+			return
+		case !now.Before(end):
+			if d.congest(l, j.Address) {
+				d.turnAway(j, congested)
+				return
+			}
+			continue // it drained meanwhile: the next enqueue finds room
+		}
+		// Since Go 1.23 Reset leaves no stale tick behind: no Stop-and-drain.
+		timer.Reset(min(end.Sub(now), j.deadline.Sub(now)))
+		select {
+		case <-l.room:
+		case <-wake: // congested by another waiter: the next enqueue says so
+		case <-timer.C:
+		case <-ctx.Done():
+			d.turnAway(j, stopping)
+			return
+		case <-d.stopped: // the next enqueue says stopping
+		}
+	}
+}
+
+// congest marks l congested (see the top of this file) because a job of address
+// found no room in time, and reports whether it is. A lane whose queue has drained
+// to half since the caller last found it full is not: only a take ends an episode
+// (runLane), so marking a lane whose workers have nothing left to take would leave
+// it congested for good.
+func (d *Dispatcher) congest(l *lane, address string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !l.congested.Load() {
+		if len(l.jobs) <= cap(l.jobs)/2 {
+			return false
+		}
+		l.congested.Store(true)
+		close(l.wake)
+		d.m.congestions.Inc()
+	}
+	l.exclude(address)
+	return true
+}
+
+// exclude keeps address's rows out of the sweep for the rest of the congestion
+// episode. Called with d.mu held.
+func (l *lane) exclude(address string) {
+	if len(l.excluded) < maxExcluded && !l.route {
+		l.excluded[address] = struct{}{}
+	}
+}
+
+// uncongest ends l's congestion episode once its queue has drained to half, and
+// pokes the sweep: the rows it turned away are due.
+func (d *Dispatcher) uncongest(l *lane) {
+	d.mu.Lock()
+	if !l.congested.Load() {
+		d.mu.Unlock()
+		return
+	}
+	l.congested.Store(false)
+	l.wake = make(chan struct{})
+	clear(l.excluded)
+	d.mu.Unlock()
+	d.Poke()
+}
+
+// congestedAddresses are the agents whose rows the sweep leaves in the outbox: their
+// lanes are congested, so claiming them would only send them back.
+func (d *Dispatcher) congestedAddresses() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for _, l := range d.lanes {
+		if l.congested.Load() {
+			for a := range l.excluded {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // newLane starts a lane's workers. Called with d.mu held.
 func (d *Dispatcher) newLane(key string) *lane {
 	// The queue holds a few batches' worth, so a burst handed over after a
-	// takeover waits here rather than going back to the outbox.
-	l := &lane{key: key, jobs: make(chan *Job, max(1024, 16*d.cfg.Concurrency)), route: key == routeLane}
+	// takeover waits here rather than in the caller.
+	l := &lane{key: key, jobs: make(chan *Job, max(1024, 16*d.cfg.Concurrency)), room: make(chan struct{}, 1),
+		wake: make(chan struct{}), excluded: map[string]struct{}{}, route: key == routeLane}
 	l.lastUsed.Store(time.Now().UnixNano())
 	d.lanes[key] = l
 	workers := d.cfg.Concurrency
@@ -71,6 +318,13 @@ func (d *Dispatcher) runLane(l *lane) {
 	for j := range l.jobs {
 		d.queued.Add(-1)
 		l.lastUsed.Store(time.Now().UnixNano())
+		select {
+		case l.room <- struct{}{}: // a slot is free: wake a waiting caller of place
+		default:
+		}
+		if l.congested.Load() && len(l.jobs) <= cap(l.jobs)/2 {
+			d.uncongest(l)
+		}
 		d.process(l, j)
 	}
 }

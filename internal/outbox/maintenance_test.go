@@ -53,7 +53,7 @@ func replayIn(t testing.TB, tx pgx.Tx, id uuid.UUID) {
 func claimIn(t testing.TB, tx pgx.Tx, lease time.Duration) uuid.UUID {
 	t.Helper()
 	token := uuid.New()
-	execIn(t, tx, claimSQL, 100, lease, token, 30*time.Second)
+	execIn(t, tx, claimSQL, 100, lease, token, 30*time.Second, []string{})
 	return token
 }
 

@@ -15,6 +15,9 @@ type metrics struct {
 	claimed      prometheus.Counter
 	leaseExpired prometheus.Counter
 	staleResults prometheus.Counter
+	laneWait     prometheus.Histogram
+	laneWaiters  prometheus.Gauge
+	congestions  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"destination_type"}),
 		waits: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "msgrouter_outbox_waits_total",
-			Help: "Rows put back to wait without an attempt, by reason (breaker_open, lane_full, cams_unavailable).",
+			Help: "Rows put back to wait without an attempt, by reason (breaker_open, lane_congested, lane_full, cams_unavailable).",
 		}, []string{"reason"}),
 		claimed: f.NewCounter(prometheus.CounterOpts{
 			Name: "msgrouter_outbox_claimed_total",
@@ -57,6 +60,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		staleResults: f.NewCounter(prometheus.CounterOpts{
 			Name: "msgrouter_outbox_stale_results_total",
 			Help: "Results ignored because another claim held the row by then.",
+		}),
+		laneWait: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "msgrouter_outbox_lane_wait_seconds",
+			Help:    "Time a takeover's handoff or a sweep waited for room in full destination lanes (backpressure), per call that waited.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 10),
+		}),
+		laneWaiters: f.NewGauge(prometheus.GaugeOpts{
+			Name: "msgrouter_outbox_lane_waiters",
+			Help: "Jobs whose takeover handoff or sweep is waiting for room in a full destination lane right now (backpressure engaged).",
+		}),
+		congestions: f.NewCounter(prometheus.CounterOpts{
+			Name: "msgrouter_outbox_lane_congestions_total",
+			Help: "Times a destination lane was found congested (it took no room-waiter's jobs within LaneWait); its jobs then wait in the outbox until it drains.",
 		}),
 	}
 }

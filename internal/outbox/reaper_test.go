@@ -40,7 +40,7 @@ func TestDispatcherReapsIdleLanes(t *testing.T) {
 		}
 		use := func(dest string) {
 			c := Claimed{ID: uuid.New(), Address: "agent-a@example.com", DestType: "NATS_SUBJECT", DestName: dest}
-			d.Handoff(d.NewJob(c, time.Now().Add(-time.Hour), nil, true)) // past its lease: dropped, no write
+			d.Handoff(context.Background(), d.NewJob(c, time.Now().Add(-time.Hour), nil, true)) // past its lease: dropped, no write
 			synctest.Wait()
 		}
 

@@ -226,7 +226,9 @@ type Claimed struct {
 // one row in flight and its messages go out in order (DESIGN §5a). Keyed rows it
 // finds behind their head are parked instead (agentaware_store.go): the trigger of
 // migration 0002 makes a key's next row due when its head leaves the outbox. The
-// last column tells parked rows from claimed ones.
+// last column tells parked rows from claimed ones. Rows of the agents in $5 are
+// left alone: their lanes are congested (lanes.go), so a claim would only send them
+// back (coalesce: a row without an address is never skipped).
 const claimSQL = `
 WITH due AS (
     SELECT o.message_id,
@@ -236,7 +238,7 @@ WITH due AS (
                  AND p.ordering_key IS NOT NULL
                  AND (p.order_seq, p.message_id) < (o.order_seq, o.message_id))) AS behind
     FROM outbox o
-    WHERE o.due_at <= now()
+    WHERE o.due_at <= now() AND coalesce(o.ai_agent_address <> ALL($5::text[]), true)
     ORDER BY o.due_at
     LIMIT $1
     FOR UPDATE OF o SKIP LOCKED
@@ -267,15 +269,19 @@ FROM parked p`
 // on the database clock. The claim commits at once: no transaction stays open
 // across delivery.
 func (s *Store) Claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, error) {
-	out, _, _, err := s.claim(ctx, limit, lease)
+	out, _, _, err := s.claim(ctx, limit, lease, nil)
 	return out, err
 }
 
 // claim is Claim that also reports how many rows it looked at (claimed or parked),
-// so a sweep knows whether more may be due, and the ids it parked.
-func (s *Store) claim(ctx context.Context, limit int, lease time.Duration) ([]Claimed, int, []uuid.UUID, error) {
+// so a sweep knows whether more may be due, and the ids it parked. It leaves the
+// rows of the agents in skip where they are.
+func (s *Store) claim(ctx context.Context, limit int, lease time.Duration, skip []string) ([]Claimed, int, []uuid.UUID, error) {
 	token := uuid.New()
-	rows, err := s.pool.Query(ctx, claimSQL, limit, lease, token, parkFor)
+	if skip == nil {
+		skip = []string{} // an empty array, not NULL: ALL over NULL skips everything
+	}
+	rows, err := s.pool.Query(ctx, claimSQL, limit, lease, token, parkFor, skip)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("error claiming outbox rows: %w", err)
 	}

@@ -32,7 +32,9 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) int {
 		return 0 // lanes are busy: leave rows in the outbox, where they wait for free
 	}
 	claimedAt := time.Now()
-	rows, looked, parked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease)
+	// Rows of congested lanes stay in the outbox (lanes.go); those of full lanes are
+	// claimed and waited for, like a takeover's.
+	rows, looked, parked, err := d.cfg.Store.claim(ctx, int(min(room, int64(d.cfg.ClaimBatch))), d.cfg.Lease, d.congestedAddresses())
 	d.recheckParked(parked)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -43,11 +45,15 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) int {
 		}
 	}
 	d.m.claimed.Add(float64(len(rows)))
-	for _, c := range rows {
+	jobs := make([]*Job, len(rows))
+	for i, c := range rows {
 		if c.OrderingKey != "" && c.Attempts == 0 {
 			d.am.orderingWait.Observe(claimedAt.Sub(c.AcceptedAt).Seconds())
 		}
-		d.submit(d.NewJob(c, claimedAt, nil, false))
+		jobs[i] = d.NewJob(c, claimedAt, nil, false)
 	}
+	// Waits for room in full lanes (bounded by LaneWait per lane, by the jobs'
+	// leases and by Stop, which ends ctx): the next claim comes once these are in.
+	d.place(ctx, jobs)
 	return looked // rows parked behind their key's head count too: more may be due
 }

@@ -66,6 +66,9 @@ type Options struct {
 	AckWait time.Duration
 	// WrapHandler wraps the takeover handler (fault injection in tests).
 	WrapHandler func(consumer.Handler) consumer.Handler
+	// LaneWait overrides the dispatcher's outbox.Config.LaneWait (tests). Zero
+	// keeps its default (1s).
+	LaneWait time.Duration
 }
 
 // withDefaults fills the zero values (STYLE.md, convention 1).
@@ -83,6 +86,9 @@ func (o Options) withDefaults() Options {
 func (o Options) validate() error {
 	if o.AckWait < 0 {
 		return fmt.Errorf("router: AckWait must not be negative (got %s)", o.AckWait)
+	}
+	if o.LaneWait < 0 {
+		return fmt.Errorf("router: LaneWait must not be negative (got %s)", o.LaneWait)
 	}
 	return nil
 }
@@ -207,6 +213,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		Timeout:        cfg.DeliveryTimeout,
 		Concurrency:    cfg.DestinationConcurrency,
 		Rate:           cfg.DestinationRate,
+		LaneWait:       o.LaneWait,
 		BreakerWait:    min(time.Second, cfg.BreakerOpenTimeout),
 		OnRejected:     func(reason string) { takeover.OnRejected(reason) },
 		Logger:         log,

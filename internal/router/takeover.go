@@ -243,7 +243,13 @@ func (t *Takeover) Handle(ctx context.Context, msgs []jetstream.Msg) []consumer.
 			OrderingKey: it.rec.OrderingKey, OrderSeq: it.rec.OrderSeq, ExpiresAt: it.rec.ExpiresAt, Hold: addrs[it.rec.Address].dec.Hold,
 		}, takenAt, it.secrets, true))
 	}
-	t.dispatcher.Handoff(jobs...)
+	if len(jobs) > 0 {
+		// After the acks (the rows are committed and leased): when a destination's
+		// lane is full, Handoff waits for room, so this worker takes its next batch
+		// only as fast as the inboxes take messages (backpressure, outbox/lanes.go)
+		// while JetStream already has its acks.
+		consumer.AfterAck(ctx, func() { t.dispatcher.Handoff(ctx, jobs...) })
+	}
 	t.checkConflicts(ctx, known)
 	return t.verdicts(ctx, items)
 }

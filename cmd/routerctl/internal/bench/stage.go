@@ -115,10 +115,15 @@ type stageState struct {
 }
 
 // drainCounters are the router's series a drain reports: every claim of an outbox
-// row, and every row put back without an attempt (lane_full: a queue in memory was
-// full — issue 11 wants none of those in a drain), and every connection dialled to
-// an HTTP inbox (keep-alive at work: far fewer than deliveries).
-var drainCounters = []string{"msgrouter_outbox_claimed_total", "msgrouter_outbox_waits_total", "msgrouter_delivery_http_dials_total"}
+// row, every row put back without an attempt (lane_full, lane_congested: a queue in
+// memory was full or stuck — issue 11 wants none of those in a drain), how long
+// intake waited for room in lanes (backpressure) and how often a lane congested,
+// missed pull heartbeats, and every connection dialled to an HTTP inbox (keep-alive
+// at work: far fewer than deliveries).
+var drainCounters = []string{"msgrouter_outbox_claimed_total", "msgrouter_outbox_waits_total",
+	"msgrouter_outbox_lane_wait_seconds_count", "msgrouter_outbox_lane_wait_seconds_sum",
+	"msgrouter_outbox_lane_congestions_total", "msgrouter_consumer_missed_heartbeats_total",
+	"msgrouter_delivery_http_dials_total"}
 
 // scrapeCounters reads the Prometheus text format at url and returns the series of
 // the given metric names ("name{labels}" → value). Errors leave the map empty: the
