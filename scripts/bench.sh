@@ -6,12 +6,14 @@
 #           a router started and timed until the last delivery: NATS and HTTP inbox,
 #           for each agent count in DRAIN_AGENTS (1, AGENTS and 256);
 #   all     the whole pipeline, HTTP ingest, CLIENTS in flight, closed loop: NATS and
-#           HTTP inbox; and batches of BATCH offered at BATCH_RATE (open loop);
+#           HTTP inbox; batches of BATCH offered at BATCH_RATE (open loop); direct
+#           JetStream producers (closed loop); single messages offered at OPEN_RATE
+#           (open loop: the latency target);
 #   ingest  HTTP → JetStream → 202 with the router stopped: single and BATCH.
 # Every run prints its own table and CPU budget (µs of CPU per message for each
 # process); the end prints one stage table of all runs.
 # Knobs: STAGES (drain,all,ingest), DURATION (20s), WARMUP (3s), COUNT (100000),
-# CLIENTS (64), AGENTS (16), DRAIN_AGENTS ("1 $AGENTS 256"), BATCH (100), BATCH_RATE (10000 msgs/s offered in batches), OUT (results directory), PPROF=1 (serve
+# CLIENTS (64), AGENTS (16), DRAIN_AGENTS ("1 $AGENTS 256"), BATCH (100), BATCH_RATE (10000 msgs/s offered in batches), OPEN_RATE (5000 msgs/s), OUT (results directory), PPROF=1 (serve
 # pprof: router on 127.0.0.1:16061, ingest on :16062), NATS_SERVER (the nats-server
 # binary; default from PATH, else /usr/sbin/nats-server), NATS_PORT, INGEST_ADDR,
 # ROUTER_ADDR, CAMS_ADDR (to run beside another bench). Needs createdb/dropdb and a
@@ -27,6 +29,7 @@ AGENTS=${AGENTS:-16}
 DRAIN_AGENTS=${DRAIN_AGENTS:-1 $AGENTS 256}
 BATCH=${BATCH:-100}
 BATCH_RATE=${BATCH_RATE:-10000}
+OPEN_RATE=${OPEN_RATE:-5000}
 OUT=${OUT:-bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
 NATS_PORT=${NATS_PORT:-14231}
 NATS_SERVER=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
@@ -121,6 +124,11 @@ if want all || want ingest; then
     # Batches at a fixed offered rate (open loop): closed loop, batch ingest outruns
     # the router several times over and the run would only measure a growing backlog.
     run all-nats-batch "${all[@]}" --inbox nats --batch "$BATCH" --clients 8 --rate "$BATCH_RATE" --drain-timeout 120s
+    # Direct JetStream producers (no HTTP ingest in the path), closed loop.
+    run all-nats-direct "${all[@]}" --inbox nats --mode nats --clients "$CLIENTS"
+    # Latency at a fixed offered load (open loop, single HTTP messages): the p99 and
+    # p99.9 accept→delivery target is set at OPEN_RATE msgs/s.
+    run all-nats-open "${all[@]}" --inbox nats --rate "$OPEN_RATE" --clients "$CLIENTS"
     kill -INT "$router_pid"; wait "$router_pid" || true
   fi
   if want ingest; then
