@@ -22,7 +22,8 @@ import (
 //     replayed or moved rows from a lane worker) never waits: those callers must not
 //     block (a completer waiting for a lane whose workers wait for the completers
 //     would deadlock; the gate serves every key). A full lane sends such a job back
-//     to the outbox (lane_full), as before; they are few.
+//     to the outbox (lane_full), as before; they are few. A completer never sends
+//     that result to d.results itself (admit: it writes it after its batch).
 //
 // A lane that does not take a caller's jobs within Config.LaneWait (counted per
 // call and per lane, from the first wait) is congested: a stuck or slow inbox. Its
