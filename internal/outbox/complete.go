@@ -72,6 +72,16 @@ func (d *Dispatcher) write(batch []done) {
 	// committed part of the batch before failing; applying a result twice is
 	// harmless, and the statuses of each try are kept.
 	final := make(map[uuid.UUID]string, len(results))
+	// Successors a lane did not take: written by this completer right after the
+	// batch, never sent to d.results (admit).
+	var turnedAway []done
+	defer func() {
+		if len(turnedAway) > 0 {
+			// Their results (Wait or Release) keep their rows in the outbox and so
+			// their keys held: this write claims no successor of its own.
+			d.write(turnedAway)
+		}
+	}()
 	var err error
 	for try := 0; ; try++ {
 		// Results are written even while stopping (a context of our own), until
@@ -90,7 +100,10 @@ func (d *Dispatcher) write(batch []done) {
 				d.am.orderingWait.Observe(claimedAt.Sub(c.AcceptedAt).Seconds())
 			}
 			d.m.claimed.Inc()
-			d.submit(d.NewJob(c, claimedAt, nil, false))
+			j := d.NewJob(c, claimedAt, nil, false)
+			if r, ok := d.admit(j); !ok {
+				turnedAway = append(turnedAway, done{Result: r, job: j})
+			}
 		}
 		if err == nil {
 			break

@@ -22,7 +22,8 @@ import (
 //     replayed or moved rows from a lane worker) never waits: those callers must not
 //     block (a completer waiting for a lane whose workers wait for the completers
 //     would deadlock; the gate serves every key). A full lane sends such a job back
-//     to the outbox (lane_full), as before; they are few.
+//     to the outbox (lane_full), as before; they are few. A completer never sends
+//     that result to d.results itself (admit: it writes it after its batch).
 //
 // A lane that does not take a caller's jobs within Config.LaneWait (counted per
 // call and per lane, from the first wait) is congested: a stuck or slow inbox. Its
@@ -124,24 +125,47 @@ func (d *Dispatcher) enqueue(j *Job, register bool) (l *lane, a admission, wake 
 // turnAway finishes a job a lane did not take: released when stopping, back to the
 // outbox otherwise.
 func (d *Dispatcher) turnAway(j *Job, a admission) {
-	switch a {
-	case stopping:
-		d.finish(j, Result{Kind: Release})
-	case laneFull:
-		d.m.waits.WithLabelValues("lane_full").Inc()
-		d.finish(j, Result{Kind: Wait, Delay: congestedWait})
-	case congested:
-		d.m.waits.WithLabelValues("lane_congested").Inc()
-		d.finish(j, Result{Kind: Wait, Delay: congestedWait})
+	if a != admitted {
+		d.finish(j, d.turnedAway(a))
 	}
 }
 
+// turnedAway is the result of a job a lane did not take (a != admitted).
+func (d *Dispatcher) turnedAway(a admission) Result {
+	switch a {
+	case laneFull:
+		d.m.waits.WithLabelValues("lane_full").Inc()
+		return Result{Kind: Wait, Delay: congestedWait}
+	case congested:
+		d.m.waits.WithLabelValues("lane_congested").Inc()
+		return Result{Kind: Wait, Delay: congestedWait}
+	}
+	return Result{Kind: Release} // stopping
+}
+
 // submit queues j without waiting; a full or congested lane sends it back to the
-// outbox. For callers that must never block (see the top of this file).
+// outbox. For callers that must never block (see the top of this file), except the
+// completers: they use admit.
 func (d *Dispatcher) submit(j *Job) {
 	if _, a, _ := d.enqueue(j, false); a != admitted {
 		d.turnAway(j, a)
 	}
+}
+
+// admit is submit for a completer: it queues j without waiting and, when the lane
+// does not take it, returns the result to write instead of sending it to d.results.
+// A completer must never send there: with the channel full and every completer
+// sending, nobody would drain it (a deadlock that also kept Stop from returning),
+// and a lane turns jobs away exactly when results pile up (Postgres slow, lanes
+// full or congested).
+func (d *Dispatcher) admit(j *Job) (Result, bool) {
+	if _, a, _ := d.enqueue(j, false); a != admitted {
+		r := d.turnedAway(a)
+		r.ID, r.Token = j.ID, j.Token
+		r.Address, r.OrderingKey = j.Address, j.OrderingKey
+		return r, false
+	}
+	return Result{}, true
 }
 
 // place queues jobs on their lanes, waiting for room in full ones (backpressure; see
