@@ -29,6 +29,8 @@ type agentMetrics struct {
 	held         prometheus.Gauge
 	heldAgents   prometheus.GaugeFunc
 	orderingWait prometheus.Histogram
+	gateRenewed  prometheus.Counter
+	gateReleased prometheus.Counter
 	followed     *prometheus.CounterVec
 }
 
@@ -51,6 +53,14 @@ func newAgentMetrics(reg prometheus.Registerer, d *Dispatcher) *agentMetrics {
 			Name:    "msgrouter_ordering_wait_seconds",
 			Help:    "Time from acceptance until a message with an ordering key is first claimed as the head of its key.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 12),
+		}),
+		gateRenewed: f.NewCounter(prometheus.CounterOpts{
+			Name: "msgrouter_order_gate_renewals_total",
+			Help: "Leases of keyed messages renewed at the order gate because an earlier message of their key is still in the stream, not taken over (DESIGN §5a).",
+		}),
+		gateReleased: f.NewCounter(prometheus.CounterOpts{
+			Name: "msgrouter_order_gate_releases_total",
+			Help: "Keyed messages let through the order gate at their lease deadline because the gate could not tell whether an earlier message of their key is still in the stream; their order rests on the outbox alone (DESIGN §5a).",
 		}),
 		followed: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "msgrouter_retries_rerouted_total",

@@ -33,11 +33,21 @@ import (
 // deliver → record, with no sweep in between. Rows behind their head are parked as
 // the sweep parks them; the trigger of migration 0002 wakes them.
 //
-// The gate waits at most the lease: a keyed row still gated then is due like any
-// row left behind and the sweep claims it with the head rule alone (this is also
-// how rows gated in a replica that died go out). So order holds unless an earlier
-// message of the key is held up before its takeover for longer than the lease
-// (DELIVERY_TIMEOUT×3, at least 10 s; README "Ordering keys").
+// A gated row is not leased: it comes due after the lease like any row left
+// behind, which is how rows gated in a replica that died go out. So the gate keeps
+// its rows for as long as it holds them: at a job's lease deadline it looks at the
+// stream messages between the ack floor and the job (earlierOfKey) and
+//   - renews the row's lease (renewGatedSQL) while an earlier message of the key
+//     is there and not taken over: order holds however long that message is held
+//     up — a CAMS outage for its address, its Nak delays, a backlog in front of
+//     its redelivery (msgrouter_order_gate_renewals_total);
+//   - lets the job through when none is;
+//   - lets it through on the head rule alone when it cannot tell (the stream or
+//     Postgres did not answer, or more than gateScanMax messages lie between the
+//     floor and the job), so a key is never held forever by a doubt
+//     (msgrouter_order_gate_releases_total, and a warning).
+// The deadline is the lease's, counted from the takeover's claim, not from when
+// the job reached the gate: Handoff may wait for lane room before it gets there.
 
 // gatePoll is how often the ack floor is read while keyed messages wait at the gate.
 var gatePoll = 2 * time.Millisecond
@@ -278,31 +288,38 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 	}
 	// While the floor is stuck, the stream is looked at every gateScanEvery, not
 	// at every poll: a long stuck range costs CPU and queries per look.
-	stuck := d.cfg.AckFloor != nil && d.cfg.StreamKey != nil && now.Sub(g.floorSince) > gateStuck &&
-		now.Sub(g.lastScan) >= gateScanEvery
+	scan := d.cfg.AckFloor != nil && d.cfg.StreamKey != nil
+	stuck := scan && now.Sub(g.floorSince) > gateStuck && now.Sub(g.lastScan) >= gateScanEvery
 	if stuck {
 		g.lastScan = now
 	}
-	var pass []*gated
 	d.gate.mu.Lock()
 	waiting := append([]*gated(nil), d.gate.waiting...)
 	d.gate.mu.Unlock()
-	free := map[*gated]bool{}
-	if stuck {
-		for _, w := range waiting {
-			if w.job.OrderSeq > floor && !d.earlierOfKey(ctx, floor, w.job) {
-				free[w] = true
-			}
+	state := map[*gated]keyState{}
+	for _, w := range waiting {
+		atDeadline := d.cfg.AckFloor != nil && !now.Before(w.job.deadline)
+		if d.cfg.AckFloor != nil && w.job.OrderSeq <= floor || !stuck && !atDeadline {
+			continue
 		}
+		st := keyUnknown
+		if scan {
+			st = d.earlierOfKey(ctx, floor, w.job)
+		}
+		state[w] = st
 	}
+	var pass, renew, release []*gated
 	d.gate.mu.Lock()
 	keep := d.gate.waiting[:0]
 	for _, g := range d.gate.waiting {
+		st, looked := state[g]
 		switch {
-		case now.Sub(g.since) > d.cfg.Lease*3/4:
-			// The row comes due by itself after the lease: the sweep has it.
-		case d.cfg.AckFloor == nil && now.Sub(g.since) >= orderSettle, d.cfg.AckFloor != nil && g.job.OrderSeq <= floor, free[g]:
+		case d.cfg.AckFloor == nil && now.Sub(g.since) >= orderSettle, d.cfg.AckFloor != nil && g.job.OrderSeq <= floor, looked && st == keyFree:
 			pass = append(pass, g)
+		case looked && !now.Before(g.job.deadline) && st == keyWaits:
+			renew = append(renew, g)
+		case looked && !now.Before(g.job.deadline):
+			release = append(release, g)
 		default:
 			keep = append(keep, g)
 		}
@@ -310,6 +327,13 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 	clear(d.gate.waiting[len(keep):])
 	d.gate.waiting = keep
 	d.gate.mu.Unlock()
+	d.renewGated(ctx, renew)
+	for _, g := range release {
+		d.am.gateReleased.Inc()
+		d.log.WarnContext(ctx, "a keyed message passes the order gate on the outbox's order alone: the gate could not tell whether an earlier message of its key is still in the stream",
+			slog.String("message_id", g.job.ID.String()), slog.Uint64("stream_seq", g.job.OrderSeq), slog.Uint64("ack_floor", floor))
+	}
+	pass = append(pass, release...)
 	if len(pass) == 0 {
 		return
 	}
@@ -334,9 +358,9 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 		case looked[j.ID] || err != nil:
 			// Parked behind its key's head (the trigger wakes it), or left to the
 			// sweep after the lease.
-		default:
+		case now.Before(j.deadline):
 			// Locked elsewhere this instant (the trigger of a transaction deleting
-			// its key's head), or gone: look again, until the time limit above.
+			// its key's head), or gone: look again, until its lease deadline.
 			g.tries++
 			again = append(again, g)
 		}
@@ -346,6 +370,67 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 		d.gate.waiting = append(d.gate.waiting, again...)
 		d.gate.mu.Unlock()
 	}
+}
+
+// renewGatedSQL renews the lease of gated rows ($1) the gate still holds: rows
+// nobody claimed, parked or held meanwhile, and not due yet (a row already due may
+// be on its way to another replica's sweep; the gate lets go of it).
+const renewGatedSQL = `
+UPDATE outbox SET due_at = now() + $2::interval
+WHERE message_id = ANY($1) AND lease_token IS NULL AND NOT parked AND NOT held AND due_at > now()
+RETURNING message_id`
+
+// renewGated renews the leases of gs's rows and keeps them at the gate with a new
+// deadline; a row it could not renew is left to whoever has it now (the sweep).
+func (d *Dispatcher) renewGated(ctx context.Context, gs []*gated) {
+	if len(gs) == 0 {
+		return
+	}
+	ids := make([]uuid.UUID, len(gs))
+	for i, g := range gs {
+		ids[i] = g.job.ID
+	}
+	renewedAt := time.Now()
+	renewed, err := d.cfg.Store.renewGated(ctx, ids, d.cfg.Lease)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.WarnContext(ctx, "error renewing the leases of keyed messages at the order gate; they are claimed after the lease", slog.Any("error", err))
+		}
+		return
+	}
+	var keep []*gated
+	for _, g := range gs {
+		if renewed[g.job.ID] {
+			g.job.deadline = renewedAt.Add(d.cfg.Lease * 3 / 4)
+			keep = append(keep, g)
+		}
+	}
+	d.am.gateRenewed.Add(float64(len(keep)))
+	d.gate.mu.Lock()
+	d.gate.waiting = append(d.gate.waiting, keep...)
+	d.gate.mu.Unlock()
+}
+
+// renewGated renews, for lease from now on the database clock, the rows of ids
+// still waiting at a gate (renewGatedSQL), and reports which it renewed.
+func (s *Store) renewGated(ctx context.Context, ids []uuid.UUID, lease time.Duration) (map[uuid.UUID]bool, error) {
+	rows, err := s.pool.Query(ctx, renewGatedSQL, ids, lease)
+	if err != nil {
+		return nil, fmt.Errorf("error renewing gated rows: %w", err)
+	}
+	out := map[uuid.UUID]bool{}
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("error renewing gated rows: %w", err)
+		}
+		out[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("error renewing gated rows: %w", err)
+	}
+	return out, nil
 }
 
 // recheckDelays are when rows a claim just parked are checked again
@@ -379,14 +464,22 @@ func (d *Dispatcher) recheckParked(ids []uuid.UUID) {
 	at(0)
 }
 
-// earlierOfKey reports whether a stream message between floor and j (exclusive)
-// belongs to j's key and is not taken over yet, or might (the stream or Postgres
-// could not say, or the range is longer than gateScanMax): then j waits for the
-// floor. Stream messages read are remembered until the floor passes them, so a
-// stuck floor costs one read per message.
-func (d *Dispatcher) earlierOfKey(ctx context.Context, floor uint64, j *Job) bool {
+// keyState is what the gate knows of the stream messages between the ack floor
+// and a waiting job.
+type keyState int
+
+const (
+	keyFree    keyState = iota // none of them is of the job's key and not taken over
+	keyWaits                   // one of them is of its key and not taken over yet
+	keyUnknown                 // the stream or Postgres did not say, or the range is too long
+)
+
+// earlierOfKey looks at the stream messages between floor and j (exclusive) for
+// one of j's key not taken over yet. Stream messages read are remembered until the
+// floor passes them, so a stuck floor costs one read per message.
+func (d *Dispatcher) earlierOfKey(ctx context.Context, floor uint64, j *Job) keyState {
 	if j.OrderSeq-floor > gateScanMax {
-		return true
+		return keyUnknown
 	}
 	if d.gate.keys == nil {
 		d.gate.keys = map[uint64]string{}
@@ -400,7 +493,7 @@ func (d *Dispatcher) earlierOfKey(ctx context.Context, floor uint64, j *Job) boo
 			addr, key, err := d.cfg.StreamKey(c, seq)
 			cancel()
 			if err != nil {
-				return true
+				return keyUnknown
 			}
 			if key != "" {
 				k = addr + "\x00" + key
@@ -412,12 +505,19 @@ func (d *Dispatcher) earlierOfKey(ctx context.Context, floor uint64, j *Job) boo
 		}
 	}
 	if len(same) == 0 {
-		return false
+		return keyFree
 	}
 	c, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	all, err := d.cfg.Store.takenOver(c, j.Address, j.OrderingKey, same)
-	return err != nil || !all
+	switch {
+	case err != nil:
+		return keyUnknown
+	case all:
+		return keyFree
+	default:
+		return keyWaits
+	}
 }
 
 // takenOver reports whether messages of (address, key) accepted at every one of

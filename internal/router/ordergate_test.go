@@ -104,3 +104,59 @@ func TestLateTakeoverKeepsOrder(t *testing.T) {
 	require.Equal(t, want, log.of("nakked"), "a Nak'd message went after later messages of its key")
 	require.Equal(t, want, log.of("free"))
 }
+
+// DESIGN §5a, ordergate.go: order holds when the first message of a key is held up
+// before its takeover for longer than the lease (its Nak delay here; a long CAMS
+// outage for its address, or a backlog in front of its redelivery, in life). The
+// later messages of its key are taken over at once and wait at the order gate,
+// which renews their rows' leases instead of leaving them to the sweep, whose head
+// rule cannot know of a message still in the stream.
+func TestHeldUpPastTheLeaseKeepsOrder(t *testing.T) {
+	t.Parallel()
+	fc := newAgentCAMS(t)
+	const lease = 2 * time.Second
+	e := setup(t, map[string]string{"CAMS_API_URL": fc.srv.URL, "BREAKER_FAILURES": "1000"}, router.Options{
+		Lease: lease,
+		WrapHandler: func(h consumer.Handler) consumer.Handler {
+			return func(ctx context.Context, msgs []jetstream.Msg) []consumer.Action {
+				out := make([]consumer.Action, len(msgs))
+				var rest []jetstream.Msg
+				var at []int
+				for i, m := range msgs {
+					var env struct {
+						Payload struct {
+							K string `json:"k"`
+							I int    `json:"i"`
+						} `json:"payload"`
+					}
+					meta, err := m.Metadata()
+					if err == nil && json.Unmarshal(m.Data(), &env) == nil && env.Payload.K == "slow" && env.Payload.I == 0 && meta.NumDelivered == 1 {
+						// As if CAMS failed for it: back after three leases.
+						out[i] = consumer.Action{Verdict: consumer.Nak, Delay: 3 * lease}
+						continue
+					}
+					rest, at = append(rest, m), append(at, i)
+				}
+				if len(rest) > 0 {
+					for k, a := range h(ctx, rest) {
+						out[at[k]] = a
+					}
+				}
+				return out
+			}
+		},
+	})
+	srv, log := orderedInbox(t, 0, nil)
+	fc.set("slow", mapping.TypeHTTPEndpoint, srv.URL, mapping.StatusActive, "")
+	const n = 5
+	var ids []string
+	for i := range n {
+		id := uuid.NewString()
+		ids = append(ids, id)
+		e.publish(keyed("slow", "slow", i, time.Time{}), id)
+	}
+	for _, id := range ids {
+		e.waitStatus(id, "DELIVERED")
+	}
+	require.Equal(t, []int{0, 1, 2, 3, 4}, log.of("slow"), "later messages of a key went first when its first was held up past the lease")
+}

@@ -69,6 +69,9 @@ type Options struct {
 	// LaneWait overrides the dispatcher's outbox.Config.LaneWait (tests). Zero
 	// keeps its default (1s).
 	LaneWait time.Duration
+	// Lease overrides the dispatcher's outbox.Config.Lease (tests). Zero keeps its
+	// default (3×DELIVERY_TIMEOUT, at least 10s).
+	Lease time.Duration
 }
 
 // withDefaults fills the zero values (STYLE.md, convention 1).
@@ -89,6 +92,9 @@ func (o Options) validate() error {
 	}
 	if o.LaneWait < 0 {
 		return fmt.Errorf("router: LaneWait must not be negative (got %s)", o.LaneWait)
+	}
+	if o.Lease < 0 {
+		return fmt.Errorf("router: Lease must not be negative (got %s)", o.Lease)
 	}
 	return nil
 }
@@ -214,6 +220,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		Concurrency:    cfg.DestinationConcurrency,
 		Rate:           cfg.DestinationRate,
 		LaneWait:       o.LaneWait,
+		Lease:          o.Lease,
 		BreakerWait:    min(time.Second, cfg.BreakerOpenTimeout),
 		OnRejected:     func(reason string) { takeover.OnRejected(reason) },
 		Logger:         log,

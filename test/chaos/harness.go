@@ -250,7 +250,7 @@ func (h *harness) close(ctx context.Context, keep, keepLogs bool) []string {
 		h.faulty.setMode(InboxOK) //nolint:errcheck // frees hanging handlers
 		h.faulty.sw.down()
 	}
-	if h.db != nil {
+	if h.db != nil && !keep {
 		if err := h.db.drop(ctx); err != nil {
 			problems = append(problems, err.Error())
 		}
