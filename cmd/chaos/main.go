@@ -41,7 +41,7 @@ func run() int {
 	scenarios := fs.String("scenarios", "all", "comma-separated scenarios to run, or all: "+strings.Join(names, ", ")+"; with --cluster: "+strings.Join(clusterNames, ", "))
 	messages := fs.Int("messages", 0, "messages per scenario (default 4000, 1000 with --short)")
 	short := fs.Bool("short", false, "CI mode: 1000 messages, 5s faults, 4 minute budget")
-	keep := fs.Bool("keep", false, "keep the temp dir (logs, JetStream store) after the run")
+	keep := fs.Bool("keep", false, "keep the temp dir (logs, JetStream store) and the run's database after the run")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
 	binDir := fs.String("bin", "bin", "directory holding the built ingest and router binaries")
 	natsServer := fs.String("nats-server", "/usr/sbin/nats-server", "nats-server binary")

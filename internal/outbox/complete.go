@@ -95,12 +95,15 @@ func (d *Dispatcher) write(batch []done) {
 		got, next, err = d.cfg.Store.CompleteNext(ctx, results, d.cfg.MaxAttempts, d.cfg.Lease)
 		cancel()
 		maps.Copy(final, got)
-		for _, c := range next {
-			if c.Attempts == 0 {
-				d.am.orderingWait.Observe(claimedAt.Sub(c.AcceptedAt).Seconds())
-			}
+		jobs := make([]*Job, len(next))
+		for i, c := range next {
 			d.m.claimed.Inc()
-			j := d.NewJob(c, claimedAt, nil, false)
+			jobs[i] = d.NewJob(c, claimedAt, nil, false)
+		}
+		for _, j := range d.regate(d.writeCtx, jobs) {
+			if j.Attempts == 0 {
+				d.am.orderingWait.Observe(claimedAt.Sub(j.AcceptedAt).Seconds())
+			}
 			if r, ok := d.admit(j); !ok {
 				turnedAway = append(turnedAway, done{Result: r, job: j})
 			}

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"golang.org/x/sync/errgroup"
 )
 
 // Ordering keys, the cheap way (DESIGN §5a).
@@ -189,6 +191,9 @@ type orderGate struct {
 	mu      sync.Mutex
 	waiting []*gated
 	wake    chan struct{}
+	// lastFloor is the ack floor last read (0 before the first read): claims of
+	// keyed rows above it go through the gate (regate).
+	lastFloor atomic.Uint64
 
 	// Used by runGate only.
 	floor      uint64
@@ -247,6 +252,7 @@ func (d *Dispatcher) runGate(ctx context.Context) {
 		}
 		floor, ok := d.ackFloor(ctx)
 		if ok {
+			d.gate.lastFloor.Store(floor)
 			d.passGate(ctx, floor)
 		}
 		select {
@@ -279,6 +285,11 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 	now := time.Now()
 	g := &d.gate
 	if floor != g.floor || g.floorSince.IsZero() {
+		if floor < g.floor {
+			// The stream was recreated (sequences restart): what was read of the
+			// old one says nothing of the new.
+			clear(g.keys)
+		}
 		g.floor, g.floorSince = floor, now
 		for s := range g.keys {
 			if s <= floor {
@@ -296,14 +307,23 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 	d.gate.mu.Lock()
 	waiting := append([]*gated(nil), d.gate.waiting...)
 	d.gate.mu.Unlock()
-	state := map[*gated]keyState{}
+	var look []*gated
+	var upTo uint64
 	for _, w := range waiting {
 		atDeadline := d.cfg.AckFloor != nil && !now.Before(w.job.deadline)
 		if d.cfg.AckFloor != nil && w.job.OrderSeq <= floor || !stuck && !atDeadline {
 			continue
 		}
+		look = append(look, w)
+		if w.job.OrderSeq-floor <= gateScanMax {
+			upTo = max(upTo, w.job.OrderSeq)
+		}
+	}
+	state := make(map[*gated]keyState, len(look))
+	read := scan && len(look) > 0 && d.readKeys(ctx, floor, upTo)
+	for _, w := range look {
 		st := keyUnknown
-		if scan {
+		if read {
 			st = d.earlierOfKey(ctx, floor, w.job)
 		}
 		state[w] = st
@@ -433,6 +453,87 @@ func (s *Store) renewGated(ctx context.Context, ids []uuid.UUID, lease time.Dura
 	return out, nil
 }
 
+// releaseToGateSQL gives up the leases ($2) of rows ($1) claimed by the sweep or as
+// successors, so the order gate claims them when they pass (claimGatedSQL): not
+// leased, they come due after $3 should this process die meanwhile.
+const releaseToGateSQL = `
+UPDATE outbox o SET lease_token = NULL, due_at = now() + $3::interval
+FROM unnest($1::uuid[], $2::uuid[]) AS r(id, token)
+WHERE o.message_id = r.id AND o.lease_token = r.token
+RETURNING o.message_id`
+
+// regate returns jobs (claimed by the sweep, or as the successors of results)
+// without those that may never have passed an order gate: keyed, never attempted,
+// not replayed, above the last ack floor read. Those are rows a gate let go of —
+// held in a replica that died or stopped, or whose lease lapsed — and the head
+// rule that claimed them cannot see an earlier message of their key still in the
+// stream. Their leases are given up and they wait at this process's gate like a
+// takeover's (DESIGN §5a). Rows passed by a gate before are let through by it at
+// once: the floor is past them. On an error they are dropped: their rows come back
+// after the lease.
+func (d *Dispatcher) regate(ctx context.Context, jobs []*Job) []*Job {
+	if d.cfg.AckFloor == nil || d.stopping.Load() {
+		return jobs
+	}
+	floor := d.gate.lastFloor.Load()
+	var back []*Job
+	keep := make([]*Job, 0, len(jobs))
+	for _, j := range jobs {
+		if j.OrderingKey != "" && j.Attempts == 0 && !j.Route && j.OrderSeq > floor {
+			back = append(back, j)
+			continue
+		}
+		keep = append(keep, j)
+	}
+	if len(back) == 0 {
+		return jobs
+	}
+	ids, tokens := make([]uuid.UUID, len(back)), make([]uuid.UUID, len(back))
+	for i, j := range back {
+		ids[i], tokens[i] = j.ID, j.Token
+	}
+	c, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	releasedAt := time.Now()
+	released, err := d.cfg.Store.releaseToGate(c, ids, tokens, d.cfg.Lease)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.WarnContext(ctx, "error sending keyed messages back to the order gate; they are claimed after the lease", slog.Any("error", err))
+		}
+		return keep
+	}
+	mine := make(map[uuid.UUID]bool, len(released))
+	for _, id := range released {
+		mine[id] = true
+	}
+	var gate []*Job
+	for _, j := range back {
+		if mine[j.ID] {
+			j.deadline = releasedAt.Add(d.cfg.Lease * 3 / 4)
+			gate = append(gate, j)
+		}
+	}
+	if len(gate) > 0 {
+		d.gate.add(gate)
+	}
+	return keep
+}
+
+// releaseToGate gives up the leases tokens[i] of rows ids[i] (releaseToGateSQL)
+// and returns the rows it released; a row whose lease passed to another claim
+// meanwhile is not.
+func (s *Store) releaseToGate(ctx context.Context, ids, tokens []uuid.UUID, lease time.Duration) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, releaseToGateSQL, ids, tokens, lease)
+	if err != nil {
+		return nil, fmt.Errorf("error releasing keyed rows to the order gate: %w", err)
+	}
+	released, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("error releasing keyed rows to the order gate: %w", err)
+	}
+	return released, nil
+}
+
 // recheckDelays are when rows a claim just parked are checked again
 // (unparkHeadsSQL; the claim checked them once already): a head that was being
 // deleted while they were parked is gone by then — on a loaded Postgres a result
@@ -474,31 +575,69 @@ const (
 	keyUnknown                 // the stream or Postgres did not say, or the range is too long
 )
 
-// earlierOfKey looks at the stream messages between floor and j (exclusive) for
-// one of j's key not taken over yet. Stream messages read are remembered until the
-// floor passes them, so a stuck floor costs one read per message.
+// gateReaders bounds the stream reads readKeys has in flight.
+const gateReaders = 16
+
+// readKeys reads the (address, key) of the stream messages between floor and upTo
+// (exclusive) that the gate has not read yet, gateReaders at a time: one round
+// trip each, so a long stuck range is read in a fraction of the time one by one
+// would take. False when the stream did not answer for one of them.
+func (d *Dispatcher) readKeys(ctx context.Context, floor, upTo uint64) bool {
+	if d.gate.keys == nil {
+		d.gate.keys = map[uint64]string{}
+	}
+	var missing []uint64
+	for seq := floor + 1; seq < upTo; seq++ {
+		if _, ok := d.gate.keys[seq]; !ok {
+			missing = append(missing, seq)
+		}
+	}
+	if len(missing) == 0 {
+		return true
+	}
+	keys := make([]string, len(missing))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(gateReaders)
+	for i, seq := range missing {
+		g.Go(func() error {
+			c, cancel := context.WithTimeout(gctx, 2*time.Second)
+			defer cancel()
+			addr, key, err := d.cfg.StreamKey(c, seq)
+			if err != nil {
+				return err
+			}
+			if key != "" {
+				keys[i] = addr + "\x00" + key
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		if ctx.Err() == nil {
+			d.log.DebugContext(ctx, "could not read the stream messages holding the ack floor back; keyed messages wait", slog.Any("error", err))
+		}
+		return false
+	}
+	for i, seq := range missing {
+		d.gate.keys[seq] = keys[i]
+	}
+	return true
+}
+
+// earlierOfKey looks at the stream messages between floor and j (exclusive), read
+// by readKeys, for one of j's key not taken over yet. A message found taken over
+// is forgotten (its key set to ""): it is never waited for again, so a stuck floor
+// costs one Postgres look per message, not one per message per look.
 func (d *Dispatcher) earlierOfKey(ctx context.Context, floor uint64, j *Job) keyState {
 	if j.OrderSeq-floor > gateScanMax {
 		return keyUnknown
-	}
-	if d.gate.keys == nil {
-		d.gate.keys = map[uint64]string{}
 	}
 	want := j.Address + "\x00" + j.OrderingKey
 	var same []int64
 	for seq := floor + 1; seq < j.OrderSeq; seq++ {
 		k, ok := d.gate.keys[seq]
 		if !ok {
-			c, cancel := context.WithTimeout(ctx, 2*time.Second)
-			addr, key, err := d.cfg.StreamKey(c, seq)
-			cancel()
-			if err != nil {
-				return keyUnknown
-			}
-			if key != "" {
-				k = addr + "\x00" + key
-			}
-			d.gate.keys[seq] = k
+			return keyUnknown
 		}
 		if k == want {
 			same = append(same, int64(seq))
@@ -509,26 +648,30 @@ func (d *Dispatcher) earlierOfKey(ctx context.Context, floor uint64, j *Job) key
 	}
 	c, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	all, err := d.cfg.Store.takenOver(c, j.Address, j.OrderingKey, same)
-	switch {
-	case err != nil:
+	found, err := d.cfg.Store.takenOver(c, j.Address, j.OrderingKey, same)
+	if err != nil {
 		return keyUnknown
-	case all:
-		return keyFree
-	default:
-		return keyWaits
 	}
+	for _, seq := range found {
+		d.gate.keys[uint64(seq)] = ""
+	}
+	if len(found) == len(same) {
+		return keyFree
+	}
+	return keyWaits
 }
 
-// takenOver reports whether messages of (address, key) accepted at every one of
-// seqs are recorded (DESIGN §5a: their place in the key is then known to the head
-// rule).
-func (s *Store) takenOver(ctx context.Context, address, key string, seqs []int64) (bool, error) {
-	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(DISTINCT order_seq) FROM messages
-        WHERE ordering_key = $2 AND ai_agent_address = $1 AND order_seq = ANY($3)`, address, key, seqs).Scan(&n)
+// takenOver returns those of seqs at which a message of (address, key) is
+// recorded (DESIGN §5a: its place in the key is then known to the head rule).
+func (s *Store) takenOver(ctx context.Context, address, key string, seqs []int64) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT order_seq FROM messages
+        WHERE ordering_key = $2 AND ai_agent_address = $1 AND order_seq = ANY($3)`, address, key, seqs)
 	if err != nil {
-		return false, fmt.Errorf("error looking for earlier messages of a key: %w", err)
+		return nil, fmt.Errorf("error looking for earlier messages of a key: %w", err)
 	}
-	return n == len(seqs), nil
+	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("error looking for earlier messages of a key: %w", err)
+	}
+	return found, nil
 }

@@ -249,7 +249,7 @@ WITH due AS (
     -- re-scheduled meanwhile is never claimed.
     UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3, held = false, parked = false
     FROM due WHERE o.message_id = due.message_id AND NOT due.behind AND o.due_at <= now()
-    RETURNING o.message_id, o.route
+    RETURNING o.message_id, o.route, o.order_seq
 ), parked AS (
     UPDATE outbox o SET due_at = now() + $4::interval, parked = true
     FROM due WHERE o.message_id = due.message_id AND due.behind AND o.due_at <= now()
@@ -258,10 +258,10 @@ WITH due AS (
 SELECT m.message_id, m.ai_agent_address, coalesce(m.destination_type, ''), coalesce(m.destination_name, ''),
        m.payload, coalesce(m.sender_id, ''), coalesce(m.correlation_id, ''), coalesce(m.sender_message_id, ''),
        coalesce(m.traceparent, ''), m.accepted_at, m.attempts, c.route, m.agent_secrets,
-       coalesce(m.ordering_key, ''), m.expires_at, false
+       coalesce(m.ordering_key, ''), m.expires_at, coalesce(c.order_seq, 0), false
 FROM claimed c JOIN messages m ON m.message_id = c.message_id
 UNION ALL
-SELECT p.message_id, '', '', '', NULL::bytea, '', '', '', '', now(), 0, false, false, '', NULL::timestamptz, true
+SELECT p.message_id, '', '', '', NULL::bytea, '', '', '', '', now(), 0, false, false, '', NULL::timestamptz, 0, true
 FROM parked p`
 
 // Claim leases up to limit due rows (fresh rows nobody holds, retries whose time has
@@ -291,9 +291,10 @@ func (s *Store) claim(ctx context.Context, limit int, lease time.Duration, skip 
 		c := Claimed{Token: token, Swept: true}
 		var expires pgtype.Timestamptz
 		var isParked bool
+		var seq int64
 		if err := rows.Scan(&c.ID, &c.Address, &c.DestType, &c.DestName, &c.Payload, &c.SenderID, &c.CorrelationID,
 			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route, &c.AgentSecrets,
-			&c.OrderingKey, &expires, &isParked); err != nil {
+			&c.OrderingKey, &expires, &seq, &isParked); err != nil {
 			rows.Close()
 			return nil, 0, nil, fmt.Errorf("error claiming outbox rows: %w", err)
 		}
@@ -304,6 +305,7 @@ func (s *Store) claim(ctx context.Context, limit int, lease time.Duration, skip 
 		if expires.Valid {
 			c.ExpiresAt = expires.Time
 		}
+		c.OrderSeq = uint64(seq)
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {

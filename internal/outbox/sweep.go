@@ -47,10 +47,15 @@ func (d *Dispatcher) sweepOnce(ctx context.Context) int {
 	d.m.claimed.Add(float64(len(rows)))
 	jobs := make([]*Job, len(rows))
 	for i, c := range rows {
-		if c.OrderingKey != "" && c.Attempts == 0 {
-			d.am.orderingWait.Observe(claimedAt.Sub(c.AcceptedAt).Seconds())
-		}
 		jobs[i] = d.NewJob(c, claimedAt, nil, false)
+	}
+	// Leftovers of a gate (a replica that died, a lease that lapsed) pass the
+	// order gate first: the head rule alone cannot see the stream.
+	jobs = d.regate(ctx, jobs)
+	for _, j := range jobs {
+		if j.OrderingKey != "" && j.Attempts == 0 {
+			d.am.orderingWait.Observe(claimedAt.Sub(j.AcceptedAt).Seconds())
+		}
 	}
 	// Waits for room in full lanes (bounded by LaneWait per lane, by the jobs'
 	// leases and by Stop, which ends ctx): the next claim comes once these are in.
