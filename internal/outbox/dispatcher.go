@@ -85,7 +85,8 @@ type Config struct {
 	// messages wait a fixed 150 ms instead (tests of this package).
 	AckFloor func(ctx context.Context) (uint64, error)
 	// StreamKey returns the address and ordering key of the stream message at seq
-	// ("" for none: unkeyed, unparseable or gone). With it, a keyed message whose
+	// ("" for none: unkeyed or unparseable), or ErrNoStreamMessage when the stream
+	// has no message there (deleted, or not written yet). With it, a keyed message whose
 	// gate is held by the ack floor for longer than gateStuck passes when no stream
 	// message between the floor and it belongs to its key: a message of another
 	// agent that CAMS cannot route holds back only its own key (DESIGN §4, §5a).

@@ -2,10 +2,11 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -80,12 +81,12 @@ WITH k AS (
 ), c AS (
     UPDATE outbox o SET due_at = now() + $3::interval, lease_token = $4, held = false, parked = false
     FROM heads WHERE o.message_id = heads.message_id AND o.due_at <= now()
-    RETURNING o.message_id, o.route
+    RETURNING o.message_id, o.route, o.gate
 )
 SELECT m.message_id, m.ai_agent_address, coalesce(m.destination_type, ''), coalesce(m.destination_name, ''),
        m.payload, coalesce(m.sender_id, ''), coalesce(m.correlation_id, ''), coalesce(m.sender_message_id, ''),
        coalesce(m.traceparent, ''), m.accepted_at, m.attempts, c.route, m.agent_secrets,
-       coalesce(m.ordering_key, ''), m.expires_at, coalesce(m.order_seq, 0)
+       coalesce(m.ordering_key, ''), m.expires_at, coalesce(m.order_seq, 0), c.gate
 FROM c JOIN messages m ON m.message_id = c.message_id`
 
 // queueSuccessors adds successorSQL for the keys of results to a Complete batch.
@@ -106,7 +107,7 @@ func queueSuccessors(b *pgx.Batch, results []Result, next *successors, into *[]C
 			var seq int64
 			if err := rows.Scan(&c.ID, &c.Address, &c.DestType, &c.DestName, &c.Payload, &c.SenderID, &c.CorrelationID,
 				&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route, &c.AgentSecrets,
-				&c.OrderingKey, &expires, &seq); err != nil {
+				&c.OrderingKey, &expires, &seq, &c.Gate); err != nil {
 				return err
 			}
 			if expires.Valid {
@@ -136,11 +137,11 @@ WITH due AS (
     WHERE o.message_id = ANY($1) AND o.lease_token IS NULL AND NOT o.parked AND NOT o.held
     FOR UPDATE OF o SKIP LOCKED
 ), claimed AS (
-    UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3
+    UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3, gate = false
     FROM due WHERE o.message_id = due.message_id AND NOT due.behind AND o.lease_token IS NULL
     RETURNING o.message_id
 ), parked AS (
-    UPDATE outbox o SET due_at = now() + $4::interval, parked = true
+    UPDATE outbox o SET due_at = now() + $4::interval, parked = true, gate = false
     FROM due WHERE o.message_id = due.message_id AND due.behind AND o.lease_token IS NULL
     RETURNING o.message_id
 )
@@ -191,9 +192,6 @@ type orderGate struct {
 	mu      sync.Mutex
 	waiting []*gated
 	wake    chan struct{}
-	// lastFloor is the ack floor last read (0 before the first read): claims of
-	// keyed rows above it go through the gate (regate).
-	lastFloor atomic.Uint64
 
 	// Used by runGate only.
 	floor      uint64
@@ -214,6 +212,10 @@ var gateScanEvery = 50 * time.Millisecond
 // gateScanMax bounds how many stream messages one look reads; a job further than
 // this above the floor keeps waiting for the floor.
 const gateScanMax = 20000
+
+// gateTries is how many times the gate claims a passed job that was neither
+// claimed nor parked (locked elsewhere, gone) before it lets go of it.
+const gateTries = 50
 
 type gated struct {
 	job   *Job
@@ -250,11 +252,10 @@ func (d *Dispatcher) runGate(ctx context.Context) {
 				continue
 			}
 		}
+		// An unreadable floor (NATS away) tells nothing: the jobs wait, and at
+		// their deadlines pass on the head rule alone, as on any doubt.
 		floor, ok := d.ackFloor(ctx)
-		if ok {
-			d.gate.lastFloor.Store(floor)
-			d.passGate(ctx, floor)
-		}
+		d.passGate(ctx, floor, ok)
 		select {
 		case <-ctx.Done():
 			return
@@ -281,10 +282,10 @@ func (d *Dispatcher) ackFloor(ctx context.Context) (uint64, bool) {
 	return f, true
 }
 
-func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
+func (d *Dispatcher) passGate(ctx context.Context, floor uint64, known bool) {
 	now := time.Now()
 	g := &d.gate
-	if floor != g.floor || g.floorSince.IsZero() {
+	if known && (floor != g.floor || g.floorSince.IsZero()) {
 		if floor < g.floor {
 			// The stream was recreated (sequences restart): what was read of the
 			// old one says nothing of the new.
@@ -299,7 +300,7 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 	}
 	// While the floor is stuck, the stream is looked at every gateScanEvery, not
 	// at every poll: a long stuck range costs CPU and queries per look.
-	scan := d.cfg.AckFloor != nil && d.cfg.StreamKey != nil
+	scan := known && d.cfg.AckFloor != nil && d.cfg.StreamKey != nil
 	stuck := scan && now.Sub(g.floorSince) > gateStuck && now.Sub(g.lastScan) >= gateScanEvery
 	if stuck {
 		g.lastScan = now
@@ -308,25 +309,29 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 	waiting := append([]*gated(nil), d.gate.waiting...)
 	d.gate.mu.Unlock()
 	var look []*gated
-	var upTo uint64
 	for _, w := range waiting {
 		atDeadline := d.cfg.AckFloor != nil && !now.Before(w.job.deadline)
-		if d.cfg.AckFloor != nil && w.job.OrderSeq <= floor || !stuck && !atDeadline {
+		if known && d.cfg.AckFloor != nil && w.job.OrderSeq <= floor || !stuck && !atDeadline {
 			continue
 		}
 		look = append(look, w)
-		if w.job.OrderSeq-floor <= gateScanMax {
-			upTo = max(upTo, w.job.OrderSeq)
-		}
 	}
 	state := make(map[*gated]keyState, len(look))
-	read := scan && len(look) > 0 && d.readKeys(ctx, floor, upTo)
+	var pending map[string]uint64
+	ok := scan && len(look) > 0
+	if ok {
+		pending, ok = d.pendingOfKeys(ctx, floor, look)
+	}
 	for _, w := range look {
-		st := keyUnknown
-		if read {
-			st = d.earlierOfKey(ctx, floor, w.job)
+		j := w.job
+		switch p, held := pending[j.Address+"\x00"+j.OrderingKey]; {
+		case !ok || j.OrderSeq-floor > gateScanMax:
+			state[w] = keyUnknown
+		case held && p < j.OrderSeq:
+			state[w] = keyWaits
+		default:
+			state[w] = keyFree
 		}
-		state[w] = st
 	}
 	var pass, renew, release []*gated
 	d.gate.mu.Lock()
@@ -334,7 +339,7 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 	for _, g := range d.gate.waiting {
 		st, looked := state[g]
 		switch {
-		case d.cfg.AckFloor == nil && now.Sub(g.since) >= orderSettle, d.cfg.AckFloor != nil && g.job.OrderSeq <= floor, looked && st == keyFree:
+		case d.cfg.AckFloor == nil && now.Sub(g.since) >= orderSettle, known && d.cfg.AckFloor != nil && g.job.OrderSeq <= floor, looked && st == keyFree:
 			pass = append(pass, g)
 		case looked && !now.Before(g.job.deadline) && st == keyWaits:
 			renew = append(renew, g)
@@ -378,9 +383,10 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64) {
 		case looked[j.ID] || err != nil:
 			// Parked behind its key's head (the trigger wakes it), or left to the
 			// sweep after the lease.
-		case now.Before(j.deadline):
+		case now.Before(j.deadline) && g.tries < gateTries:
 			// Locked elsewhere this instant (the trigger of a transaction deleting
-			// its key's head), or gone: look again, until its lease deadline.
+			// its key's head), or gone, or claimed by another replica's sweep: look
+			// again a few times. A row still ours comes due after its lease.
 			g.tries++
 			again = append(again, g)
 		}
@@ -463,23 +469,20 @@ WHERE o.message_id = r.id AND o.lease_token = r.token
 RETURNING o.message_id`
 
 // regate returns jobs (claimed by the sweep, or as the successors of results)
-// without those that may never have passed an order gate: keyed, never attempted,
-// not replayed, above the last ack floor read. Those are rows a gate let go of —
-// held in a replica that died or stopped, or whose lease lapsed — and the head
-// rule that claimed them cannot see an earlier message of their key still in the
-// stream. Their leases are given up and they wait at this process's gate like a
-// takeover's (DESIGN §5a). Rows passed by a gate before are let through by it at
-// once: the floor is past them. On an error they are dropped: their rows come back
-// after the lease.
+// without those no order gate has passed yet (outbox.gate, migration 0004): rows a
+// gate let go of — held in a replica that died or stopped, or whose lease lapsed —
+// which the head rule that claimed them cannot see an earlier message of their
+// key still in the stream for. Their leases are given up and they wait at this
+// process's gate like a takeover's (DESIGN §5a). On an error they are dropped:
+// their rows come back after the lease.
 func (d *Dispatcher) regate(ctx context.Context, jobs []*Job) []*Job {
 	if d.cfg.AckFloor == nil || d.stopping.Load() {
 		return jobs
 	}
-	floor := d.gate.lastFloor.Load()
 	var back []*Job
 	keep := make([]*Job, 0, len(jobs))
 	for _, j := range jobs {
-		if j.OrderingKey != "" && j.Attempts == 0 && !j.Route && j.OrderSeq > floor {
+		if j.Gate {
 			back = append(back, j)
 			continue
 		}
@@ -578,10 +581,17 @@ const (
 // gateReaders bounds the stream reads readKeys has in flight.
 const gateReaders = 16
 
+// ErrNoStreamMessage is what Config.StreamKey returns when the stream has no
+// message at a sequence: deleted (limits, a purge), or not written yet.
+var ErrNoStreamMessage = errors.New("no stream message at this sequence")
+
 // readKeys reads the (address, key) of the stream messages between floor and upTo
 // (exclusive) that the gate has not read yet, gateReaders at a time: one round
 // trip each, so a long stuck range is read in a fraction of the time one by one
-// would take. False when the stream did not answer for one of them.
+// would take. What it reads is kept until the floor passes it, except "no message"
+// above the last message found: those sequences may be written later (or the job
+// is from a stream since recreated) and are read again next time. False when the
+// stream did not answer for one of them.
 func (d *Dispatcher) readKeys(ctx context.Context, floor, upTo uint64) bool {
 	if d.gate.keys == nil {
 		d.gate.keys = map[uint64]string{}
@@ -595,7 +605,13 @@ func (d *Dispatcher) readKeys(ctx context.Context, floor, upTo uint64) bool {
 	if len(missing) == 0 {
 		return true
 	}
+	const (
+		unread = iota
+		found
+		none
+	)
 	keys := make([]string, len(missing))
+	got := make([]int, len(missing))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(gateReaders)
 	for i, seq := range missing {
@@ -603,75 +619,120 @@ func (d *Dispatcher) readKeys(ctx context.Context, floor, upTo uint64) bool {
 			c, cancel := context.WithTimeout(gctx, 2*time.Second)
 			defer cancel()
 			addr, key, err := d.cfg.StreamKey(c, seq)
-			if err != nil {
-				return err
+			switch {
+			case errors.Is(err, ErrNoStreamMessage):
+				got[i] = none
+				return nil
+			case err != nil:
+				return fmt.Errorf("stream message %d: %w", seq, err)
 			}
 			if key != "" {
 				keys[i] = addr + "\x00" + key
 			}
+			got[i] = found
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	// What was read is kept, also when a read failed: the next look reads only the
+	// rest, so a long range is read to the end even when reads fail now and then.
+	last := -1
+	for i := range missing {
+		if got[i] == found {
+			last = i
+		}
+	}
+	for i, seq := range missing {
+		if got[i] == found || got[i] == none && i < last {
+			d.gate.keys[seq] = keys[i]
+		}
+	}
+	if err != nil {
 		if ctx.Err() == nil {
 			d.log.DebugContext(ctx, "could not read the stream messages holding the ack floor back; keyed messages wait", slog.Any("error", err))
 		}
 		return false
 	}
-	for i, seq := range missing {
-		d.gate.keys[seq] = keys[i]
-	}
 	return true
 }
 
-// earlierOfKey looks at the stream messages between floor and j (exclusive), read
-// by readKeys, for one of j's key not taken over yet. A message found taken over
-// is forgotten (its key set to ""): it is never waited for again, so a stuck floor
-// costs one Postgres look per message, not one per message per look.
-func (d *Dispatcher) earlierOfKey(ctx context.Context, floor uint64, j *Job) keyState {
-	if j.OrderSeq-floor > gateScanMax {
-		return keyUnknown
-	}
-	want := j.Address + "\x00" + j.OrderingKey
-	var same []int64
-	for seq := floor + 1; seq < j.OrderSeq; seq++ {
-		k, ok := d.gate.keys[seq]
-		if !ok {
-			return keyUnknown
+// pendingOfKeys returns, for the keys of the jobs in look, the lowest sequence
+// between floor and the job of a stream message of that key not taken over yet
+// (no entry: none). One pass over the range and one Postgres query per look,
+// whatever the number of jobs; a message found taken over is forgotten (its key
+// set to ""), so it is never asked about again. False when the stream or Postgres
+// did not answer.
+func (d *Dispatcher) pendingOfKeys(ctx context.Context, floor uint64, look []*gated) (map[string]uint64, bool) {
+	upTo := map[string]uint64{} // key → the highest job of it to look below
+	var top uint64
+	for _, w := range look {
+		j := w.job
+		if j.OrderSeq-floor > gateScanMax {
+			continue
 		}
-		if k == want {
-			same = append(same, int64(seq))
+		k := j.Address + "\x00" + j.OrderingKey
+		upTo[k] = max(upTo[k], j.OrderSeq)
+		top = max(top, j.OrderSeq)
+	}
+	if len(upTo) == 0 || !d.readKeys(ctx, floor, top) {
+		return nil, len(upTo) == 0
+	}
+	var addrs, keys []string
+	var seqs []int64
+	for seq := floor + 1; seq < top; seq++ {
+		k := d.gate.keys[seq] // absent: no message there yet
+		if lim, ok := upTo[k]; ok && k != "" && seq < lim {
+			addr, key, _ := strings.Cut(k, "\x00")
+			addrs, keys, seqs = append(addrs, addr), append(keys, key), append(seqs, int64(seq))
 		}
 	}
-	if len(same) == 0 {
-		return keyFree
+	pending := map[string]uint64{}
+	if len(seqs) == 0 {
+		return pending, true
 	}
 	c, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	found, err := d.cfg.Store.takenOver(c, j.Address, j.OrderingKey, same)
+	in, err := d.cfg.Store.takenOver(c, addrs, keys, seqs)
 	if err != nil {
-		return keyUnknown
+		if ctx.Err() == nil {
+			d.log.DebugContext(ctx, "could not look for earlier messages of keys; keyed messages wait", slog.Any("error", err))
+		}
+		return nil, false
 	}
-	for _, seq := range found {
-		d.gate.keys[uint64(seq)] = ""
+	for i, seq := range seqs {
+		if in[seq] {
+			d.gate.keys[uint64(seq)] = ""
+			continue
+		}
+		k := addrs[i] + "\x00" + keys[i]
+		if p, ok := pending[k]; !ok || uint64(seq) < p {
+			pending[k] = uint64(seq)
+		}
 	}
-	if len(found) == len(same) {
-		return keyFree
-	}
-	return keyWaits
+	return pending, true
 }
 
-// takenOver returns those of seqs at which a message of (address, key) is
-// recorded (DESIGN §5a: its place in the key is then known to the head rule).
-func (s *Store) takenOver(ctx context.Context, address, key string, seqs []int64) ([]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT order_seq FROM messages
-        WHERE ordering_key = $2 AND ai_agent_address = $1 AND order_seq = ANY($3)`, address, key, seqs)
+// takenOverSQL returns those of the stream sequences $3 at which a message of
+// (address $1, key $2) is recorded (DESIGN §5a: its place in the key is then known
+// to the head rule). One probe of messages_key_seq_idx (migration 0004) each.
+const takenOverSQL = `
+SELECT u.seq FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(addr, key, seq)
+WHERE EXISTS (SELECT 1 FROM messages m
+              WHERE m.ai_agent_address = u.addr AND m.ordering_key = u.key AND m.order_seq = u.seq)`
+
+// takenOver reports which of seqs[i] (messages of addrs[i], keys[i]) are recorded.
+func (s *Store) takenOver(ctx context.Context, addrs, keys []string, seqs []int64) (map[int64]bool, error) {
+	rows, err := s.pool.Query(ctx, takenOverSQL, addrs, keys, seqs)
 	if err != nil {
-		return nil, fmt.Errorf("error looking for earlier messages of a key: %w", err)
+		return nil, fmt.Errorf("error looking for earlier messages of keys: %w", err)
 	}
 	found, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
-		return nil, fmt.Errorf("error looking for earlier messages of a key: %w", err)
+		return nil, fmt.Errorf("error looking for earlier messages of keys: %w", err)
 	}
-	return found, nil
+	in := make(map[int64]bool, len(found))
+	for _, seq := range found {
+		in[seq] = true
+	}
+	return in, nil
 }

@@ -22,6 +22,11 @@ func TestClaimGatedTakesHeadsOnly(t *testing.T) {
 	}
 	f.takeover(time.Hour, recs...)
 	f.requireNothingClaimed(time.Minute, "keyed rows wait for the gate, not the sweep")
+	gate := func(id uuid.UUID) (g bool) {
+		require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT gate FROM outbox WHERE message_id = $1`, id).Scan(&g))
+		return g
+	}
+	require.True(t, gate(recs[0].ID), "a keyed row taken over is at a gate (migration 0004)")
 
 	_, claimed, looked, _, err := f.store.claimGated(f.ctx, ids, time.Minute)
 	require.NoError(t, err)
@@ -30,6 +35,9 @@ func TestClaimGatedTakesHeadsOnly(t *testing.T) {
 	var parked bool
 	require.NoError(t, f.pool.QueryRow(f.ctx, `SELECT parked FROM outbox WHERE message_id = $1`, recs[1].ID).Scan(&parked))
 	require.True(t, parked)
+	for _, r := range recs {
+		require.False(t, gate(r.ID), "claimed or parked at the gate: passed, never sent through one again (regate)")
+	}
 
 	// Claimed rows are not claimed twice.
 	_, again, _, _, err := f.store.claimGated(f.ctx, ids, time.Minute)

@@ -103,11 +103,11 @@ WITH input AS (
     -- gate first (ordergate.go: every earlier stream message taken over), then
     -- the gate claims each key's head. Should the process die meanwhile, they come
     -- due after the lease like any row left behind.
-    INSERT INTO outbox (message_id, due_at, lease_token, ai_agent_address, ordering_key, order_seq, expires_at)
+    INSERT INTO outbox (message_id, due_at, lease_token, ai_agent_address, ordering_key, order_seq, expires_at, gate)
     SELECT message_id, now() + $15::interval,
            CASE WHEN ordering_key IS NULL THEN $16::uuid END,
            ai_agent_address, ordering_key,
-           CASE WHEN ordering_key IS NOT NULL THEN order_seq END, expires_at
+           CASE WHEN ordering_key IS NOT NULL THEN order_seq END, expires_at, ordering_key IS NOT NULL
     FROM ins WHERE status = 'PENDING'
 ), fl AS (
     INSERT INTO failures (message_id, status, reason, ai_agent_address)
@@ -211,6 +211,7 @@ type Claimed struct {
 	AgentSecrets    bool      // fetch the agent's own signing secrets from CAMS
 	OrderingKey     string    // "" = unkeyed (DESIGN §5a)
 	OrderSeq        uint64    // stream sequence of a keyed message, set by the takeover (the order gate)
+	Gate            bool      // a keyed row no order gate has passed yet (outbox.gate; ordergate.go regate)
 	ExpiresAt       time.Time // zero = never (DESIGN §5a)
 	// Swept is true for rows claimed by the sweep (retries, replays, leftovers,
 	// keyed rows), false for rows handed over in-process right after the takeover
@@ -249,7 +250,7 @@ WITH due AS (
     -- re-scheduled meanwhile is never claimed.
     UPDATE outbox o SET due_at = now() + $2::interval, lease_token = $3, held = false, parked = false
     FROM due WHERE o.message_id = due.message_id AND NOT due.behind AND o.due_at <= now()
-    RETURNING o.message_id, o.route, o.order_seq
+    RETURNING o.message_id, o.route, o.gate, o.order_seq
 ), parked AS (
     UPDATE outbox o SET due_at = now() + $4::interval, parked = true
     FROM due WHERE o.message_id = due.message_id AND due.behind AND o.due_at <= now()
@@ -258,10 +259,10 @@ WITH due AS (
 SELECT m.message_id, m.ai_agent_address, coalesce(m.destination_type, ''), coalesce(m.destination_name, ''),
        m.payload, coalesce(m.sender_id, ''), coalesce(m.correlation_id, ''), coalesce(m.sender_message_id, ''),
        coalesce(m.traceparent, ''), m.accepted_at, m.attempts, c.route, m.agent_secrets,
-       coalesce(m.ordering_key, ''), m.expires_at, coalesce(c.order_seq, 0), false
+       coalesce(m.ordering_key, ''), m.expires_at, coalesce(m.order_seq, 0), c.gate, false
 FROM claimed c JOIN messages m ON m.message_id = c.message_id
 UNION ALL
-SELECT p.message_id, '', '', '', NULL::bytea, '', '', '', '', now(), 0, false, false, '', NULL::timestamptz, 0, true
+SELECT p.message_id, '', '', '', NULL::bytea, '', '', '', '', now(), 0, false, false, '', NULL::timestamptz, 0, false, true
 FROM parked p`
 
 // Claim leases up to limit due rows (fresh rows nobody holds, retries whose time has
@@ -294,7 +295,7 @@ func (s *Store) claim(ctx context.Context, limit int, lease time.Duration, skip 
 		var seq int64
 		if err := rows.Scan(&c.ID, &c.Address, &c.DestType, &c.DestName, &c.Payload, &c.SenderID, &c.CorrelationID,
 			&c.SenderMessageID, &c.Traceparent, &c.AcceptedAt, &c.Attempts, &c.Route, &c.AgentSecrets,
-			&c.OrderingKey, &expires, &seq, &isParked); err != nil {
+			&c.OrderingKey, &expires, &seq, &c.Gate, &isParked); err != nil {
 			rows.Close()
 			return nil, 0, nil, fmt.Errorf("error claiming outbox rows: %w", err)
 		}

@@ -178,7 +178,7 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 		StreamKey: func(ctx context.Context, seq uint64) (string, string, error) {
 			m, err := st.GetMsg(ctx, seq)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				return "", "", nil
+				return "", "", outbox.ErrNoStreamMessage
 			}
 			if err != nil {
 				return "", "", err
