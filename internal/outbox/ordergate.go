@@ -93,7 +93,10 @@ FROM c JOIN messages m ON m.message_id = c.message_id`
 func queueSuccessors(b *pgx.Batch, results []Result, next *successors, into *[]Claimed) {
 	var addrs, keys []string
 	for _, r := range results {
-		if r.OrderingKey != "" {
+		// Wait and Release keep their rows, and so their keys: no successor. (A
+		// Release makes its row due at once, and the claim below would take it
+		// straight back: at shutdown, round and round until Stop's deadline.)
+		if r.OrderingKey != "" && r.Kind != Wait && r.Kind != Release {
 			addrs, keys = append(addrs, r.Address), append(keys, r.OrderingKey)
 		}
 	}

@@ -94,3 +94,26 @@ func TestCompleteNextClaimsSuccessor(t *testing.T) {
 	require.Equal(t, StatusDelivered, final[recs[1].ID])
 	require.Empty(t, next, "a row still at the order gate is not claimed")
 }
+
+// ordergate.go queueSuccessors: a Release (shutdown: due again at once) or a Wait
+// keeps its row and so its key; the write claims no successor — above all not the
+// released row itself, which a shutting-down dispatcher would turn away and
+// release again, round and round (found in review).
+func TestReleaseClaimsNoSuccessor(t *testing.T) {
+	t.Parallel()
+	f := newStoreFixture(t)
+	const addr = "agent-rl@example.com"
+	r := pendingRecord(addr)
+	r.OrderingKey, r.OrderSeq = "k", 1
+	f.takeover(time.Hour, r)
+	token, claimed, _, _, err := f.store.claimGated(f.ctx, []uuid.UUID{r.ID}, time.Minute)
+	require.NoError(t, err)
+	require.True(t, claimed[r.ID])
+	for _, kind := range []Kind{Release, Wait} {
+		_, next, err := f.store.CompleteNext(f.ctx, []Result{{ID: r.ID, Token: token, Kind: kind, At: time.Now(), Address: addr, OrderingKey: "k"}}, 10, time.Minute)
+		require.NoError(t, err)
+		require.Empty(t, next, "kind %d claimed a successor", kind)
+		// Claimed again for the next kind, as the sweep would.
+		f.exec(`UPDATE outbox SET due_at = now(), lease_token = $2 WHERE message_id = $1`, r.ID, token)
+	}
+}
