@@ -33,14 +33,7 @@ func TestServeStopBoundedWhilePostgresHangs(t *testing.T) {
 
 	base := "http://" + ln.Addr().String()
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	require.Eventually(t, func() bool {
-		resp, err := client.Get(base + "/health/ready")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 20*time.Millisecond)
+	waitReady(t, client, base)
 
 	bg := context.Background()
 	conn, err := pgx.Connect(bg, dbURL)
