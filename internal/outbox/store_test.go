@@ -533,8 +533,7 @@ func TestClaimConcurrentClaimersNeverShareARow(t *testing.T) {
 func TestCompleteDelivered(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	at := time.Now().Add(-time.Second)
 
 	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Delivered, At: at, Duration: 42 * time.Millisecond})
@@ -564,8 +563,7 @@ func TestCompleteDelivered(t *testing.T) {
 func TestCompleteFailedSchedulesRetry(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 
 	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Failed, At: time.Now(),
 		Duration: 7 * time.Millisecond, Delay: time.Hour, Error: "HTTP 500"})
@@ -596,8 +594,7 @@ func TestCompleteFailedOnLastAttemptDeadLetters(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
 	const maxAttempts = 3
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		if attempt > 1 {
 			c := f.claimOne(r.ID, time.Hour)
@@ -667,8 +664,7 @@ func TestCompleteDeadDeadLettersAtOnce(t *testing.T) {
 func TestCompleteWaitCountsNoAttempt(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	before := f.message(r.ID)
 
 	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Wait, Delay: time.Hour})
@@ -687,8 +683,7 @@ func TestCompleteWaitCountsNoAttempt(t *testing.T) {
 func TestCompleteReleaseMakesRowDueNow(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	before := f.message(r.ID)
 
 	// Delay is ignored: a released row is due at once.
@@ -706,8 +701,7 @@ func TestCompleteReleaseMakesRowDueNow(t *testing.T) {
 func TestCompleteRejected(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 
 	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Rejected, Reason: "AGENT_NOT_FOUND", Error: "CAMS: 404"})
 	require.Equal(t, map[uuid.UUID]string{r.ID: StatusRejected}, final)
@@ -763,8 +757,7 @@ func TestCompleteMixedBatchFinalStatuses(t *testing.T) {
 func TestCompleteTwiceAppliesOnce(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	res := Result{ID: r.ID, Token: token, Kind: Failed, At: time.Now(), Delay: time.Hour, Error: "HTTP 502"}
 	require.Equal(t, map[uuid.UUID]string{r.ID: StatusPending}, f.complete(10, res))
 	before := f.snapshot()
