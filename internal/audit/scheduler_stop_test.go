@@ -12,7 +12,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/audit"
 	"github.com/msgrouter/msgrouter/internal/testutil/blackhole"
-	"github.com/msgrouter/msgrouter/internal/testutil/stoptest"
+	"github.com/msgrouter/msgrouter/internal/testutil/runtest"
 )
 
 // With Postgres not answering (a partition), a scheduled audit hangs on its first
@@ -31,5 +31,5 @@ func TestSchedulerStopBoundedWhilePostgresIsDown(t *testing.T) {
 	require.Eventually(t, func() bool { return pool.Stat().ConstructingConns() > 0 },
 		5*time.Second, 5*time.Millisecond, "the audit is waiting on Postgres")
 
-	stoptest.StopBounded(t, s, time.Second, "the audit is cancelled, so the loop ends in time")
+	runtest.StopBounded(t, s, time.Second, "the audit is cancelled, so the loop ends in time")
 }

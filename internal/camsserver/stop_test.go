@@ -14,7 +14,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
-	"github.com/msgrouter/msgrouter/internal/testutil/stoptest"
+	"github.com/msgrouter/msgrouter/internal/testutil/runtest"
 )
 
 // With Postgres not answering (its table locked), a lookup hangs in the store;
@@ -62,7 +62,7 @@ func TestServeStopBoundedWhilePostgresHangs(t *testing.T) {
 	}, 20*time.Second, 10*time.Millisecond, "the lookup is waiting on Postgres")
 
 	cancel()
-	stoptest.Returns(t, done, 4*time.Second, "bounded by SHUTDOWN_TIMEOUT (1 s) plus the time to abandon calls")
+	runtest.Returns(t, done, 4*time.Second, "bounded by SHUTDOWN_TIMEOUT (1 s) plus the time to abandon calls")
 	require.NoError(t, tx.Rollback(bg))
 	<-lookup
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/telemetry"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
-	"github.com/msgrouter/msgrouter/internal/testutil/stoptest"
+	"github.com/msgrouter/msgrouter/internal/testutil/runtest"
 )
 
 func loadConfig(t *testing.T, env map[string]string) config.Ingest {
@@ -129,5 +129,5 @@ func TestRunStopBoundedWhileNATSIsDown(t *testing.T) {
 	srv.WaitForShutdown()
 
 	cancel()
-	stoptest.Returns(t, done, 4*time.Second, "bounded by SHUTDOWN_TIMEOUT (1 s) plus a little")
+	runtest.Returns(t, done, 4*time.Second, "bounded by SHUTDOWN_TIMEOUT (1 s) plus a little")
 }

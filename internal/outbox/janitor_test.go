@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/msgrouter/msgrouter/internal/testutil/stoptest"
+	"github.com/msgrouter/msgrouter/internal/testutil/runtest"
 )
 
 // The janitor's loops hold a Postgres statement most of the time; with Postgres
@@ -27,7 +27,7 @@ func TestJanitorStopBoundedWhilePostgresIsDown(t *testing.T) {
 	require.Eventually(t, func() bool { return store.pool.Stat().ConstructingConns() > 0 },
 		5*time.Second, 5*time.Millisecond)
 
-	stoptest.StopBounded(t, j, time.Second, "the loops' statements are cancelled, so they end in time")
+	runtest.StopBounded(t, j, time.Second, "the loops' statements are cancelled, so they end in time")
 	require.NoError(t, j.Start(context.Background()), "Start after Stop does nothing")
 	restore()
 	goleak.VerifyNone(t, ignore)

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
-	"github.com/msgrouter/msgrouter/internal/testutil/stoptest"
+	"github.com/msgrouter/msgrouter/internal/testutil/runtest"
 )
 
 // Shutdown while Postgres does not answer (DESIGN §8.4; issue 8, item 8): the
@@ -52,7 +52,7 @@ func TestShutdownBoundedWhilePostgresHangs(t *testing.T) {
 
 	e.cancel()
 	e.cancel = nil
-	stoptest.Returns(t, e.done, 5*time.Second, "shutdown is bounded by SHUTDOWN_TIMEOUT (1 s) plus the time to abandon calls")
+	runtest.Returns(t, e.done, 5*time.Second, "shutdown is bounded by SHUTDOWN_TIMEOUT (1 s) plus the time to abandon calls")
 
 	require.NoError(t, tx.Rollback(ctx))
 	e.start()

@@ -1,7 +1,8 @@
-// Package stoptest checks the bounded stop every long-running part and every
-// service's Run promise (DESIGN §8.4): it returns, cleanly, within its bound,
-// even while a dependency hangs.
-package stoptest
+// Package runtest is what tests of a service's Run and of a part's Start/Stop
+// share: running it until it is ready, and checking the bounded stop it promises
+// (DESIGN §8.4): it returns, cleanly, within its bound, even while a dependency
+// hangs.
+package runtest
 
 import (
 	"context"
@@ -10,6 +11,33 @@ import (
 
 	"github.com/stretchr/testify/require"
 )
+
+// Start runs run on a goroutine and returns once it announces it is ready (the
+// address it serves on, say), with the channel run's result arrives on; it fails
+// t if run returns first or is not ready within timeout. run stops when ctx ends,
+// at the latest when t ends (t waits for it).
+func Start[A any](ctx context.Context, t testing.TB, timeout time.Duration, run func(ctx context.Context, ready chan<- A) error) (A, <-chan error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	ready := make(chan A, 1)
+	done := make(chan error, 1)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		done <- run(ctx, ready)
+	}()
+	t.Cleanup(func() { cancel(); <-finished })
+	var zero A
+	select {
+	case a := <-ready:
+		return a, done
+	case err := <-done:
+		t.Fatalf("did not start: %v", err)
+	case <-time.After(timeout):
+		t.Fatalf("not ready within %v", timeout)
+	}
+	return zero, nil
+}
 
 // Stopper is a part with the Stop of the one lifecycle (internal/service).
 type Stopper interface {
