@@ -1,7 +1,6 @@
 package audit_test
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/router/routertest"
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/testutil/camstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
@@ -93,20 +93,7 @@ func TestAuditFindsInjectedGapBehindTheRouter(t *testing.T) {
 		"SHUTDOWN_TIMEOUT": "5s", "CAMS_CACHE_TTL": "0s",
 	}))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan string, 1)
-	go func() {
-		done <- router.Run(ctx, cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Ready: ready})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("router stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("router not ready")
-	}
+	routertest.Start(t.Context(), t, cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}, 30*time.Second)
 
 	f.publish(uuid.NewString(), `{"aiAgentAddress":"agent-a@example.com","payload":{"n":1}}`)
 	f.publish("crm-1", `{"aiAgentAddress":"nobody@example.com","payload":{"n":2}}`)
