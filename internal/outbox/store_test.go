@@ -198,6 +198,23 @@ func (f *storeFixture) requireNoOutbox(id uuid.UUID) {
 
 type failureRow struct{ Status, Reason, Address string }
 
+// requireDeadLettered requires r dead-lettered for reason after attempts: its
+// message finished, its outbox row gone, its failure row written. It returns the
+// message row for further checks.
+func (f *storeFixture) requireDeadLettered(r Record, reason string, attempts int) msgRow {
+	f.t.Helper()
+	m := f.message(r.ID)
+	require.Equal(f.t, StatusDeadLettered, m.Status)
+	require.Equal(f.t, reason, *m.Reason)
+	require.Equal(f.t, attempts, m.Attempts)
+	require.NotNil(f.t, m.FinishedAt)
+	f.requireNoOutbox(r.ID)
+	fr, ok := f.failure(r.ID)
+	require.True(f.t, ok)
+	require.Equal(f.t, failureRow{Status: StatusDeadLettered, Reason: reason, Address: r.Address}, fr)
+	return m
+}
+
 func (f *storeFixture) failure(id uuid.UUID) (failureRow, bool) {
 	f.t.Helper()
 	var r failureRow
@@ -610,16 +627,8 @@ func TestCompleteFailedOnLastAttemptDeadLetters(t *testing.T) {
 		require.Equal(t, map[uuid.UUID]string{r.ID: want}, final, "attempt %d", attempt)
 	}
 
-	m := f.message(r.ID)
-	require.Equal(t, StatusDeadLettered, m.Status)
-	require.Equal(t, ReasonMaxAttempts, *m.Reason)
-	require.Equal(t, maxAttempts, m.Attempts)
+	m := f.requireDeadLettered(r, ReasonMaxAttempts, maxAttempts)
 	require.Equal(t, "timeout 3", *m.LastError)
-	require.NotNil(t, m.FinishedAt)
-	f.requireNoOutbox(r.ID)
-	fr, ok := f.failure(r.ID)
-	require.True(t, ok)
-	require.Equal(t, failureRow{Status: StatusDeadLettered, Reason: ReasonMaxAttempts, Address: r.Address}, fr)
 
 	h := f.history(r.ID)
 	require.Len(t, h, maxAttempts)
@@ -646,15 +655,7 @@ func TestCompleteDeadDeadLettersAtOnce(t *testing.T) {
 	require.Equal(t, map[uuid.UUID]string{gone.ID: StatusDeadLettered, forbidden.ID: StatusDeadLettered, noReason.ID: StatusDeadLettered}, final)
 
 	for r, reason := range map[*Record]string{&gone: "DESTINATION_GONE", &forbidden: "DESTINATION_FORBIDDEN", &noReason: ReasonMaxAttempts} {
-		m := f.message(r.ID)
-		require.Equal(t, StatusDeadLettered, m.Status)
-		require.Equal(t, reason, *m.Reason)
-		require.Equal(t, 1, m.Attempts)
-		require.NotNil(t, m.FinishedAt)
-		f.requireNoOutbox(r.ID)
-		fr, ok := f.failure(r.ID)
-		require.True(t, ok)
-		require.Equal(t, failureRow{Status: StatusDeadLettered, Reason: reason, Address: r.Address}, fr)
+		f.requireDeadLettered(*r, reason, 1)
 		h := f.history(r.ID)
 		require.Len(t, h, 1)
 		require.Equal(t, StatusDeadLettered, h[0].Outcome)
