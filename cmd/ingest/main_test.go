@@ -19,11 +19,7 @@ import (
 
 var binary = cmdtest.Binary{Name: "ingest"}
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	binary.Remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { binary.Main(m) }
 
 func TestSIGTERMExitsZero(t *testing.T) {
 	t.Parallel()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/testutil/camstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/cmdtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
@@ -29,11 +29,7 @@ import (
 
 var binary = cmdtest.Binary{Name: "router"}
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	binary.Remove()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { binary.Main(m) }
 
 // Issue 14: a .env file as the Python Message Router Service's README has it —
 // DATABASE_URL in SQLAlchemy's asyncpg form and CAMS_API_URL — starts the router
@@ -56,17 +52,8 @@ func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 	dbURL := fmt.Sprintf("postgresql+asyncpg://%s:%s@%s:%d/%s", pc.User, password, host, pc.Port, pc.Database)
 
 	// A CAMS answering the contract's lookup (DESIGN §4) for one agent.
-	camsSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/agent-inboxes/agent-sales@example.com" {
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write([]byte(`{"errorCode":"NOT_FOUND","message":"unknown agent"}`))
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(mapping.Mapping{AIAgentAddress: "agent-sales@example.com",
-			InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.sales.inbox", Status: mapping.StatusActive})
-	}))
-	t.Cleanup(camsSrv.Close)
+	camsSrv := camstest.Serve(t, mapping.Mapping{AIAgentAddress: "agent-sales@example.com",
+		InboxDestinationType: mapping.TypeNATSSubject, InboxName: "agents.sales.inbox", Status: mapping.StatusActive})
 
 	dir := t.TempDir()
 	dotenv := "# .env of the Message Router Service\nDATABASE_URL=" + dbURL + "\nCAMS_API_URL=" + camsSrv.URL + "\n"

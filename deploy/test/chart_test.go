@@ -90,30 +90,30 @@ func render(t *testing.T, vals map[string]any) rendered {
 			n := head.Metadata.Name
 			switch head.Kind {
 			case "Deployment":
-				r.deployments[n] = &appsv1.Deployment{}
-				strict(r.deployments[n])
+				decodeInto(r.deployments, n, strict)
 			case "Service":
-				r.services[n] = &corev1.Service{}
-				strict(r.services[n])
+				decodeInto(r.services, n, strict)
 			case "Secret":
-				r.secrets[n] = &corev1.Secret{}
-				strict(r.secrets[n])
+				decodeInto(r.secrets, n, strict)
 			case "HorizontalPodAutoscaler":
-				r.hpas[n] = &autoscalingv2.HorizontalPodAutoscaler{}
-				strict(r.hpas[n])
+				decodeInto(r.hpas, n, strict)
 			case "PodDisruptionBudget":
-				r.pdbs[n] = &policyv1.PodDisruptionBudget{}
-				strict(r.pdbs[n])
+				decodeInto(r.pdbs, n, strict)
 			case "NetworkPolicy":
-				r.netpols[n] = &networkingv1.NetworkPolicy{}
-				strict(r.netpols[n])
+				decodeInto(r.netpols, n, strict)
 			case "ScaledObject":
-				r.scaledObject[n] = &ScaledObject{}
-				strict(r.scaledObject[n])
+				decodeInto(r.scaledObject, n, strict)
 			}
 		}
 	}
 	return r
+}
+
+// decodeInto decodes a document with decode into a new T, kept as m[name].
+func decodeInto[T any](m map[string]*T, name string, decode func(any)) {
+	v := new(T)
+	decode(v)
+	m[name] = v
 }
 
 func stripComments(doc string) string {

@@ -1,12 +1,7 @@
 package audit_test
 
 import (
-	"context"
-	"encoding/json"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -22,9 +17,12 @@ import (
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/message"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/router/routertest"
 	"github.com/msgrouter/msgrouter/internal/stream"
+	"github.com/msgrouter/msgrouter/internal/testutil/camstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
+	"github.com/msgrouter/msgrouter/internal/testutil/promtest"
 )
 
 type fixture struct {
@@ -86,17 +84,8 @@ func TestAuditFindsInjectedGapBehindTheRouter(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	dbURL := pgtest.NewURL(t)
-	camsSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, "/agent-a@example.com") {
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = w.Write([]byte(`{"errorCode":"NOT_FOUND","message":"unknown agent"}`))
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(mapping.Mapping{AIAgentAddress: "agent-a@example.com",
-			InboxDestinationType: mapping.TypeNATSSubject, InboxName: "inbox.a", Status: mapping.StatusActive})
-	}))
-	t.Cleanup(camsSrv.Close)
+	camsSrv := camstest.Serve(t, mapping.Mapping{AIAgentAddress: "agent-a@example.com",
+		InboxDestinationType: mapping.TypeNATSSubject, InboxName: "inbox.a", Status: mapping.StatusActive})
 	_, err := f.js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "INBOX", Subjects: []string{"inbox.>"}})
 	require.NoError(t, err)
 	cfg, err := config.LoadRouter(config.FromMap(map[string]string{
@@ -104,20 +93,7 @@ func TestAuditFindsInjectedGapBehindTheRouter(t *testing.T) {
 		"SHUTDOWN_TIMEOUT": "5s", "CAMS_CACHE_TTL": "0s",
 	}))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	ready := make(chan string, 1)
-	go func() {
-		done <- router.Run(ctx, cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Ready: ready})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("router stopped: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("router not ready")
-	}
+	routertest.Start(t.Context(), t, cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}, 30*time.Second)
 
 	f.publish(uuid.NewString(), `{"aiAgentAddress":"agent-a@example.com","payload":{"n":1}}`)
 	f.publish("crm-1", `{"aiAgentAddress":"nobody@example.com","payload":{"n":2}}`)
@@ -304,13 +280,7 @@ func TestSchedulerMetricsAndLock(t *testing.T) {
 // value reads one unlabelled gauge from reg.
 func value(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	fams, err := reg.Gather()
-	require.NoError(t, err)
-	for _, f := range fams {
-		if f.GetName() == name {
-			return f.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("%s not exported", name)
-	return 0
+	v, ok := promtest.Lookup(t, reg, name)
+	require.True(t, ok, "%s not exported", name)
+	return v
 }

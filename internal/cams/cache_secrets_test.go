@@ -3,7 +3,6 @@ package cams
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"log/slog"
 	"net/http"
 	"testing"
@@ -12,12 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping/mappingtest"
 	"github.com/msgrouter/msgrouter/internal/httpapi"
 )
-
-func whsec(n int) string {
-	return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'k'}, n))
-}
 
 // The router ignores (with a warning) signing secrets another CAMS serves that the
 // reference one would refuse, and never crashes on them.
@@ -28,11 +24,11 @@ func TestClientIgnoresInvalidSigningSecrets(t *testing.T) {
 	b.fake.set(func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, mapping.Mapping{AIAgentAddress: "a", InboxDestinationType: mapping.TypeHTTPEndpoint,
 			InboxName: "https://a.example/in", Status: mapping.StatusActive,
-			SigningSecrets: []string{"whsec_eA==", whsec(32), "nonsense", whsec(100)}})
+			SigningSecrets: []string{"whsec_eA==", mappingtest.Secret(32), "nonsense", mappingtest.Secret(100)}})
 	})
 	m, err := b.client.Lookup(context.Background(), "a")
 	require.NoError(t, err)
-	require.Equal(t, []string{whsec(32)}, m.SigningSecrets)
+	require.Equal(t, []string{mappingtest.Secret(32)}, m.SigningSecrets)
 	require.Contains(t, logs.String(), "ignored=3")
 	require.NotContains(t, logs.String(), "eA==")
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/cams"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping/mappingtest"
 )
 
 // TestServerInactivePolicy (issue 12 item 2, DESIGN §4): REJECT by default, HOLD
@@ -99,7 +100,7 @@ func TestServerInboxAuthValidation(t *testing.T) {
 func TestServerMasksSecrets(t *testing.T) {
 	t.Parallel()
 	b := setupServer(t, "")
-	token, sig := "tok-planted-9d1f", whsec(32)
+	token, sig := "tok-planted-9d1f", mappingtest.Secret(32)
 	a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
 		"aiAgentAddress": "m@x", "inboxDestinationType": mapping.TypeHTTPEndpoint, "inboxName": "https://a.example/in",
 		"inboxAuth": map[string]any{"type": "BEARER", "token": token}, "signingSecrets": []string{sig},
@@ -132,7 +133,7 @@ func TestServerMasksSecrets(t *testing.T) {
 	require.Equal(t, []string{sig}, full.SigningSecrets)
 
 	// Rotation: keep the old secret, add a new one.
-	sig2 := whsec(40)
+	sig2 := mappingtest.Secret(40)
 	u = b.call(t, "PUT", agentPath("m@x"), map[string]any{"signingSecrets": []string{mapping.Masked, sig2}}, "")
 	require.Equal(t, http.StatusOK, u.status, "%s", u.body)
 	require.Equal(t, []string{sig, sig2}, b.call(t, "GET", agentPath("m@x")+"?includeSecrets=true", nil, "").mapping(t).SigningSecrets)

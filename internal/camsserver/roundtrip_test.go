@@ -123,6 +123,19 @@ func TestClientServerRoundTrip(t *testing.T) {
 	require.Equal(t, "UNAUTHORIZED", camsErr.Code)
 }
 
+// waitReady waits until the server at base answers its readiness check.
+func waitReady(t *testing.T, client *http.Client, base string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := client.Get(base + "/health/ready")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 20*time.Millisecond)
+}
+
 // TestServe runs the whole service as cmd/cams does: migrations, API, graceful stop.
 func TestServe(t *testing.T) {
 	t.Parallel()
@@ -136,14 +149,7 @@ func TestServe(t *testing.T) {
 	go func() { done <- Serve(ctx, ln, cfg, slog.New(slog.NewTextHandler(&logs, nil)), nil) }()
 
 	base := "http://" + ln.Addr().String()
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(base + "/health/ready")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 20*time.Millisecond)
+	waitReady(t, http.DefaultClient, base)
 
 	c, err := cams.NewClient(cams.ClientConfig{BaseURL: base, APIKey: "k"})
 	require.NoError(t, err)

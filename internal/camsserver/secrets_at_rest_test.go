@@ -16,15 +16,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/cams/mapping/mappingtest"
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/migrate"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
-
-// whsec is a Standard Webhooks secret with an n-byte key.
-func whsec(n int) string {
-	return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'k'}, n))
-}
 
 func newKey(t *testing.T) []byte {
 	k := make([]byte, SecretsKeyBytes)
@@ -54,7 +50,7 @@ func TestSecretsEncryptedAtRest(t *testing.T) {
 	t.Cleanup(srv.Close)
 	b := &serverBundle{h: h, srv: srv}
 
-	token, sig, plainSig := "bearer-planted-7c2e", whsec(32), whsec(48)
+	token, sig, plainSig := "bearer-planted-7c2e", mappingtest.Secret(32), mappingtest.Secret(48)
 	a := b.call(t, "POST", "/v1/agent-inboxes", map[string]any{
 		"aiAgentAddress": "enc@x", "inboxDestinationType": mapping.TypeHTTPEndpoint, "inboxName": "https://a.example/in",
 		"inboxAuth": map[string]any{"type": "BEARER", "token": token}, "signingSecrets": []string{sig},

@@ -26,20 +26,13 @@ type reuseInbox struct {
 func newReuseInbox(t *testing.T) *reuseInbox {
 	t.Helper()
 	in := &reuseInbox{}
-	in.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	in.srv = startCountingConns(t, &in.conns, func(w http.ResponseWriter, r *http.Request) {
 		in.mu.Lock()
 		in.auth = r.Header.Get("Authorization")
 		in.mu.Unlock()
 		in.requests.Add(1)
 		w.WriteHeader(http.StatusNoContent)
-	}))
-	in.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			in.conns.Add(1)
-		}
-	}
-	in.srv.Start()
-	t.Cleanup(in.srv.Close)
+	})
 	return in
 }
 

@@ -28,20 +28,28 @@ type inbox struct {
 func newInbox(t *testing.T, status int) *inbox {
 	t.Helper()
 	in := &inbox{got: make(chan *http.Request, 16), body: make(chan []byte, 16)}
-	in.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	in.srv = startCountingConns(t, &in.conns, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		in.got <- r
 		in.body <- b
 		w.WriteHeader(status)
-	}))
-	in.srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+	})
+	return in
+}
+
+// startCountingConns starts a test server for h that counts in conns the
+// connections dialled to it.
+func startCountingConns(t *testing.T, conns *atomic.Int64, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
-			in.conns.Add(1)
+			conns.Add(1)
 		}
 	}
-	in.srv.Start()
-	t.Cleanup(in.srv.Close)
-	return in
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func newHTTP(t *testing.T, cfg HTTPConfig) *HTTP {

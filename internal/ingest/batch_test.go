@@ -1,7 +1,6 @@
 package ingest_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -249,16 +248,8 @@ func BenchmarkBatch(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.SetParallelism(4)
 	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/v1/messages/batch", bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			rec := httptest.NewRecorder()
-			f.h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusOK || strings.Contains(rec.Body.String(), "errorCode") {
-				b.Fatalf("status %d: %s", rec.Code, rec.Body)
-			}
-		}
+	f.postParallel(b, "/v1/messages/batch", body, func(rec *httptest.ResponseRecorder) bool {
+		return rec.Code == http.StatusOK && !strings.Contains(rec.Body.String(), "errorCode")
 	})
 	b.ReportMetric(float64(b.N*len(items))/time.Since(start).Seconds(), "msgs/s")
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -30,6 +29,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/testutil/fakeclock"
 	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
+	"github.com/msgrouter/msgrouter/internal/testutil/promtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -166,35 +166,7 @@ func (f *fixture) stored() []*jetstream.RawStreamMsg {
 // metric returns the value of a counter or a histogram's count with these labels.
 func (f *fixture) metric(name string, labels ...string) float64 {
 	f.t.Helper()
-	mfs, err := f.reg.Gather()
-	require.NoError(f.t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				if !hasLabel(m, labels[i], labels[i+1]) {
-					continue next
-				}
-			}
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return 0
-}
-
-func hasLabel(m *dto.Metric, k, v string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == k && l.GetValue() == v {
-			return true
-		}
-	}
-	return false
+	return promtest.Value(f.t, f.reg, name, labels...)
 }
 
 const exampleBody = `{"aiAgentAddress":"agent-sales@example.com","payload":{"command":"processData","value":42},"senderMetadata":{"serviceName":"CRM_System","correlationId":"crm-corr-123"}}`
@@ -617,13 +589,21 @@ func BenchmarkPost(b *testing.B) {
 	// 32 request goroutines per CPU, as a loaded server has: sync publishes pipeline
 	// over the one connection instead of waiting for each other.
 	b.SetParallelism(32)
+	f.postParallel(b, "/v1/messages", body, func(rec *httptest.ResponseRecorder) bool {
+		return rec.Code == http.StatusAccepted
+	})
+}
+
+// postParallel posts body to path from b's parallel goroutines, b.N times in
+// all, and fails b on the first answer that is not ok.
+func (f *fixture) postParallel(b *testing.B, path string, body []byte, ok func(*httptest.ResponseRecorder) bool) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/v1/messages", bytes.NewReader(body))
+			req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			rec := httptest.NewRecorder()
 			f.h.ServeHTTP(rec, req)
-			if rec.Code != http.StatusAccepted {
+			if !ok(rec) {
 				b.Fatalf("status %d: %s", rec.Code, rec.Body)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
+	"github.com/msgrouter/msgrouter/internal/testutil/runtest"
 )
 
 // startStop runs ingest with env until it is ready, then shuts it down.
@@ -33,25 +34,10 @@ func startStop(t *testing.T, env map[string]string) {
 // stops when ctx ends, at the latest when t ends (t waits for it).
 func runReady(ctx context.Context, t *testing.T, cfg config.Ingest) (net.Addr, <-chan error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(ctx)
-	ready := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		done <- ingest.Run(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
+	return runtest.Start(ctx, t, 60*time.Second, func(ctx context.Context, ready chan<- net.Addr) error {
+		return ingest.Run(ctx, cfg, slog.New(slog.DiscardHandler), prometheus.NewRegistry(),
 			ingest.WithTracerProvider(noop.NewTracerProvider()), ingest.OnReady(func(a net.Addr) { ready <- a }))
-	}()
-	t.Cleanup(func() { cancel(); <-finished })
-	select {
-	case a := <-ready:
-		return a, done
-	case err := <-done:
-		t.Fatalf("Run stopped at start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("Run not ready within 60s")
-	}
-	return nil, nil
+	})
 }
 
 // TestStartKeepsOperatorsStream: DESIGN §7 — ingest never lowers an existing stream's

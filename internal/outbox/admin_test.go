@@ -54,8 +54,7 @@ func TestAdminGetUnknownIsNotFound(t *testing.T) {
 func TestAdminGetShowsHistoryInOrder(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	t0 := time.Now().Add(-time.Minute)
 
 	f.complete(10, Result{ID: r.ID, Token: token, Kind: Failed, At: t0, Duration: 10 * time.Millisecond, Error: "HTTP 500"})

@@ -22,12 +22,7 @@ import (
 func TestCompleterNeverBlocksOnATurnedAwaySuccessor(t *testing.T) {
 	f := newStoreFixture(t)
 	const addr = "agent-completer@example.com"
-	var recs []Record
-	for i := range 2 {
-		r := pendingRecord(addr)
-		r.OrderingKey, r.OrderSeq = "k", uint64(i+1)
-		recs = append(recs, r)
-	}
+	recs := keyedRecords(addr, "k", 2)
 	f.takeover(time.Hour, recs...)
 	token, claimed, _, _, err := f.store.claimGated(f.ctx, []uuid.UUID{recs[0].ID, recs[1].ID}, time.Minute)
 	require.NoError(t, err)

@@ -103,10 +103,17 @@ func (f *storeFixture) replayedRejection() Record {
 // token of that claim.
 func (f *storeFixture) leaseExpired() (Record, uuid.UUID) {
 	f.t.Helper()
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	f.expireLease(r.ID)
 	return r, token
+}
+
+// takenOver is a message taken over, with the token of its claim (an hour's
+// lease).
+func (f *storeFixture) takenOver() (Record, uuid.UUID) {
+	f.t.Helper()
+	r := pendingRecord("agent-a@example.com")
+	return r, f.takeover(time.Hour, r)
 }
 
 // requireNothingClaimed claims with the lease given and requires that nothing

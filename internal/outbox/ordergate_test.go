@@ -8,6 +8,16 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// keyedRecords is n pending records for address of the one ordering key, in
+// order (sequences 1 to n).
+func keyedRecords(address, key string, n int) []Record {
+	recs := pendingRecords(n, address)
+	for i := range recs {
+		recs[i].OrderingKey, recs[i].OrderSeq = key, uint64(i+1)
+	}
+	return recs
+}
+
 // DESIGN §5a, ordergate.go: keyed rows taken over are not claimable by the sweep
 // until the lease; the gate's claim takes the heads among them and parks the rest.
 func TestClaimGatedTakesHeadsOnly(t *testing.T) {
@@ -52,12 +62,7 @@ func TestCompleteNextClaimsSuccessor(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
 	const addr = "agent-n@example.com"
-	var recs []Record
-	for i := range 3 {
-		r := pendingRecord(addr)
-		r.OrderingKey, r.OrderSeq = "k", uint64(i+1)
-		recs = append(recs, r)
-	}
+	recs := keyedRecords(addr, "k", 3)
 	f.takeover(time.Hour, recs[:2]...)
 	token, claimed, _, _, err := f.store.claimGated(f.ctx, []uuid.UUID{recs[0].ID, recs[1].ID}, time.Minute)
 	require.NoError(t, err)

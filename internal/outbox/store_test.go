@@ -198,6 +198,23 @@ func (f *storeFixture) requireNoOutbox(id uuid.UUID) {
 
 type failureRow struct{ Status, Reason, Address string }
 
+// requireDeadLettered requires r dead-lettered for reason after attempts: its
+// message finished, its outbox row gone, its failure row written. It returns the
+// message row for further checks.
+func (f *storeFixture) requireDeadLettered(r Record, reason string, attempts int) msgRow {
+	f.t.Helper()
+	m := f.message(r.ID)
+	require.Equal(f.t, StatusDeadLettered, m.Status)
+	require.Equal(f.t, reason, *m.Reason)
+	require.Equal(f.t, attempts, m.Attempts)
+	require.NotNil(f.t, m.FinishedAt)
+	f.requireNoOutbox(r.ID)
+	fr, ok := f.failure(r.ID)
+	require.True(f.t, ok)
+	require.Equal(f.t, failureRow{Status: StatusDeadLettered, Reason: reason, Address: r.Address}, fr)
+	return m
+}
+
 func (f *storeFixture) failure(id uuid.UUID) (failureRow, bool) {
 	f.t.Helper()
 	var r failureRow
@@ -533,8 +550,7 @@ func TestClaimConcurrentClaimersNeverShareARow(t *testing.T) {
 func TestCompleteDelivered(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	at := time.Now().Add(-time.Second)
 
 	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Delivered, At: at, Duration: 42 * time.Millisecond})
@@ -564,8 +580,7 @@ func TestCompleteDelivered(t *testing.T) {
 func TestCompleteFailedSchedulesRetry(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 
 	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Failed, At: time.Now(),
 		Duration: 7 * time.Millisecond, Delay: time.Hour, Error: "HTTP 500"})
@@ -596,8 +611,7 @@ func TestCompleteFailedOnLastAttemptDeadLetters(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
 	const maxAttempts = 3
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	for attempt := 1; attempt <= maxAttempts; attempt++ {
 		if attempt > 1 {
 			c := f.claimOne(r.ID, time.Hour)
@@ -613,16 +627,8 @@ func TestCompleteFailedOnLastAttemptDeadLetters(t *testing.T) {
 		require.Equal(t, map[uuid.UUID]string{r.ID: want}, final, "attempt %d", attempt)
 	}
 
-	m := f.message(r.ID)
-	require.Equal(t, StatusDeadLettered, m.Status)
-	require.Equal(t, ReasonMaxAttempts, *m.Reason)
-	require.Equal(t, maxAttempts, m.Attempts)
+	m := f.requireDeadLettered(r, ReasonMaxAttempts, maxAttempts)
 	require.Equal(t, "timeout 3", *m.LastError)
-	require.NotNil(t, m.FinishedAt)
-	f.requireNoOutbox(r.ID)
-	fr, ok := f.failure(r.ID)
-	require.True(t, ok)
-	require.Equal(t, failureRow{Status: StatusDeadLettered, Reason: ReasonMaxAttempts, Address: r.Address}, fr)
 
 	h := f.history(r.ID)
 	require.Len(t, h, maxAttempts)
@@ -649,15 +655,7 @@ func TestCompleteDeadDeadLettersAtOnce(t *testing.T) {
 	require.Equal(t, map[uuid.UUID]string{gone.ID: StatusDeadLettered, forbidden.ID: StatusDeadLettered, noReason.ID: StatusDeadLettered}, final)
 
 	for r, reason := range map[*Record]string{&gone: "DESTINATION_GONE", &forbidden: "DESTINATION_FORBIDDEN", &noReason: ReasonMaxAttempts} {
-		m := f.message(r.ID)
-		require.Equal(t, StatusDeadLettered, m.Status)
-		require.Equal(t, reason, *m.Reason)
-		require.Equal(t, 1, m.Attempts)
-		require.NotNil(t, m.FinishedAt)
-		f.requireNoOutbox(r.ID)
-		fr, ok := f.failure(r.ID)
-		require.True(t, ok)
-		require.Equal(t, failureRow{Status: StatusDeadLettered, Reason: reason, Address: r.Address}, fr)
+		f.requireDeadLettered(*r, reason, 1)
 		h := f.history(r.ID)
 		require.Len(t, h, 1)
 		require.Equal(t, StatusDeadLettered, h[0].Outcome)
@@ -667,8 +665,7 @@ func TestCompleteDeadDeadLettersAtOnce(t *testing.T) {
 func TestCompleteWaitCountsNoAttempt(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	before := f.message(r.ID)
 
 	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Wait, Delay: time.Hour})
@@ -687,8 +684,7 @@ func TestCompleteWaitCountsNoAttempt(t *testing.T) {
 func TestCompleteReleaseMakesRowDueNow(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	before := f.message(r.ID)
 
 	// Delay is ignored: a released row is due at once.
@@ -706,8 +702,7 @@ func TestCompleteReleaseMakesRowDueNow(t *testing.T) {
 func TestCompleteRejected(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 
 	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Rejected, Reason: "AGENT_NOT_FOUND", Error: "CAMS: 404"})
 	require.Equal(t, map[uuid.UUID]string{r.ID: StatusRejected}, final)
@@ -763,8 +758,7 @@ func TestCompleteMixedBatchFinalStatuses(t *testing.T) {
 func TestCompleteTwiceAppliesOnce(t *testing.T) {
 	t.Parallel()
 	f := newStoreFixture(t)
-	r := pendingRecord("agent-a@example.com")
-	token := f.takeover(time.Hour, r)
+	r, token := f.takenOver()
 	res := Result{ID: r.ID, Token: token, Kind: Failed, At: time.Now(), Delay: time.Hour, Error: "HTTP 502"}
 	require.Equal(t, map[uuid.UUID]string{r.ID: StatusPending}, f.complete(10, res))
 	before := f.snapshot()

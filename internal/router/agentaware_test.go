@@ -3,12 +3,9 @@ package router_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,64 +17,6 @@ import (
 	"github.com/msgrouter/msgrouter/internal/apiclient"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 )
-
-// agentCAMS is a fake CAMS for the agent-aware tests: mappings can be changed,
-// deleted or made unanswerable mid-test, and it counts lookups per address.
-type agentCAMS struct {
-	mu      sync.Mutex
-	agents  map[string]mapping.Mapping
-	lookups map[string]int
-	down    atomic.Bool
-	srv     *httptest.Server
-}
-
-func newAgentCAMS(t *testing.T) *agentCAMS {
-	f := &agentCAMS{agents: map[string]mapping.Mapping{}, lookups: map[string]int{}}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		addr, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/v1/agent-inboxes/"))
-		if err != nil {
-			http.Error(w, "bad path", http.StatusBadRequest)
-			return
-		}
-		f.mu.Lock()
-		f.lookups[addr]++
-		m, ok := f.agents[addr]
-		f.mu.Unlock()
-		if f.down.Load() {
-			http.Error(w, `{"errorCode":"UNAVAILABLE","message":"down"}`, http.StatusServiceUnavailable)
-			return
-		}
-		if !ok {
-			w.WriteHeader(http.StatusNotFound)
-			_, _ = io.WriteString(w, `{"errorCode":"NOT_FOUND","message":"unknown agent"}`)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(m)
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *agentCAMS) set(addr, typ, inbox, status, policy string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	now := time.Now().UTC()
-	f.agents[addr] = mapping.Mapping{AIAgentAddress: addr, InboxDestinationType: typ, InboxName: inbox, Status: status,
-		InactivePolicy: policy, RegistrationTimestamp: now, LastUpdatedTimestamp: now}
-}
-
-func (f *agentCAMS) remove(addr string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.agents, addr)
-}
-
-func (f *agentCAMS) lookupsOf(addr string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.lookups[addr]
-}
 
 func setupAgents(t *testing.T, overrides map[string]string) (*env, *agentCAMS) {
 	t.Helper()

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,43 +21,20 @@ import (
 	"github.com/msgrouter/msgrouter/internal/apiclient"
 	"github.com/msgrouter/msgrouter/internal/camsserver"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/testutil/inboxtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
-// recordingInbox records the headers of every request per path and answers with
-// the status set for the path (204 by default).
-type recordingInbox struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	got    map[string][]http.Header
-	status map[string]int
-}
-
-func newRecordingInbox(t *testing.T) *recordingInbox {
-	in := &recordingInbox{got: map[string][]http.Header{}, status: map[string]int{}}
-	in.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		in.mu.Lock()
-		in.got[r.URL.Path] = append(in.got[r.URL.Path], r.Header.Clone())
-		st := in.status[r.URL.Path]
-		in.mu.Unlock()
-		if st == 0 {
-			st = http.StatusNoContent
+// lastHeader returns the headers of the last request inbox got for path, nil for none.
+func lastHeader(inbox *inboxtest.Server, path string) http.Header {
+	var h http.Header
+	for _, r := range inbox.Requests() {
+		if r.Path == path {
+			h = r.Header
 		}
-		w.WriteHeader(st)
-	}))
-	t.Cleanup(in.srv.Close)
-	return in
-}
-
-func (in *recordingInbox) last(path string) http.Header {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if h := in.got[path]; len(h) > 0 {
-		return h[len(h)-1]
 	}
-	return nil
+	return h
 }
 
 func headerNames(h http.Header) []string {
@@ -92,7 +68,7 @@ func TestInboxAuth(t *testing.T) {
 	const ttl = time.Second
 	e := setup(t, map[string]string{"CAMS_API_URL": camsSrv.URL, "CAMS_CACHE_TTL": ttl.String(), "LOG_LEVEL": "debug", "DELIVERY_MAX_ATTEMPTS": "100"},
 		router.Options{Logger: slog.New(slog.NewJSONHandler(&routerLogs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	inbox := newRecordingInbox(t)
+	inbox := inboxtest.New(t, http.StatusNoContent)
 
 	planted := map[string]string{
 		"bearer":   "planted-bearer-" + uuid.NewString(),
@@ -105,7 +81,7 @@ func TestInboxAuth(t *testing.T) {
 	register := func(addr string, auth *apiclient.InboxAuth, secrets []string) {
 		t.Helper()
 		_, err := client.CreateAgent(ctx, &apiclient.Agent{AIAgentAddress: addr, InboxDestinationType: apiclient.TypeHTTPEndpoint,
-			InboxName: inbox.srv.URL + "/" + addr, InboxAuth: auth, SigningSecrets: secrets})
+			InboxName: inbox.URL + "/" + addr, InboxAuth: auth, SigningSecrets: secrets})
 		require.NoError(t, err)
 	}
 	register("plain", nil, []string{sig})
@@ -124,7 +100,7 @@ func TestInboxAuth(t *testing.T) {
 		ids = append(ids, id)
 		e.waitStatus(id, "DELIVERED")
 	}
-	plain := inbox.last("/plain")
+	plain := lastHeader(inbox, "/plain")
 	require.Empty(t, plain.Values("Authorization"))
 	require.Empty(t, plain.Values("X-Api-Key"))
 	want := map[string]struct{ header, value string }{
@@ -133,7 +109,7 @@ func TestInboxAuth(t *testing.T) {
 		"basic":  {"Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte("agent-user:"+planted["password"]))},
 	}
 	for addr, w := range want {
-		h := inbox.last("/" + addr)
+		h := lastHeader(inbox, "/"+addr)
 		require.Equal(t, []string{w.value}, h.Values(w.header), addr)
 		// Nothing else changes: the same headers as the agent without credentials,
 		// plus the one carrying them.
@@ -152,16 +128,15 @@ func TestInboxAuth(t *testing.T) {
 		id := send("bearer")
 		ids = append(ids, id)
 		e.waitStatus(id, "DELIVERED")
-		return inbox.last("/bearer").Get("Authorization") == "Bearer "+planted["rotated"]
+		return lastHeader(inbox, "/bearer").Get("Authorization") == "Bearer "+planted["rotated"]
 	}, ttl+10*time.Second, 50*time.Millisecond)
 	t.Logf("new credentials in use %s after the change (CAMS_CACHE_TTL %s)", time.Since(changed).Round(10*time.Millisecond), ttl)
 
 	// 401 with credentials, 403 without: failed attempts that say why.
 	register("refused", &apiclient.InboxAuth{Type: "BEARER", Token: planted["refused"]}, nil)
 	register("forbidden", nil, nil)
-	inbox.mu.Lock()
-	inbox.status["/refused"], inbox.status["/forbidden"] = http.StatusUnauthorized, http.StatusForbidden
-	inbox.mu.Unlock()
+	inbox.Answer("/refused", http.StatusUnauthorized)
+	inbox.Answer("/forbidden", http.StatusForbidden)
 	for addr, text := range map[string]string{"refused": "the inbox refused the credentials", "forbidden": "without credentials: set the agent's inboxAuth"} {
 		id := send(addr)
 		ids = append(ids, id)

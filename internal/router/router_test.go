@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -26,36 +25,41 @@ import (
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/consumer"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/router/routertest"
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
-// fakeCAMS is an external CAMS whose answers and failures tests control.
-type fakeCAMS struct {
+// agentCAMS is a fake CAMS whose answers and failures tests control: mappings
+// can be changed, deleted or made unanswerable mid-test, and it counts requests,
+// and lookups per address.
+type agentCAMS struct {
 	mu       sync.Mutex
 	agents   map[string]mapping.Mapping
+	lookups  map[string]int
 	down     atomic.Bool // answer 503
 	requests atomic.Int64
 	srv      *httptest.Server
 }
 
-func newFakeCAMS(t *testing.T) *fakeCAMS {
-	f := &fakeCAMS{agents: map[string]mapping.Mapping{}}
+func newAgentCAMS(t *testing.T) *agentCAMS {
+	f := &agentCAMS{agents: map[string]mapping.Mapping{}, lookups: map[string]int{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.requests.Add(1)
-		if f.down.Load() {
-			http.Error(w, `{"errorCode":"UNAVAILABLE","message":"down"}`, http.StatusServiceUnavailable)
-			return
-		}
 		addr, err := url.PathUnescape(strings.TrimPrefix(r.URL.EscapedPath(), "/v1/agent-inboxes/"))
 		if err != nil {
 			http.Error(w, "bad path", http.StatusBadRequest)
 			return
 		}
 		f.mu.Lock()
+		f.lookups[addr]++
 		m, ok := f.agents[addr]
 		f.mu.Unlock()
+		if f.down.Load() {
+			http.Error(w, `{"errorCode":"UNAVAILABLE","message":"down"}`, http.StatusServiceUnavailable)
+			return
+		}
 		if !ok {
 			w.WriteHeader(http.StatusNotFound)
 			_, _ = io.WriteString(w, `{"errorCode":"NOT_FOUND","message":"unknown agent"}`)
@@ -68,12 +72,33 @@ func newFakeCAMS(t *testing.T) *fakeCAMS {
 	return f
 }
 
-func (f *fakeCAMS) set(addr, typ, inbox, status string) {
+func (f *agentCAMS) set(addr, typ, inbox, status, policy string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now().UTC()
 	f.agents[addr] = mapping.Mapping{AIAgentAddress: addr, InboxDestinationType: typ, InboxName: inbox, Status: status,
-		RegistrationTimestamp: now, LastUpdatedTimestamp: now}
+		InactivePolicy: policy, RegistrationTimestamp: now, LastUpdatedTimestamp: now}
+}
+
+func (f *agentCAMS) remove(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.agents, addr)
+}
+
+func (f *agentCAMS) lookupsOf(addr string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lookups[addr]
+}
+
+// fakeCAMS is the agentCAMS of most tests: their agents have no inactive policy.
+type fakeCAMS struct{ *agentCAMS }
+
+func newFakeCAMS(t *testing.T) *fakeCAMS { return &fakeCAMS{newAgentCAMS(t)} }
+
+func (f *fakeCAMS) set(addr, typ, inbox, status string) {
+	f.agentCAMS.set(addr, typ, inbox, status, "")
 }
 
 type env struct {
@@ -86,7 +111,7 @@ type env struct {
 	adminURL string
 	inbox    jetstream.Stream
 	cancel   context.CancelFunc
-	done     chan error
+	done     <-chan error
 	cfg      config.Router
 	reg      *prometheus.Registry
 }
@@ -132,24 +157,10 @@ func (e *env) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	e.reg = prometheus.NewRegistry()
-	ready := make(chan string, 1)
-	e.done = make(chan error, 1)
-	go func() {
-		o := e.opts
-		o.Registry, o.Ready = e.reg, ready
-		if o.Logger == nil {
-			o.Logger = slog.New(slog.DiscardHandler)
-		}
-		e.done <- router.Run(ctx, e.cfg, o)
-	}()
-	select {
-	case addr := <-ready:
-		e.adminURL = "http://" + addr
-	case err := <-e.done:
-		e.t.Fatalf("router did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		e.t.Fatal("router did not start within 30s")
-	}
+	o := e.opts
+	o.Registry = e.reg
+	addr, done := routertest.Start(ctx, e.t, e.cfg, o, 30*time.Second)
+	e.adminURL, e.done = "http://"+addr, done
 	e.t.Cleanup(e.stop)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/router/routertest"
 	"github.com/msgrouter/msgrouter/internal/stream"
 )
 
@@ -22,20 +23,9 @@ func (e *env) startReplica() *prometheus.Registry {
 	e.t.Helper()
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		o := e.opts
-		o.Logger, o.Registry, o.Ready = slog.New(slog.DiscardHandler), reg, ready
-		done <- router.Run(ctx, e.cfg, o)
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		e.t.Fatalf("replica did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		e.t.Fatal("replica did not start within 30s")
-	}
+	o := e.opts
+	o.Logger, o.Registry = slog.New(slog.DiscardHandler), reg
+	_, done := routertest.Start(ctx, e.t, e.cfg, o, 30*time.Second)
 	e.t.Cleanup(func() {
 		cancel()
 		select {

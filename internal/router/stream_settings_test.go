@@ -15,6 +15,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/router/routertest"
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
@@ -39,18 +40,7 @@ func TestStartKeepsOperatorsStream(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- router.Run(ctx, cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Ready: ready})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("router did not start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("router did not start within 60s")
-	}
+	_, done := routertest.Start(ctx, t, cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}, 60*time.Second)
 	cancel()
 	require.NoError(t, <-done)
 
@@ -73,22 +63,8 @@ func TestReadyFailsWhenTheStreamCannotStore(t *testing.T) {
 		"CAMS_API_URL": "http://127.0.0.1:1", "SHUTDOWN_TIMEOUT": "5s", "STREAM_REPLICAS": "3",
 	}))
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- router.Run(ctx, cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), Ready: ready})
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	var base string
-	select {
-	case a := <-ready:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("router did not start: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("router did not start within 60s")
-	}
+	addr, _ := routertest.Start(t.Context(), t, cfg, router.Options{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()}, 60*time.Second)
+	base := "http://" + addr
 	get := func() (int, string, string) {
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(base + "/health/ready")
 		require.NoError(t, err)

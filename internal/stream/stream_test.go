@@ -14,6 +14,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/stream"
 	"github.com/msgrouter/msgrouter/internal/testutil/logtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
+	"github.com/msgrouter/msgrouter/internal/testutil/promtest"
 )
 
 func logger() (*slog.Logger, *logtest.Buffer) {
@@ -125,15 +126,9 @@ func TestHealthGauges(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	h := stream.NewHealth(reg)
 	gauge := func(name string) float64 {
-		mfs, err := reg.Gather()
-		require.NoError(t, err)
-		for _, mf := range mfs {
-			if mf.GetName() == name {
-				return mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		t.Fatalf("no metric %s", name)
-		return 0
+		v, ok := promtest.Lookup(t, reg, name)
+		require.True(t, ok, "no metric %s", name)
+		return v
 	}
 	require.Eventually(t, func() bool {
 		return h.Observe(t.Context(), js) == nil && gauge("msgrouter_stream_replicas_current") == 3

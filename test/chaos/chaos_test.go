@@ -206,17 +206,35 @@ func TestJudge(t *testing.T) {
 	require.Equal(t, 3.0, res.RecoverSeconds, "until every message accepted before the fault's end is terminal")
 }
 
+// Select and SelectCluster: nil selects all, names are trimmed and kept in the
+// order given, an unknown name is refused.
 func TestSelect(t *testing.T) {
 	t.Parallel()
-	all, err := Select(nil)
+	for _, tc := range []struct {
+		name    string
+		sel     func([]string) ([]Scenario, error)
+		all     []Scenario
+		two     []string
+		unknown string
+		err     string
+	}{
+		{"local", Select, Scenarios(), []string{"router-kill", " duplicates"}, "nope", "unknown scenario"},
+		{"cluster", SelectCluster, ClusterScenarios(), []string{"leader-kill", " node-wipe"}, "router-kill", "unknown cluster scenario"},
+	} {
+		all, err := tc.sel(nil)
+		require.NoError(t, err, tc.name)
+		require.Len(t, all, len(tc.all), tc.name)
+		some, err := tc.sel(tc.two)
+		require.NoError(t, err, tc.name)
+		require.Len(t, some, 2, tc.name)
+		require.Equal(t, tc.two[0], some[0].Name, tc.name)
+		require.Equal(t, strings.TrimSpace(tc.two[1]), some[1].Name, tc.name)
+		_, err = tc.sel([]string{tc.unknown})
+		require.ErrorContains(t, err, tc.err, tc.name)
+	}
+	some, err := Select([]string{"duplicates"})
 	require.NoError(t, err)
-	require.Len(t, all, len(Scenarios()))
-	some, err := Select([]string{"router-kill", " duplicates"})
-	require.NoError(t, err)
-	require.Equal(t, "router-kill", some[0].Name)
-	require.True(t, some[1].Duplicates)
-	_, err = Select([]string{"nope"})
-	require.ErrorContains(t, err, "unknown scenario")
+	require.True(t, some[0].Duplicates)
 }
 
 // requireStatus checks err is the API's answer with the given HTTP status.

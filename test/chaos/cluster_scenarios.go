@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 )
 
@@ -32,27 +31,7 @@ func selectFor(o Options) ([]Scenario, error) {
 
 // SelectCluster returns the cluster scenarios named (all for nil, or for "all").
 func SelectCluster(names []string) ([]Scenario, error) {
-	all := ClusterScenarios()
-	if len(names) == 0 || len(names) == 1 && names[0] == "all" {
-		return all, nil
-	}
-	var out []Scenario
-	var known []string
-	for _, s := range all {
-		known = append(known, s.Name)
-	}
-	for _, n := range names {
-		found := false
-		for _, s := range all {
-			if s.Name == strings.TrimSpace(n) {
-				out, found = append(out, s), true
-			}
-		}
-		if !found {
-			return nil, fmt.Errorf("unknown cluster scenario %q (known: %s)", n, strings.Join(known, ", "))
-		}
-	}
-	return out, nil
+	return selectFrom(ClusterScenarios(), "cluster scenario", names)
 }
 
 // faultKillNode kills -9 the leader of stream (leader) or one of its followers and

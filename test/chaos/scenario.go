@@ -387,7 +387,12 @@ func (o Options) withDefaults() Options {
 
 // Select returns the scenarios named (all for nil, or for "all").
 func Select(names []string) ([]Scenario, error) {
-	all := Scenarios()
+	return selectFrom(Scenarios(), "scenario", names)
+}
+
+// selectFrom returns the scenarios of all named, in the order named (all of them
+// for nil, or for "all"); kind names them in the error for an unknown name.
+func selectFrom(all []Scenario, kind string, names []string) ([]Scenario, error) {
 	if len(names) == 0 || len(names) == 1 && names[0] == "all" {
 		return all, nil
 	}
@@ -401,7 +406,7 @@ func Select(names []string) ([]Scenario, error) {
 	for _, n := range names {
 		s, ok := byName[strings.TrimSpace(n)]
 		if !ok {
-			return nil, fmt.Errorf("unknown scenario %q (known: %s)", n, strings.Join(known, ", "))
+			return nil, fmt.Errorf("unknown %s %q (known: %s)", kind, n, strings.Join(known, ", "))
 		}
 		out = append(out, s)
 	}

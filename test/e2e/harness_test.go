@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/testutil/inboxtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
@@ -56,8 +56,8 @@ type system struct {
 	urls   map[string]string               // base URL per service
 	regs   map[string]*prometheus.Registry // registry per service (what /metrics shows)
 	client *http.Client
-	hooks  *hookServer // HTTP inboxes answering as told
-	broken *hookServer // HTTP inboxes answering 500, on another origin (breaker)
+	hooks  *inboxtest.Server // HTTP inboxes answering as told
+	broken *inboxtest.Server // HTTP inboxes answering 500, on another origin (breaker)
 }
 
 type sysOptions struct {
@@ -113,8 +113,8 @@ func start(t *testing.T, o sysOptions) *system {
 		urls:   map[string]string{"cams": "http://" + camsLn.Addr().String()},
 		regs:   map[string]*prometheus.Registry{},
 		client: &http.Client{Transport: transport, Timeout: 30 * time.Second},
-		hooks:  newHookServer(t, http.StatusOK),
-		broken: newHookServer(t, http.StatusInternalServerError),
+		hooks:  inboxtest.New(t, http.StatusOK),
+		broken: inboxtest.New(t, http.StatusInternalServerError),
 	}
 	for _, name := range services {
 		reg := prometheus.NewRegistry()
@@ -328,60 +328,10 @@ func (s *system) scrape(service string) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// hookServer is a fake agent inbox reached over HTTP. Each path answers with the
-// status set for it (def by default) and records what it received.
-type hookServer struct {
-	srv    *httptest.Server
-	def    int
-	mu     sync.Mutex
-	status map[string]int
-	got    []hookRequest
-}
-
-type hookRequest struct {
-	Path   string
-	Header http.Header
-	Body   []byte
-}
-
-func newHookServer(t *testing.T, def int) *hookServer {
-	h := &hookServer{def: def, status: map[string]int{}}
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		h.mu.Lock()
-		h.got = append(h.got, hookRequest{Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
-		code := h.status[r.URL.Path]
-		h.mu.Unlock()
-		if code == 0 {
-			code = h.def
-		}
-		w.WriteHeader(code)
-	}))
-	t.Cleanup(h.srv.Close)
-	return h
-}
-
-func (h *hookServer) url(path string) string { return h.srv.URL + path }
-
-func (h *hookServer) answer(path string, code int) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.status[path] = code
-}
-
-// count returns how many requests the server received.
-func (h *hookServer) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.got)
-}
-
-// received returns the requests whose X-Message-Id is id.
-func (h *hookServer) received(id string) []hookRequest {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []hookRequest
-	for _, r := range h.got {
+// received returns the requests of inbox whose X-Message-Id is id.
+func received(inbox *inboxtest.Server, id string) []inboxtest.Request {
+	var out []inboxtest.Request
+	for _, r := range inbox.Requests() {
 		if r.Header.Get("X-Message-Id") == id {
 			out = append(out, r)
 		}

@@ -27,9 +27,9 @@ type traffic struct {
 func exercise(t *testing.T, s *system, adminKey, ingestKey string) traffic {
 	t.Helper()
 	s.register(adminKey, "metrics-nats@example.com", mapping.TypeNATSSubject, "inbox.metrics")
-	s.register(adminKey, "metrics-http@example.com", mapping.TypeHTTPEndpoint, s.hooks.url("/metrics-hook"))
-	s.register(adminKey, "metrics-gone@example.com", mapping.TypeHTTPEndpoint, s.hooks.url("/gone"))
-	s.hooks.answer("/gone", http.StatusGone)
+	s.register(adminKey, "metrics-http@example.com", mapping.TypeHTTPEndpoint, s.hooks.URL+"/metrics-hook")
+	s.register(adminKey, "metrics-gone@example.com", mapping.TypeHTTPEndpoint, s.hooks.URL+"/gone")
+	s.hooks.Answer("/gone", http.StatusGone)
 	msg := func(agent string) map[string]any {
 		return map[string]any{"aiAgentAddress": agent, "payload": map[string]any{"n": 1}}
 	}
@@ -53,13 +53,13 @@ func exercise(t *testing.T, s *system, adminKey, ingestKey string) traffic {
 	require.Equal(t, "DEAD_LETTERED", v.Status)
 	require.Equal(t, "DESTINATION_GONE", v.Reason)
 
-	s.register(adminKey, "metrics-failing@example.com", mapping.TypeHTTPEndpoint, s.broken.url("/failing"))
+	s.register(adminKey, "metrics-failing@example.com", mapping.TypeHTTPEndpoint, s.broken.URL+"/failing")
 	tr.failingID = s.send(ingestKey, msg("metrics-failing@example.com"))
 	v = s.waitFinal(adminKey, tr.failingID)
 	require.Equal(t, "DEAD_LETTERED", v.Status)
 	require.Equal(t, "MAX_ATTEMPTS_EXCEEDED", v.Reason)
 	require.Equal(t, 3, v.Attempts, "DELIVERY_MAX_ATTEMPTS")
-	require.Equal(t, 3, s.broken.count(), "waiting behind the open breaker is not an attempt")
+	require.Equal(t, 3, len(s.broken.Requests()), "waiting behind the open breaker is not an attempt")
 	return tr
 }
 

@@ -25,7 +25,7 @@ func TestPipeline(t *testing.T) {
 	natsAgent := "agent-sales.eu/ü+1@example.com"
 	httpAgent := "agent-støtte/2+x@example.com"
 	s.register("", natsAgent, mapping.TypeNATSSubject, "inbox.sales")
-	s.register("", httpAgent, mapping.TypeHTTPEndpoint, s.hooks.url("/hook"))
+	s.register("", httpAgent, mapping.TypeHTTPEndpoint, s.hooks.URL+"/hook")
 
 	// The payload keeps its exact bytes: big integers, long decimals, escapes.
 	const payload = `{"command":"processData","value":12345678901234567890123,"pi":3.14159265358979323846264338327950288,"s":"a\u0000b"}`
@@ -70,7 +70,7 @@ func TestPipeline(t *testing.T) {
 		require.Equal(t, "DELIVERED", v.Status, "lastError %q", v.LastError)
 		require.Equal(t, mapping.TypeHTTPEndpoint, v.Destination.Type)
 
-		got := s.hooks.received(id)
+		got := received(s.hooks, id)
 		require.Len(t, got, 1)
 		r := got[0]
 		require.Equal(t, "/hook", r.Path)
@@ -99,7 +99,7 @@ func TestPipeline(t *testing.T) {
 		// same inboxes is taken over: the stream is consumed in order.
 		barrierHTTP := s.send("", msg(httpAgent, "crm-msg-barrier"))
 		require.Equal(t, "DELIVERED", s.waitFinal("", barrierHTTP).Status)
-		require.Len(t, s.hooks.received(first), 1, "the HTTP inbox got the message once")
+		require.Len(t, received(s.hooks, first), 1, "the HTTP inbox got the message once")
 
 		_, _, body := s.request(http.MethodGet, s.urls["router"]+"/v1/messages/"+first, "", nil)
 		var v apiclient.Message

@@ -27,7 +27,7 @@ func TestOneTrace(t *testing.T) {
 		require.NoError(t, tp.Shutdown(context.Background()))
 	})
 	s := start(t, sysOptions{tp: tp})
-	s.register("", "traced@example.com", mapping.TypeHTTPEndpoint, s.hooks.url("/traced"))
+	s.register("", "traced@example.com", mapping.TypeHTTPEndpoint, s.hooks.URL+"/traced")
 
 	const (
 		callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -37,7 +37,7 @@ func TestOneTrace(t *testing.T) {
 		"traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
 	require.Equal(t, "DELIVERED", s.waitFinal("", id).Status)
 
-	got := s.hooks.received(id)
+	got := received(s.hooks, id)
 	require.Len(t, got, 1)
 	inboxTP := got[0].Header.Get("traceparent")
 

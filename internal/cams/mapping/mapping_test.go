@@ -1,29 +1,25 @@
 package mapping
 
 import (
-	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-)
 
-func whsec(n int) string {
-	return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'k'}, n))
-}
+	"github.com/msgrouter/msgrouter/internal/cams/mapping/mappingtest"
+)
 
 // Signing secret keys are 24 to 64 bytes (DESIGN §4, Standard Webhooks).
 func TestValidateSigningSecretKeyLength(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{1, 16, 23, 65, 128} {
-		err := ValidateSigningSecrets([]string{whsec(n)})
+		err := ValidateSigningSecrets([]string{mappingtest.Secret(n)})
 		require.Error(t, err, "%d-byte key", n)
-		require.NotContains(t, err.Error(), whsec(n)[6:], "never echo the secret")
+		require.NotContains(t, err.Error(), mappingtest.Secret(n)[6:], "never echo the secret")
 	}
 	for _, n := range []int{24, 32, 64} {
-		require.NoError(t, ValidateSigningSecrets([]string{whsec(n)}), "%d-byte key", n)
+		require.NoError(t, ValidateSigningSecrets([]string{mappingtest.Secret(n)}), "%d-byte key", n)
 	}
 }
 

@@ -25,7 +25,7 @@ type Binary struct {
 
 // Path builds the command (go build .) into a temporary directory on the first
 // call and returns the executable's path; a build failure fails t, on every call.
-// TestMain calls Remove once the tests have run.
+// TestMain calls Main (or Remove once the tests have run).
 func (b *Binary) Path(t testing.TB) string {
 	t.Helper()
 	b.once.Do(func() {
@@ -48,6 +48,14 @@ func (b *Binary) Remove() {
 	if b.dir != "" {
 		_ = os.RemoveAll(b.dir)
 	}
+}
+
+// Main is the whole TestMain of a command's tests: it runs them, removes what
+// Path built and exits with the tests' status.
+func (b *Binary) Main(m *testing.M) {
+	code := m.Run()
+	b.Remove()
+	os.Exit(code)
 }
 
 // FreeAddr returns a loopback host:port nobody listened on a moment ago.

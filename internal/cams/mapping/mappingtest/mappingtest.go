@@ -1,6 +1,18 @@
 // Package mappingtest holds the CAMS mapping cases that more than one package's
-// tests check: the validation rules and the reference server that applies them.
+// tests check (the validation rules and the reference server that applies them),
+// and the signing secrets they are built from.
 package mappingtest
+
+import (
+	"bytes"
+	"encoding/base64"
+)
+
+// Secret is a Standard Webhooks signing secret (whsec_...) with an n-byte key;
+// the rules accept 24 to 64 bytes (DESIGN §4).
+func Secret(n int) string {
+	return "whsec_" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{'k'}, n))
+}
 
 // SystemSubjects are NATS subjects that belong to the system itself (DESIGN §4):
 // no mapping may point an agent's inbox at them.
