@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -405,6 +406,29 @@ const gateReaders = 16
 // ErrNoStreamMessage is what Config.StreamKey returns when the stream has no
 // message at a sequence: deleted (limits, a purge), or not written yet.
 var ErrNoStreamMessage = errors.New("no stream message at this sequence")
+
+// StreamKeyOf returns a Config.StreamKey reading stream st (one JetStream get per
+// call): parse returns a message's address and ordering key; a message it cannot
+// parse is never delivered (the takeover terminates it), so it holds no key
+// back ("" and no error). A sequence with no message is ErrNoStreamMessage.
+func StreamKeyOf(st interface {
+	GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error)
+}, parse func(data []byte) (address, key string, err error)) func(ctx context.Context, seq uint64) (string, string, error) {
+	return func(ctx context.Context, seq uint64) (string, string, error) {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return "", "", ErrNoStreamMessage
+		}
+		if err != nil {
+			return "", "", err
+		}
+		addr, key, err := parse(m.Data)
+		if err != nil {
+			return "", "", nil
+		}
+		return addr, key, nil
+	}
+}
 
 // readKeys reads the (address, key) of the stream messages between floor and upTo
 // (exclusive) that the gate has not read yet, gateReaders at a time: one round

@@ -16,16 +16,11 @@ import (
 	"github.com/msgrouter/msgrouter/internal/router"
 )
 
-// DESIGN §5a, issue 12 item 1: order holds when the first message of a key is
-// taken over late — its batch was in a replica killed before it committed (not
-// acked: JetStream redelivers it after AckWait), or CAMS could not route it (Nak'd
-// with a delay) — while the later messages of its key are taken over at once. The
-// later ones wait at the order gate (the consumer's ack floor) instead of going
-// first; other keys and unkeyed messages are not held by it beyond the gate.
-func TestLateTakeoverKeepsOrder(t *testing.T) {
-	t.Parallel()
-	fc := newAgentCAMS(t)
-	late := func(m jetstream.Msg) (consumer.Action, bool) {
+// holdFirst wraps the takeover handler: the first delivery of message 0 of each key
+// that verdict names gets that verdict instead of being taken over (as if its
+// replica died, or CAMS failed for it); every other message is handled as usual.
+func holdFirst(verdict map[string]consumer.Action) func(consumer.Handler) consumer.Handler {
+	held := func(m jetstream.Msg) (consumer.Action, bool) {
 		var env struct {
 			Payload struct {
 				K string `json:"k"`
@@ -36,36 +31,46 @@ func TestLateTakeoverKeepsOrder(t *testing.T) {
 		if err != nil || json.Unmarshal(m.Data(), &env) != nil || env.Payload.I != 0 || meta.NumDelivered > 1 {
 			return consumer.Action{}, false
 		}
-		switch env.Payload.K {
-		case "killed":
-			return consumer.Action{Verdict: consumer.Skip}, true // as if its replica died: back after AckWait
-		case "nakked":
-			return consumer.Action{Verdict: consumer.Nak, Delay: 700 * time.Millisecond}, true // as if CAMS failed for it
-		}
-		return consumer.Action{}, false
+		a, ok := verdict[env.Payload.K]
+		return a, ok
 	}
+	return func(h consumer.Handler) consumer.Handler {
+		return func(ctx context.Context, msgs []jetstream.Msg) []consumer.Action {
+			out := make([]consumer.Action, len(msgs))
+			var rest []jetstream.Msg
+			var at []int
+			for i, m := range msgs {
+				if a, ok := held(m); ok {
+					out[i] = a
+					continue
+				}
+				rest, at = append(rest, m), append(at, i)
+			}
+			if len(rest) > 0 {
+				for k, a := range h(ctx, rest) {
+					out[at[k]] = a
+				}
+			}
+			return out
+		}
+	}
+}
+
+// DESIGN §5a, issue 12 item 1: order holds when the first message of a key is
+// taken over late — its batch was in a replica killed before it committed (not
+// acked: JetStream redelivers it after AckWait), or CAMS could not route it (Nak'd
+// with a delay) — while the later messages of its key are taken over at once. The
+// later ones wait at the order gate (the consumer's ack floor) instead of going
+// first; other keys and unkeyed messages are not held by it beyond the gate.
+func TestLateTakeoverKeepsOrder(t *testing.T) {
+	t.Parallel()
+	fc := newAgentCAMS(t)
 	e := setup(t, map[string]string{"CAMS_API_URL": fc.srv.URL, "BREAKER_FAILURES": "1000"}, router.Options{
 		AckWait: 5 * time.Second,
-		WrapHandler: func(h consumer.Handler) consumer.Handler {
-			return func(ctx context.Context, msgs []jetstream.Msg) []consumer.Action {
-				out := make([]consumer.Action, len(msgs))
-				var rest []jetstream.Msg
-				var at []int
-				for i, m := range msgs {
-					if a, ok := late(m); ok {
-						out[i] = a
-						continue
-					}
-					rest, at = append(rest, m), append(at, i)
-				}
-				if len(rest) > 0 {
-					for k, a := range h(ctx, rest) {
-						out[at[k]] = a
-					}
-				}
-				return out
-			}
-		},
+		WrapHandler: holdFirst(map[string]consumer.Action{
+			"killed": {Verdict: consumer.Skip},                               // as if its replica died: back after AckWait
+			"nakked": {Verdict: consumer.Nak, Delay: 700 * time.Millisecond}, // as if CAMS failed for it
+		}),
 	})
 	srv, log := orderedInbox(t, 0, nil)
 	fc.set("late", mapping.TypeHTTPEndpoint, srv.URL, mapping.StatusActive, "")
@@ -117,34 +122,8 @@ func TestHeldUpPastTheLeaseKeepsOrder(t *testing.T) {
 	const lease = 2 * time.Second
 	e := setup(t, map[string]string{"CAMS_API_URL": fc.srv.URL, "BREAKER_FAILURES": "1000"}, router.Options{
 		Lease: lease,
-		WrapHandler: func(h consumer.Handler) consumer.Handler {
-			return func(ctx context.Context, msgs []jetstream.Msg) []consumer.Action {
-				out := make([]consumer.Action, len(msgs))
-				var rest []jetstream.Msg
-				var at []int
-				for i, m := range msgs {
-					var env struct {
-						Payload struct {
-							K string `json:"k"`
-							I int    `json:"i"`
-						} `json:"payload"`
-					}
-					meta, err := m.Metadata()
-					if err == nil && json.Unmarshal(m.Data(), &env) == nil && env.Payload.K == "slow" && env.Payload.I == 0 && meta.NumDelivered == 1 {
-						// As if CAMS failed for it: back after three leases.
-						out[i] = consumer.Action{Verdict: consumer.Nak, Delay: 3 * lease}
-						continue
-					}
-					rest, at = append(rest, m), append(at, i)
-				}
-				if len(rest) > 0 {
-					for k, a := range h(ctx, rest) {
-						out[at[k]] = a
-					}
-				}
-				return out
-			}
-		},
+		// As if CAMS failed for it: back after three leases.
+		WrapHandler: holdFirst(map[string]consumer.Action{"slow": {Verdict: consumer.Nak, Delay: 3 * lease}}),
 	})
 	srv, log := orderedInbox(t, 0, nil)
 	fc.set("slow", mapping.TypeHTTPEndpoint, srv.URL, mapping.StatusActive, "")

@@ -175,20 +175,13 @@ func Run(ctx context.Context, cfg config.Router, o Options) error {
 			return info.AckFloor.Stream, nil
 		},
 		// What the gate reads of a stream message holding the floor (outbox/ordergate.go).
-		StreamKey: func(ctx context.Context, seq uint64) (string, string, error) {
-			m, err := st.GetMsg(ctx, seq)
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				return "", "", outbox.ErrNoStreamMessage
-			}
+		StreamKey: outbox.StreamKeyOf(st, func(data []byte) (string, string, error) {
+			env, err := message.Parse(data)
 			if err != nil {
 				return "", "", err
 			}
-			env, perr := message.Parse(m.Data)
-			if perr != nil {
-				return "", "", nil // never delivered: nothing to wait for
-			}
 			return env.AIAgentAddress, env.OrderingKey(), nil
-		},
+		}),
 		Store: store,
 		Deliverer: delivery.ByType{
 			mapping.TypeNATSSubject:  delivery.NewNATS(js),
