@@ -203,7 +203,8 @@ type Dispatcher struct {
 	stopped       chan struct{}  // closed when Stop begins: waiters for room give up
 	waiters       sync.WaitGroup // callers of place waiting for room (lanes.go)
 	queued        atomic.Int64
-	unwritten     atomic.Int64 // results given up on when Stop's context ended, reported by Stop
+	laneIdle      time.Duration // how long a lane worker waits for a job before it exits (lanes.go)
+	unwritten     atomic.Int64  // results given up on when Stop's context ended, reported by Stop
 
 	ctx       context.Context // cancelled when Stop gives up waiting
 	cancel    context.CancelFunc
@@ -225,16 +226,17 @@ type Dispatcher struct {
 func New(cfg Config) *Dispatcher {
 	cfg.withDefaults()
 	d := &Dispatcher{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		m:       newMetrics(cfg.Registerer),
-		tracer:  cfg.TracerProvider.Tracer("github.com/msgrouter/msgrouter/internal/outbox"),
-		results: make(chan done, 4096),
-		poke:    make(chan struct{}, 1),
-		stopped: make(chan struct{}),
-		lanes:   map[string]*lane{},
-		holds:   holds{agents: map[string]*heldAgent{}},
-		gate:    orderGate{wake: make(chan struct{}, 1)},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		m:        newMetrics(cfg.Registerer),
+		tracer:   cfg.TracerProvider.Tracer("github.com/msgrouter/msgrouter/internal/outbox"),
+		results:  make(chan done, 4096),
+		poke:     make(chan struct{}, 1),
+		stopped:  make(chan struct{}),
+		lanes:    map[string]*lane{},
+		holds:    holds{agents: map[string]*heldAgent{}},
+		gate:     orderGate{wake: make(chan struct{}, 1)},
+		laneIdle: laneIdle,
 	}
 	d.am = newAgentMetrics(cfg.Registerer, d)
 	// The one place the attempt's decorators are composed, outermost first:
