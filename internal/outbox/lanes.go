@@ -334,15 +334,16 @@ func (d *Dispatcher) congestedAddresses() []string {
 // between bursts; short enough that a drained lane soon holds one goroutine.
 const laneIdle = 5 * time.Second
 
-// newLane makes a lane with one worker; more start on demand. Called with d.mu held.
+// newLane makes a lane; its workers start on demand. Called with d.mu held.
 //
 // A lane used to start all of its Concurrency workers at once: 256 agents ran 8,192
 // goroutines, whose stacks the runtime grew on their first deliveries and again after
 // the GC shrank them while idle (runtime.copystack ~9 % of the router's CPU in a
 // 256-agent drain; BENCHMARKS.md). Now a lane adds a worker when a job is queued and
 // none of its workers is free to take it (grow), up to Concurrency, and a worker that
-// has waited laneIdle for a job exits unless it is the lane's last (retire). The
-// bound per destination is unchanged; only idle workers are gone.
+// has waited laneIdle for a job exits unless it is the lane's last (retire); the last
+// one exits when the lane closes. The bound per destination is unchanged; only idle
+// workers are gone.
 func (d *Dispatcher) newLane(key string) *lane {
 	// The queue holds a few batches' worth, so a burst handed over after a
 	// takeover waits here rather than in the caller.
@@ -354,23 +355,22 @@ func (d *Dispatcher) newLane(key string) *lane {
 		l.max = 8
 	}
 	d.lanes[key] = l
-	l.running.Store(1)
-	d.startWorker(l)
-	return l
+	return l // enqueue queues its first job and starts its first worker (grow)
 }
 
-// grow starts another worker for l when jobs are queued and none of its workers
-// waits for one, up to l.max. Called after each job queued (enqueue) and each job
-// taken (runLane): a burst queued before any worker woke still gets its workers,
-// one per take.
+// grow starts another worker for l when more jobs are queued than its workers free
+// to take them (idle: waiting for a job, or started and not yet running), up to
+// l.max. Called after each job queued (enqueue).
 //
-// With retire, no job is left queued while a slot is free and every worker busy:
-// the caller adds to pending before it reads idle, a retiring worker takes itself
-// off idle and running before it reads pending, and these are sequentially
-// consistent atomics, so one of the two sees the other (the caller starts a
-// worker, or the worker stays).
+// A count can only rise above what the lane's workers will take by a job queued (the
+// caller of grow then looks) or by a worker retiring (retire then looks). Both write
+// before they read, and these atomics are sequentially consistent, so when the two
+// race, one of them sees the other: the caller starts a worker, or the retiring
+// worker stays. A worker taking a job lowers idle before pending, so a reader (pending
+// first) never sees fewer jobs than free workers would leave. The other races only
+// start a worker too many, never one above l.max.
 func (d *Dispatcher) grow(l *lane) {
-	if l.pending.Load() > 0 && l.idle.Load() == 0 && l.reserve() {
+	if l.pending.Load() > l.idle.Load() && l.reserve() {
 		d.startWorker(l)
 	}
 }
@@ -389,8 +389,8 @@ func (l *lane) reserve() bool {
 }
 
 // retire gives up the slot of a worker that waited laneIdle for a job and reports
-// whether it exits: the lane's last worker stays, and so does one that finds a job
-// queued meanwhile with no other worker waiting for it (see grow).
+// whether it exits: the lane's last worker stays, and so does one that finds more
+// jobs queued than workers free to take them (see grow).
 func (l *lane) retire() bool {
 	for {
 		n := l.running.Load()
@@ -401,14 +401,21 @@ func (l *lane) retire() bool {
 			break
 		}
 	}
-	return !(l.pending.Load() > 0 && l.idle.Load() == 0 && l.reserve())
+	l.idle.Add(-1)
+	if l.pending.Load() > l.idle.Load() && l.reserve() {
+		l.idle.Add(1)
+		return false
+	}
+	return true
 }
 
-// startWorker runs a worker in a slot already reserved (l.running counts it).
+// startWorker runs a worker in a slot already reserved (l.running counts it). It is
+// idle from now: ready to take a job.
 func (d *Dispatcher) startWorker(l *lane) {
+	l.idle.Add(1)
 	d.m.laneWorkers.Inc()
-	// The caller holds d.mu (enqueue, newLane) or is itself a worker counted in
-	// d.workers, so this Add never races Stop's Wait from zero.
+	// The caller holds d.mu, which Stop takes before it waits for the workers, and
+	// checked d.stopping under it (enqueue): this Add never races Stop's Wait.
 	d.workers.Add(1)
 	go d.runLane(l)
 }
@@ -428,9 +435,8 @@ func (d *Dispatcher) runLane(l *lane) {
 		select {
 		case j, ok = <-l.jobs:
 		default:
-			// Nothing queued: wait, counted idle so a job queued now starts no
-			// worker (grow), and leave after laneIdle (retire).
-			l.idle.Add(1)
+			// Nothing queued: wait, and leave after laneIdle unless this is the
+			// lane's last worker (retire).
 			if idle == nil {
 				idle = time.NewTimer(d.laneIdle)
 			} else {
@@ -438,16 +444,15 @@ func (d *Dispatcher) runLane(l *lane) {
 			}
 			select {
 			case j, ok = <-l.jobs:
-				l.idle.Add(-1)
 			case <-idle.C:
-				l.idle.Add(-1)
 				if l.retire() {
 					return
 				}
 				continue
 			}
 		}
-		if !ok { // the lane is closed (Stop, reapLanes) and its queue empty
+		l.idle.Add(-1) // before pending: see grow
+		if !ok {       // the lane is closed (Stop, reapLanes) and its queue empty
 			l.running.Add(-1)
 			return
 		}
@@ -461,8 +466,8 @@ func (d *Dispatcher) runLane(l *lane) {
 		if l.congested.Load() && len(l.jobs) <= cap(l.jobs)/2 {
 			d.uncongest(l)
 		}
-		d.grow(l)
 		d.process(l, j)
+		l.idle.Add(1)
 	}
 }
 
