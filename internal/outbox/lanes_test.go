@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -130,36 +131,39 @@ func TestLaneWorkersStartOnDemandUpToConcurrencyAndLeaveWhenIdle(t *testing.T) {
 // Concurrency or at it.
 func TestLaneWorkersOnDemandStopHandsQueuedJobsBack(t *testing.T) {
 	for _, queued := range []int{0, 1, 50} {
-		synctest.Test(t, func(t *testing.T) {
-			const concurrency = 3
-			d := laneDispatcher(concurrency, func(ctx context.Context, _ *delivery.Delivery) error {
-				<-ctx.Done() // stuck until Stop gives up on it
-				return ctx.Err()
-			})
-			d.Handoff(context.Background(), laneJobs(d, 1)...)
-			synctest.Wait()
-			d.Handoff(context.Background(), laneJobs(d, queued)...)
-			synctest.Wait()
-			require.Equal(t, 1+min(queued, concurrency-1), int(gaugeValue(t, d.m.laneWorkers)))
+		t.Run(fmt.Sprintf("%d queued", queued), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const concurrency = 3
+				d := laneDispatcher(concurrency, func(ctx context.Context, _ *delivery.Delivery) error {
+					<-ctx.Done() // stuck until Stop gives up on it
+					return ctx.Err()
+				})
+				d.Handoff(context.Background(), laneJobs(d, 1)...)
+				synctest.Wait()
+				d.Handoff(context.Background(), laneJobs(d, queued)...)
+				synctest.Wait()
+				require.Equal(t, 1+min(queued, concurrency-1), int(gaugeValue(t, d.m.laneWorkers)))
 
-			stop, cancel := context.WithCancel(context.Background())
-			cancel() // in-flight deliveries are cancelled at once
-			kinds := stoppedResults(t, d, stop)
-			require.Equal(t, map[Kind]int{Release: 1 + queued}, kinds)
-			require.Zero(t, gaugeValue(t, d.m.laneWorkers))
-			require.Zero(t, d.queued.Load())
+				stop, cancel := context.WithCancel(context.Background())
+				cancel() // in-flight deliveries are cancelled at once
+				kinds := stoppedResults(t, d, stop)
+				require.Equal(t, map[Kind]int{Release: 1 + queued}, kinds)
+				require.Zero(t, gaugeValue(t, d.m.laneWorkers))
+				require.Zero(t, d.queued.Load())
+			})
 		})
 	}
 }
 
-// Many callers placing jobs at once while workers come and go (laneIdle of a
-// microsecond: every pause retires workers) never run more than Concurrency
+// Many callers placing bursts of jobs at once while workers come and go (laneIdle
+// of a microsecond: each pause between bursts retires the workers a burst started;
+// over a hundred starts and retires per run) never run more than Concurrency
 // deliveries or workers on a lane, and every job is delivered. Real scheduler, for
 // the race detector and the ordering of grow and retire.
 func TestLaneWorkersOnDemandNeverExceedConcurrency(t *testing.T) {
 	// Not parallel: goleak compares against the goroutines running before it.
 	ignore := goleak.IgnoreCurrent()
-	const concurrency, callers, perCaller = 3, 8, 250
+	const concurrency, callers, perCaller, burst = 3, 4, 200, 5
 	var inFlight peak
 	var overRunning atomic.Int64
 	delivered := make(chan struct{}, callers*perCaller)
@@ -173,7 +177,9 @@ func TestLaneWorkersOnDemandNeverExceedConcurrency(t *testing.T) {
 		if l != nil && l.running.Load() > concurrency {
 			overRunning.Add(1)
 		}
-		runtime.Gosched()
+		for range 3 {
+			runtime.Gosched() // a delivery takes a while: a burst finds every worker busy
+		}
 		delivered <- struct{}{}
 		return nil
 	})
@@ -181,9 +187,9 @@ func TestLaneWorkersOnDemandNeverExceedConcurrency(t *testing.T) {
 	var wg sync.WaitGroup
 	for range callers {
 		wg.Go(func() {
-			for range perCaller / 10 {
-				d.Handoff(context.Background(), laneJobs(d, 10)...)
-				runtime.Gosched()
+			for range perCaller / burst {
+				d.Handoff(context.Background(), laneJobs(d, burst)...)
+				time.Sleep(2 * time.Millisecond) // not a wait for anything: lets workers go idle and retire
 			}
 		})
 	}
