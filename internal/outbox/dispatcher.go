@@ -226,18 +226,18 @@ type Dispatcher struct {
 func New(cfg Config) *Dispatcher {
 	cfg.withDefaults()
 	d := &Dispatcher{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		m:        newMetrics(cfg.Registerer),
-		tracer:   cfg.TracerProvider.Tracer("github.com/msgrouter/msgrouter/internal/outbox"),
-		results:  make(chan done, 4096),
-		poke:     make(chan struct{}, 1),
-		stopped:  make(chan struct{}),
-		lanes:    map[string]*lane{},
-		holds:    holds{agents: map[string]*heldAgent{}},
-		gate:     orderGate{wake: make(chan struct{}, 1)},
-		laneIdle: laneIdle,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		m:       newMetrics(cfg.Registerer),
+		tracer:  cfg.TracerProvider.Tracer("github.com/msgrouter/msgrouter/internal/outbox"),
+		results: make(chan done, 4096),
+		poke:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+		lanes:   map[string]*lane{},
+		holds:   holds{agents: map[string]*heldAgent{}},
+		gate:    orderGate{wake: make(chan struct{}, 1)},
 	}
+	d.laneIdle = laneIdle
 	d.am = newAgentMetrics(cfg.Registerer, d)
 	// The one place the attempt's decorators are composed, outermost first:
 	// waiting behind a breaker or a rate limit comes before the span, the
