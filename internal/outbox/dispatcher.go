@@ -204,7 +204,8 @@ type Dispatcher struct {
 	stopped       chan struct{}  // closed when Stop begins: waiters for room give up
 	waiters       sync.WaitGroup // callers of place waiting for room (lanes.go)
 	queued        atomic.Int64
-	unwritten     atomic.Int64 // results given up on when Stop's context ended, reported by Stop
+	laneIdle      time.Duration // how long a lane worker waits for a job before it exits (lanes.go)
+	unwritten     atomic.Int64  // results given up on when Stop's context ended, reported by Stop
 
 	ctx       context.Context // cancelled when Stop gives up waiting
 	cancel    context.CancelFunc
@@ -237,6 +238,7 @@ func New(cfg Config) *Dispatcher {
 		holds:   holds{agents: map[string]*heldAgent{}},
 		gate:    orderGate{wake: make(chan struct{}, 1)},
 	}
+	d.laneIdle = laneIdle
 	d.am = newAgentMetrics(cfg.Registerer, d)
 	// The one place the attempt's decorators are composed, outermost first:
 	// waiting behind a breaker or a rate limit comes before the span, the

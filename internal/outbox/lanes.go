@@ -10,8 +10,8 @@ import (
 
 // Lanes and backpressure (issue 11).
 //
-// Each destination has a lane: a bounded queue in memory and its workers. Jobs reach
-// a lane two ways:
+// Each destination has a lane: a bounded queue in memory and its workers, at most
+// Config.Concurrency, started on demand (newLane). Jobs reach a lane two ways:
 //
 //   - place (Handoff after a takeover, and the sweep) waits for room when the lane is
 //     full, so intake slows to the delivery rate instead of writing the job back to
@@ -57,6 +57,15 @@ type lane struct {
 	excluded map[string]struct{}
 	lastUsed atomic.Int64
 	route    bool // the lane that looks replayed rows up in CAMS
+
+	// Workers start on demand (see newLane): running counts them (a slot is
+	// reserved before its goroutine starts; never above max), idle those waiting
+	// for a job, pending the jobs queued and not yet taken. All three are atomics
+	// written in the order grow and retire rely on.
+	max     int32
+	running atomic.Int32
+	idle    atomic.Int32
+	pending atomic.Int32
 }
 
 // routeLane is the key of the lane that routes replayed rows afresh.
@@ -113,6 +122,8 @@ func (d *Dispatcher) enqueue(j *Job, register bool) (l *lane, a admission, wake 
 	select {
 	case l.jobs <- j:
 		d.queued.Add(1)
+		l.pending.Add(1)
+		d.grow(l)
 		return l, admitted, nil
 	default:
 	}
@@ -318,28 +329,134 @@ func (d *Dispatcher) congestedAddresses() []string {
 	return out
 }
 
-// newLane starts a lane's workers. Called with d.mu held.
+// laneIdle is how long a lane worker waits for a job before it exits (the lane's
+// last one stays). Long enough that a lane busy now and then keeps its workers
+// between bursts; short enough that a drained lane soon holds one goroutine.
+const laneIdle = 5 * time.Second
+
+// newLane makes a lane; its workers start on demand. Called with d.mu held.
+//
+// A lane used to start all of its Concurrency workers at once: 256 agents ran 8,192
+// goroutines, whose stacks the runtime grew on their first deliveries and again after
+// the GC shrank them while idle (runtime.copystack ~9 % of the router's CPU in a
+// 256-agent drain; BENCHMARKS.md). Now a lane adds a worker when a job is queued and
+// none of its workers is free to take it (grow), up to Concurrency, and a worker that
+// has waited laneIdle for a job exits unless it is the lane's last (retire); the last
+// one exits when the lane closes. The bound per destination is unchanged; only idle
+// workers are gone.
 func (d *Dispatcher) newLane(key string) *lane {
 	// The queue holds a few batches' worth, so a burst handed over after a
 	// takeover waits here rather than in the caller.
 	l := &lane{key: key, jobs: make(chan *Job, max(1024, 16*d.cfg.Concurrency)), room: make(chan struct{}, 1),
 		wake: make(chan struct{}), excluded: map[string]struct{}{}, route: key == routeLane}
 	l.lastUsed.Store(time.Now().UnixNano())
-	d.lanes[key] = l
-	workers := d.cfg.Concurrency
+	l.max = int32(d.cfg.Concurrency)
 	if l.route {
-		workers = 8
+		l.max = 8
 	}
-	d.workers.Add(workers)
-	for range workers {
-		go d.runLane(l)
+	d.lanes[key] = l
+	return l // enqueue queues its first job and starts its first worker (grow)
+}
+
+// grow starts another worker for l when more jobs are queued than its workers free
+// to take them (idle: waiting for a job, or started and not yet running), up to
+// l.max. Called after each job queued (enqueue).
+//
+// A count can only rise above what the lane's workers will take by a job queued (the
+// caller of grow then looks) or by a worker retiring (retire then looks). Both write
+// before they read, and these atomics are sequentially consistent, so when the two
+// race, one of them sees the other: the caller starts a worker, or the retiring
+// worker stays. A worker taking a job lowers idle before pending, so a reader (pending
+// first) never sees fewer jobs than free workers would leave. The other races only
+// start a worker too many, never one above l.max.
+func (d *Dispatcher) grow(l *lane) {
+	if l.pending.Load() > l.idle.Load() && l.reserve() {
+		d.startWorker(l)
 	}
-	return l
+}
+
+// reserve takes a worker slot if the lane has one free.
+func (l *lane) reserve() bool {
+	for {
+		n := l.running.Load()
+		if n >= l.max {
+			return false
+		}
+		if l.running.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// retire gives up the slot of a worker that waited laneIdle for a job and reports
+// whether it exits: the lane's last worker stays, and so does one that finds more
+// jobs queued than workers free to take them (see grow).
+func (l *lane) retire() bool {
+	for {
+		n := l.running.Load()
+		if n <= 1 {
+			return false
+		}
+		if l.running.CompareAndSwap(n, n-1) {
+			break
+		}
+	}
+	l.idle.Add(-1)
+	if l.pending.Load() > l.idle.Load() && l.reserve() {
+		l.idle.Add(1)
+		return false
+	}
+	return true
+}
+
+// startWorker runs a worker in a slot already reserved (l.running counts it). It is
+// idle from now: ready to take a job.
+func (d *Dispatcher) startWorker(l *lane) {
+	l.idle.Add(1)
+	d.m.laneWorkers.Inc()
+	// The caller holds d.mu, which Stop takes before it waits for the workers, and
+	// checked d.stopping under it (enqueue): this Add never races Stop's Wait.
+	d.workers.Add(1)
+	go d.runLane(l)
 }
 
 func (d *Dispatcher) runLane(l *lane) {
 	defer d.workers.Done()
-	for j := range l.jobs {
+	defer d.m.laneWorkers.Dec()
+	var idle *time.Timer // made on the first wait: a worker that never waits needs none
+	defer func() {
+		if idle != nil {
+			idle.Stop()
+		}
+	}()
+	for {
+		var j *Job
+		var ok bool
+		select {
+		case j, ok = <-l.jobs:
+		default:
+			// Nothing queued: wait, and leave after laneIdle unless this is the
+			// lane's last worker (retire).
+			if idle == nil {
+				idle = time.NewTimer(d.laneIdle)
+			} else {
+				idle.Reset(d.laneIdle) // since Go 1.23: no stale tick to drain
+			}
+			select {
+			case j, ok = <-l.jobs:
+			case <-idle.C:
+				if l.retire() {
+					return
+				}
+				continue
+			}
+		}
+		l.idle.Add(-1) // before pending: see grow
+		if !ok {       // the lane is closed (Stop, reapLanes) and its queue empty
+			l.running.Add(-1)
+			return
+		}
+		l.pending.Add(-1)
 		d.queued.Add(-1)
 		l.lastUsed.Store(time.Now().UnixNano())
 		select {
@@ -350,6 +467,7 @@ func (d *Dispatcher) runLane(l *lane) {
 			d.uncongest(l)
 		}
 		d.process(l, j)
+		l.idle.Add(1)
 	}
 }
 

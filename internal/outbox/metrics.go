@@ -18,6 +18,7 @@ type metrics struct {
 	laneWait     prometheus.Histogram
 	laneWaiters  prometheus.Gauge
 	congestions  prometheus.Counter
+	laneWorkers  prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -73,6 +74,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		congestions: f.NewCounter(prometheus.CounterOpts{
 			Name: "msgrouter_outbox_lane_congestions_total",
 			Help: "Times a destination lane was found congested (it took no room-waiter's jobs within LaneWait); its jobs then wait in the outbox until it drains.",
+		}),
+		laneWorkers: f.NewGauge(prometheus.GaugeOpts{
+			Name: "msgrouter_outbox_lane_workers",
+			Help: "Destination lane workers running (each delivers one message at a time; a lane starts them on demand up to DELIVERY_DESTINATION_CONCURRENCY).",
 		}),
 	}
 }
