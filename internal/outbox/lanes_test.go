@@ -185,16 +185,21 @@ func TestLaneWorkersOnDemandNeverExceedConcurrency(t *testing.T) {
 	})
 	d.laneIdle = time.Microsecond
 	var wg sync.WaitGroup
+	deadline := time.Now().Add(time.Minute) // a failure's deadline, not a timing assertion
 	for range callers {
 		wg.Go(func() {
 			for range perCaller / burst {
 				d.Handoff(context.Background(), laneJobs(d, burst)...)
-				time.Sleep(2 * time.Millisecond) // not a wait for anything: lets workers go idle and retire
+				// Until the queue is empty: the burst is taken, and workers left
+				// idle then retire before the next burst starts others.
+				for d.queued.Load() > 0 && time.Now().Before(deadline) {
+					runtime.Gosched()
+				}
 			}
 		})
 	}
 	wg.Wait()
-	timeout := time.After(time.Minute) // a failure's deadline, not a timing assertion
+	timeout := time.After(time.Until(deadline) + time.Second)
 	for range callers * perCaller {
 		select {
 		case <-delivered:
