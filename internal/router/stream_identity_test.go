@@ -95,9 +95,13 @@ func TestStreamRebuiltUnderTwoReplicasReusesNoIDs(t *testing.T) {
 
 	ctx := context.Background()
 	e.nats.RestartEmpty(t)
-	var err error
-	e.inbox, err = e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "INBOX", Subjects: []string{"inbox.>"}})
-	require.NoError(t, err)
+	// The test's own connection reconnects first: under load that can take longer
+	// than one JetStream API call's timeout, so create the inbox stream once it can.
+	require.Eventually(t, func() bool {
+		var err error
+		e.inbox, err = e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "INBOX", Subjects: []string{"inbox.>"}})
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "inbox stream created on the restarted server")
 	// A router notices the stream is gone and creates it (and the consumer) again.
 	require.Eventually(t, func() bool {
 		s, err := e.js.Stream(ctx, stream.Name)
