@@ -187,7 +187,10 @@ type Message struct {
 	LastError      string       `json:"lastError,omitempty"`
 	ReceivedAt     *time.Time   `json:"receivedAt,omitempty"`
 	DeliveredAt    *time.Time   `json:"deliveredAt,omitempty"`
-	History        []Attempt    `json:"history,omitempty"`
+	// FinishedAt is when the message reached its terminal status: this router's
+	// extension of the contract, absent while PENDING and from other implementations.
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	History    []Attempt  `json:"history,omitempty"`
 	// OrderingKey and ExpiresAt are the sender's metadata, when set (DESIGN §5a, §6).
 	OrderingKey string     `json:"orderingKey,omitempty"`
 	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
