@@ -180,30 +180,16 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, address string, e
 	}
 }
 
-// mappingRequest is the body of POST and PUT. Pointers tell absent fields (and
-// null, treated as absent) from empty ones, for PUT's partial update.
-type mappingRequest struct {
-	AIAgentAddress       *string   `json:"aiAgentAddress"`
-	InboxDestinationType *string   `json:"inboxDestinationType"`
-	InboxName            *string   `json:"inboxName"`
-	Status               *string   `json:"status"`
-	Description          *string   `json:"description"`
-	OwnerTeam            *string   `json:"ownerTeam"`
-	UpdatedBy            *string   `json:"updatedBy"`
-	SigningSecrets       *[]string `json:"signingSecrets"`
-	InactivePolicy       *string   `json:"inactivePolicy"`
-	// InboxAuth: absent = unchanged; null = removed (on PUT); an object = replaced.
-	InboxAuth json.RawMessage `json:"inboxAuth"`
-}
-
-// patch turns the request into a Patch (a 400 for a malformed inboxAuth).
-func (req *mappingRequest) patch(r *http.Request) (Patch, error) {
+// patchOf turns the body of POST or PUT into a Patch (a 400 for a malformed
+// inboxAuth).
+func patchOf(r *http.Request, req *mapping.Update) (Patch, error) {
 	p := Patch{
 		InboxDestinationType: req.InboxDestinationType, InboxName: req.InboxName, Status: req.Status,
 		Description: req.Description, OwnerTeam: req.OwnerTeam, UpdatedBy: updatedBy(r, req.UpdatedBy),
 		SigningSecrets: req.SigningSecrets, InactivePolicy: req.InactivePolicy,
 	}
-	switch raw := bytes.TrimSpace(req.InboxAuth); {
+	raw, _ := req.InboxAuth.(json.RawMessage) // what Update's decoding sets
+	switch raw = bytes.TrimSpace(raw); {
 	case len(raw) == 0:
 	case bytes.Equal(raw, []byte("null")):
 		p.ClearInboxAuth = true
@@ -253,7 +239,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
-	var req mappingRequest
+	var req mapping.Update
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -261,7 +247,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	if req.AIAgentAddress != nil {
 		m.AIAgentAddress = *req.AIAgentAddress
 	}
-	p, err := req.patch(r)
+	p, err := patchOf(r, &req)
 	if err != nil {
 		h.fail(w, r, m.AIAgentAddress, err)
 		return
@@ -284,7 +270,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 	address := r.PathValue("aiAgentAddress")
-	var req mappingRequest
+	var req mapping.Update
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -292,7 +278,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, address, invalidf("aiAgentAddress", "cannot be changed (register the new address and delete the old one)"))
 		return
 	}
-	p, err := req.patch(r)
+	p, err := patchOf(r, &req)
 	if err != nil {
 		h.fail(w, r, address, err)
 		return
