@@ -31,17 +31,8 @@ const (
 	MaxListLimit     = 1000
 )
 
-// Routes of the reference server (DESIGN §4). The address wildcard takes the rest of
-// the path, so a client that forgot to escape '/' in an address still reaches it.
-const (
-	routeGet         = "GET /v1/agent-inboxes/{aiAgentAddress...}"
-	routePut         = "PUT /v1/agent-inboxes/{aiAgentAddress...}"
-	routeDelete      = "DELETE /v1/agent-inboxes/{aiAgentAddress...}"
-	routeCreate      = "POST /v1/agent-inboxes"
-	routeList        = "GET /v1/agent-inboxes"
-	routeHealthCheck = "POST /v1/agent-health-check"
-	inboxesPrefix    = "/v1/agent-inboxes/"
-)
+// inboxesPrefix is the path of one agent's mapping, the address appended.
+const inboxesPrefix = "/v1/agent-inboxes/"
 
 // HandlerConfig configures the reference server's HTTP handler.
 type HandlerConfig struct {
@@ -83,12 +74,21 @@ func NewHandler(cfg HandlerConfig) *Handler {
 		ready = cfg.Store.Ping
 	}
 	m := h.mux
-	m.HandleFunc(routeGet, h.get)
-	m.HandleFunc(routePut, h.update)
-	m.HandleFunc(routeDelete, h.delete)
-	m.HandleFunc(routeCreate, h.create)
-	m.HandleFunc(routeList, h.list)
-	m.HandleFunc(routeHealthCheck, h.healthCheck)
+	// The registry (DESIGN §4). The address wildcard takes the rest of the path, so a
+	// client that forgot to escape '/' in an address still reaches it.
+	for _, route := range []struct {
+		pattern string
+		handle  http.HandlerFunc
+	}{
+		{"GET /v1/agent-inboxes/{aiAgentAddress...}", h.get},
+		{"PUT /v1/agent-inboxes/{aiAgentAddress...}", h.update},
+		{"DELETE /v1/agent-inboxes/{aiAgentAddress...}", h.delete},
+		{"POST /v1/agent-inboxes", h.create},
+		{"GET /v1/agent-inboxes", h.list},
+		{"POST /v1/agent-health-check", h.healthCheck},
+	} {
+		m.HandleFunc(route.pattern, route.handle)
+	}
 	httpapi.HealthRoutes(m, cfg.Version, httpapi.Check{Name: "postgres", Check: func(r *http.Request) error {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
