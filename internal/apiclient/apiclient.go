@@ -1,7 +1,7 @@
 // Package apiclient is a small typed HTTP client for msgrouter's three APIs as an
 // outside caller sees them: ingest (DESIGN §2), CAMS (§4) and the router's admin API
 // (§6). routerctl, its bench engine and the tests share it. It depends on the wire contract only
-// (internal/message is the envelope itself), never on the servers' packages, so it keeps working against any implementation of
+// (internal/message is the envelope itself, mapping.Update the CAMS write request), never on the servers' packages, so it keeps working against any implementation of
 // the same API.
 //
 // Every non-2xx answer becomes an *Error carrying the contract's error body, so
@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/message"
 )
 
@@ -187,7 +188,10 @@ type Message struct {
 	LastError      string       `json:"lastError,omitempty"`
 	ReceivedAt     *time.Time   `json:"receivedAt,omitempty"`
 	DeliveredAt    *time.Time   `json:"deliveredAt,omitempty"`
-	History        []Attempt    `json:"history,omitempty"`
+	// FinishedAt is when the message reached its terminal status: this router's
+	// extension of the contract, absent while PENDING and from other implementations.
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	History    []Attempt  `json:"history,omitempty"`
 	// OrderingKey and ExpiresAt are the sender's metadata, when set (DESIGN §5a, §6).
 	OrderingKey string     `json:"orderingKey,omitempty"`
 	ExpiresAt   *time.Time `json:"expiresAt,omitempty"`
@@ -293,19 +297,9 @@ type InboxAuth struct {
 	Password string `json:"password,omitempty"`
 }
 
-// AgentUpdate is a partial update: nil fields are left as they are.
-type AgentUpdate struct {
-	InboxDestinationType *string   `json:"inboxDestinationType,omitempty"`
-	InboxName            *string   `json:"inboxName,omitempty"`
-	Status               *string   `json:"status,omitempty"`
-	Description          *string   `json:"description,omitempty"`
-	OwnerTeam            *string   `json:"ownerTeam,omitempty"`
-	InactivePolicy       *string   `json:"inactivePolicy,omitempty"`
-	SigningSecrets       *[]string `json:"signingSecrets,omitempty"`
-	// InboxAuth is a *InboxAuth to set credentials, or json.RawMessage("null") to
-	// remove them; nil leaves them as they are.
-	InboxAuth any `json:"inboxAuth,omitempty"`
-}
+// AgentUpdate is the body of UpdateAgent, a partial update: nil fields are left as
+// they are; see mapping.Update for InboxAuth.
+type AgentUpdate = mapping.Update
 
 // AgentPage is one page of GET /v1/agent-inboxes.
 type AgentPage struct {

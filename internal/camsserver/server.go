@@ -31,17 +31,8 @@ const (
 	MaxListLimit     = 1000
 )
 
-// Routes of the reference server (DESIGN §4). The address wildcard takes the rest of
-// the path, so a client that forgot to escape '/' in an address still reaches it.
-const (
-	routeGet         = "GET /v1/agent-inboxes/{aiAgentAddress...}"
-	routePut         = "PUT /v1/agent-inboxes/{aiAgentAddress...}"
-	routeDelete      = "DELETE /v1/agent-inboxes/{aiAgentAddress...}"
-	routeCreate      = "POST /v1/agent-inboxes"
-	routeList        = "GET /v1/agent-inboxes"
-	routeHealthCheck = "POST /v1/agent-health-check"
-	inboxesPrefix    = "/v1/agent-inboxes/"
-)
+// inboxesPrefix is the path of one agent's mapping, the address appended.
+const inboxesPrefix = "/v1/agent-inboxes/"
 
 // HandlerConfig configures the reference server's HTTP handler.
 type HandlerConfig struct {
@@ -83,12 +74,21 @@ func NewHandler(cfg HandlerConfig) *Handler {
 		ready = cfg.Store.Ping
 	}
 	m := h.mux
-	m.HandleFunc(routeGet, h.get)
-	m.HandleFunc(routePut, h.update)
-	m.HandleFunc(routeDelete, h.delete)
-	m.HandleFunc(routeCreate, h.create)
-	m.HandleFunc(routeList, h.list)
-	m.HandleFunc(routeHealthCheck, h.healthCheck)
+	// The registry (DESIGN §4). The address wildcard takes the rest of the path, so a
+	// client that forgot to escape '/' in an address still reaches it.
+	for _, route := range []struct {
+		pattern string
+		handle  http.HandlerFunc
+	}{
+		{"GET /v1/agent-inboxes/{aiAgentAddress...}", h.get},
+		{"PUT /v1/agent-inboxes/{aiAgentAddress...}", h.update},
+		{"DELETE /v1/agent-inboxes/{aiAgentAddress...}", h.delete},
+		{"POST /v1/agent-inboxes", h.create},
+		{"GET /v1/agent-inboxes", h.list},
+		{"POST /v1/agent-health-check", h.healthCheck},
+	} {
+		m.HandleFunc(route.pattern, route.handle)
+	}
 	httpapi.HealthRoutes(m, cfg.Version, httpapi.Check{Name: "postgres", Check: func(r *http.Request) error {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -180,30 +180,16 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, address string, e
 	}
 }
 
-// mappingRequest is the body of POST and PUT. Pointers tell absent fields (and
-// null, treated as absent) from empty ones, for PUT's partial update.
-type mappingRequest struct {
-	AIAgentAddress       *string   `json:"aiAgentAddress"`
-	InboxDestinationType *string   `json:"inboxDestinationType"`
-	InboxName            *string   `json:"inboxName"`
-	Status               *string   `json:"status"`
-	Description          *string   `json:"description"`
-	OwnerTeam            *string   `json:"ownerTeam"`
-	UpdatedBy            *string   `json:"updatedBy"`
-	SigningSecrets       *[]string `json:"signingSecrets"`
-	InactivePolicy       *string   `json:"inactivePolicy"`
-	// InboxAuth: absent = unchanged; null = removed (on PUT); an object = replaced.
-	InboxAuth json.RawMessage `json:"inboxAuth"`
-}
-
-// patch turns the request into a Patch (a 400 for a malformed inboxAuth).
-func (req *mappingRequest) patch(r *http.Request) (Patch, error) {
+// patchOf turns the body of POST or PUT into a Patch (a 400 for a malformed
+// inboxAuth).
+func patchOf(r *http.Request, req *mapping.Update) (Patch, error) {
 	p := Patch{
 		InboxDestinationType: req.InboxDestinationType, InboxName: req.InboxName, Status: req.Status,
 		Description: req.Description, OwnerTeam: req.OwnerTeam, UpdatedBy: updatedBy(r, req.UpdatedBy),
 		SigningSecrets: req.SigningSecrets, InactivePolicy: req.InactivePolicy,
 	}
-	switch raw := bytes.TrimSpace(req.InboxAuth); {
+	raw, _ := req.InboxAuth.(json.RawMessage) // what Update's decoding sets
+	switch raw = bytes.TrimSpace(raw); {
 	case len(raw) == 0:
 	case bytes.Equal(raw, []byte("null")):
 		p.ClearInboxAuth = true
@@ -253,7 +239,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
-	var req mappingRequest
+	var req mapping.Update
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -261,7 +247,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	if req.AIAgentAddress != nil {
 		m.AIAgentAddress = *req.AIAgentAddress
 	}
-	p, err := req.patch(r)
+	p, err := patchOf(r, &req)
 	if err != nil {
 		h.fail(w, r, m.AIAgentAddress, err)
 		return
@@ -284,7 +270,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 	address := r.PathValue("aiAgentAddress")
-	var req mappingRequest
+	var req mapping.Update
 	if !readJSON(w, r, &req) {
 		return
 	}
@@ -292,7 +278,7 @@ func (h *Handler) update(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, address, invalidf("aiAgentAddress", "cannot be changed (register the new address and delete the old one)"))
 		return
 	}
-	p, err := req.patch(r)
+	p, err := patchOf(r, &req)
 	if err != nil {
 		h.fail(w, r, address, err)
 		return

@@ -1,7 +1,6 @@
 package camsserver
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/auth"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
 	"github.com/msgrouter/msgrouter/internal/cams/mapping/mappingtest"
+	"github.com/msgrouter/msgrouter/internal/testutil/bodytest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
@@ -76,17 +76,7 @@ func (a answer) requireError(t *testing.T, status int, code string) {
 // call sends body (a string is sent raw, anything else as JSON) with key as bearer.
 func (b *serverBundle) call(t *testing.T, method, path string, body any, key string) answer {
 	t.Helper()
-	var rd io.Reader
-	switch v := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(v)
-	default:
-		j, err := json.Marshal(v)
-		require.NoError(t, err)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, b.srv.URL+path, rd)
+	req, err := http.NewRequest(method, b.srv.URL+path, bodytest.Reader(t, body))
 	require.NoError(t, err)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)

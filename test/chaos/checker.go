@@ -2,43 +2,27 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
-)
 
-// view is the part of GET /v1/messages/{id} (DESIGN §6) the checker reads.
-type view struct {
-	MessageID   string     `json:"messageId"`
-	Status      string     `json:"status"`
-	Reason      string     `json:"reason"`
-	Attempts    int        `json:"attempts"`
-	LastError   string     `json:"lastError"`
-	ReceivedAt  *time.Time `json:"receivedAt"`
-	DeliveredAt *time.Time `json:"deliveredAt"`
-	// finishedAt is this router's extension; used when present.
-	FinishedAt *time.Time `json:"finishedAt"`
-	History    []struct {
-		At time.Time `json:"at"`
-	} `json:"history"`
-}
+	"github.com/msgrouter/msgrouter/internal/apiclient"
+)
 
 func terminal(status string) bool {
 	return status == statusDelivered || status == statusRejected || status == statusDeadLettered
 }
 
-// terminalAt is when the message reached its status, by the router's account.
-func (v *view) terminalAt(observed time.Time) time.Time {
+// terminalAt is when the message v reached its status, by the router's account.
+func terminalAt(v *apiclient.Message, observed time.Time) time.Time {
 	switch {
 	case v.DeliveredAt != nil:
 		return *v.DeliveredAt
 	case v.FinishedAt != nil:
 		return *v.FinishedAt
-	case len(v.History) > 0:
-		return v.History[len(v.History)-1].At
+	case len(v.History) > 0 && v.History[len(v.History)-1].At != nil:
+		return *v.History[len(v.History)-1].At
 	}
 	return observed
 }
@@ -93,14 +77,14 @@ func (c *checker) pass(ctx context.Context, open []*tracked) {
 			m.receivedAt = *v.ReceivedAt
 		}
 		if terminal(v.Status) {
-			m.terminalAt = v.terminalAt(time.Now())
+			m.terminalAt = terminalAt(v, time.Now())
 		}
 	})
 }
 
 // get asks one live replica, moving on to the next on a transport error or 5xx. A
-// nil view and nil error is a 404: no replica has taken the message over yet.
-func (c *checker) get(ctx context.Context, id string) (*view, error) {
+// nil message and nil error is a 404: no replica has taken the message over yet.
+func (c *checker) get(ctx context.Context, id string) (*apiclient.Message, error) {
 	routers := c.routers()
 	if len(routers) == 0 {
 		return nil, fmt.Errorf("no router replica is up")
@@ -108,39 +92,14 @@ func (c *checker) get(ctx context.Context, id string) (*view, error) {
 	var lastErr error
 	for range len(routers) {
 		base := routers[c.next.Add(1)%uint64(len(routers))]
-		v, err := c.getFrom(ctx, base, id)
+		v, err := (&apiclient.Client{HTTP: c.client, RouterURL: base}).GetMessage(ctx, id)
+		if apiclient.IsNotFound(err) {
+			return nil, nil
+		}
 		if err == nil {
 			return v, nil
 		}
 		lastErr = err
 	}
 	return nil, lastErr
-}
-
-func (c *checker) getFrom(ctx context.Context, base, id string) (*view, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/messages/"+id, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, err
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		var v view
-		if err := json.Unmarshal(b, &v); err != nil {
-			return nil, fmt.Errorf("undecodable message view: %w", err)
-		}
-		return &v, nil
-	case http.StatusNotFound:
-		return nil, nil
-	default:
-		return nil, fmt.Errorf("HTTP %d from %s", resp.StatusCode, base)
-	}
 }

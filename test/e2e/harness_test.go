@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +30,7 @@ import (
 	"github.com/msgrouter/msgrouter/internal/config"
 	"github.com/msgrouter/msgrouter/internal/ingest"
 	"github.com/msgrouter/msgrouter/internal/router"
+	"github.com/msgrouter/msgrouter/internal/testutil/bodytest"
 	"github.com/msgrouter/msgrouter/internal/testutil/inboxtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
@@ -227,16 +227,7 @@ func logger(t *testing.T) *slog.Logger {
 // the body. key, when not empty, goes in Authorization as a bearer key.
 func (s *system) request(method, url, key string, body any, header ...string) (int, http.Header, []byte) {
 	s.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		raw, err := json.Marshal(b)
-		require.NoError(s.t, err)
-		rd = bytes.NewReader(raw)
-	}
+	rd := bodytest.Reader(s.t, body)
 	req, err := http.NewRequest(method, url, rd)
 	require.NoError(s.t, err)
 	if rd != nil {

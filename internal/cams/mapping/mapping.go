@@ -44,12 +44,16 @@ const (
 	HealthUnhealthy = "UNHEALTHY"
 )
 
-// Mapping is an agent's inbox registration, as the API encodes it.
+// Mapping is an agent's inbox registration, as the API encodes it. Timestamps are
+// written in the contract's format (TimeFormat; zero times omitted, so a Mapping
+// built for Create carries none) and read leniently, since the router only needs
+// the routing fields and must not stall on another CAMS implementation's timestamp
+// style.
 type Mapping struct {
 	AIAgentAddress        string    `json:"aiAgentAddress"`
 	InboxDestinationType  string    `json:"inboxDestinationType"`
 	InboxName             string    `json:"inboxName"`
-	Status                string    `json:"status"`
+	Status                string    `json:"status,omitempty"` // omitted when unset: Create then gets the default
 	Description           string    `json:"description,omitempty"`
 	OwnerTeam             string    `json:"ownerTeam,omitempty"`
 	RegistrationTimestamp time.Time `json:"registrationTimestamp"`
@@ -87,33 +91,6 @@ const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
 // FormatTime renders t in TimeFormat, in UTC.
 func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
-// mappingJSON is Mapping with its timestamps as strings: written in the contract's
-// format (zero times omitted, so a Mapping built for Create carries none), and read
-// leniently, since the router only needs the routing fields and must not stall on
-// another CAMS implementation's timestamp style.
-type mappingJSON struct {
-	AIAgentAddress        string      `json:"aiAgentAddress"`
-	InboxDestinationType  string      `json:"inboxDestinationType"`
-	InboxName             string      `json:"inboxName"`
-	Status                string      `json:"status,omitempty"` // omitted when unset: Create then gets the default
-	Description           string      `json:"description,omitempty"`
-	OwnerTeam             string      `json:"ownerTeam,omitempty"`
-	RegistrationTimestamp string      `json:"registrationTimestamp,omitempty"`
-	LastUpdatedTimestamp  string      `json:"lastUpdatedTimestamp,omitempty"`
-	UpdatedBy             string      `json:"updatedBy,omitempty"`
-	SigningSecrets        []string    `json:"signingSecrets,omitempty"`
-	InactivePolicy        string      `json:"inactivePolicy,omitempty"`
-	InboxAuth             *InboxAuth  `json:"inboxAuth,omitempty"`
-	Health                *healthJSON `json:"health,omitempty"`
-}
-
-type healthJSON struct {
-	Status                string `json:"status"`
-	Details               string `json:"details,omitempty"`
-	ReportedAt            string `json:"reportedAt,omitempty"`
-	InactiveByHealthCheck bool   `json:"inactiveByHealthCheck,omitempty"`
-}
-
 func formatOptional(t time.Time) string {
 	if t.IsZero() {
 		return ""
@@ -129,40 +106,58 @@ func parseLenient(s string) time.Time {
 	return t.UTC()
 }
 
-// MarshalJSON writes timestamps as RFC 3339 UTC with milliseconds.
+// MarshalJSON writes timestamps in TimeFormat, omitting zero ones.
 func (m Mapping) MarshalJSON() ([]byte, error) {
-	j := mappingJSON{
-		AIAgentAddress: m.AIAgentAddress, InboxDestinationType: m.InboxDestinationType,
-		InboxName: m.InboxName, Status: m.Status, Description: m.Description, OwnerTeam: m.OwnerTeam,
-		RegistrationTimestamp: formatOptional(m.RegistrationTimestamp),
-		LastUpdatedTimestamp:  formatOptional(m.LastUpdatedTimestamp),
-		UpdatedBy:             m.UpdatedBy, SigningSecrets: m.SigningSecrets,
-		InactivePolicy: m.InactivePolicy, InboxAuth: m.InboxAuth,
-	}
-	if h := m.Health; h != nil {
-		j.Health = &healthJSON{Status: h.Status, Details: h.Details, ReportedAt: formatOptional(h.ReportedAt), InactiveByHealthCheck: h.InactiveByHealthCheck}
-	}
-	return json.Marshal(j)
+	type fields Mapping // Mapping without its methods, so json does not recurse
+	return json.Marshal(struct {
+		fields
+		RegistrationTimestamp string `json:"registrationTimestamp,omitempty"`
+		LastUpdatedTimestamp  string `json:"lastUpdatedTimestamp,omitempty"`
+	}{fields(m), formatOptional(m.RegistrationTimestamp), formatOptional(m.LastUpdatedTimestamp)})
 }
 
 // UnmarshalJSON reads a mapping; a timestamp that is not RFC 3339 is left zero
 // rather than failing the whole mapping.
 func (m *Mapping) UnmarshalJSON(b []byte) error {
-	var j mappingJSON
+	type fields Mapping
+	var out Mapping
+	j := struct {
+		*fields
+		RegistrationTimestamp string `json:"registrationTimestamp"`
+		LastUpdatedTimestamp  string `json:"lastUpdatedTimestamp"`
+	}{fields: (*fields)(&out)}
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
-	*m = Mapping{
-		AIAgentAddress: j.AIAgentAddress, InboxDestinationType: j.InboxDestinationType,
-		InboxName: j.InboxName, Status: j.Status, Description: j.Description, OwnerTeam: j.OwnerTeam,
-		RegistrationTimestamp: parseLenient(j.RegistrationTimestamp),
-		LastUpdatedTimestamp:  parseLenient(j.LastUpdatedTimestamp),
-		UpdatedBy:             j.UpdatedBy, SigningSecrets: j.SigningSecrets,
-		InactivePolicy: j.InactivePolicy, InboxAuth: j.InboxAuth,
+	out.RegistrationTimestamp = parseLenient(j.RegistrationTimestamp)
+	out.LastUpdatedTimestamp = parseLenient(j.LastUpdatedTimestamp)
+	*m = out
+	return nil
+}
+
+// MarshalJSON writes ReportedAt in TimeFormat, omitted when zero.
+func (h Health) MarshalJSON() ([]byte, error) {
+	type fields Health // Health without its methods, so json does not recurse
+	return json.Marshal(struct {
+		fields
+		ReportedAt string `json:"reportedAt,omitempty"`
+	}{fields(h), formatOptional(h.ReportedAt)})
+}
+
+// UnmarshalJSON reads a health report; a ReportedAt that is not RFC 3339 is left
+// zero.
+func (h *Health) UnmarshalJSON(b []byte) error {
+	type fields Health
+	var out Health
+	j := struct {
+		*fields
+		ReportedAt string `json:"reportedAt"`
+	}{fields: (*fields)(&out)}
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
 	}
-	if h := j.Health; h != nil {
-		m.Health = &Health{Status: h.Status, Details: h.Details, ReportedAt: parseLenient(h.ReportedAt), InactiveByHealthCheck: h.InactiveByHealthCheck}
-	}
+	out.ReportedAt = parseLenient(j.ReportedAt)
+	*h = out
 	return nil
 }
 
