@@ -76,6 +76,19 @@ func attempt(t *testing.T, s *Set, key string, o Outcome) {
 	done(o)
 }
 
+// halfOpenSet returns a fixture whose breaker for key has failed once (Failures:
+// 1) and waited out openTimeout: it is half-open, its probe not yet taken. Call
+// it inside synctest.Test, whose fake clock the wait runs on.
+func halfOpenSet(t *testing.T, key string, openTimeout time.Duration) fixture {
+	t.Helper()
+	f := setup(t, Settings{Failures: 1, OpenTimeout: openTimeout})
+	attempt(t, f.set, key, Failure)
+	require.Equal(t, gobreaker.StateOpen, f.set.State(key))
+	time.Sleep(openTimeout + time.Millisecond) // fake clock
+	require.Equal(t, gobreaker.StateHalfOpen, f.set.State(key))
+	return f
+}
+
 // The open timeout runs on synctest's fake clock (gobreaker reads time.Now), so
 // the test waits exactly as long as the breaker and cannot flake.
 func TestOpensAfterFailuresThenProbes(t *testing.T) {
@@ -139,12 +152,8 @@ func TestFailedProbeReopens(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const key = "nats:agents.a"
 		const openTimeout = 30 * time.Millisecond
-		f := setup(t, Settings{Failures: 1, OpenTimeout: openTimeout})
+		f := halfOpenSet(t, key, openTimeout)
 		s := f.set
-		attempt(t, s, key, Failure)
-		require.Equal(t, gobreaker.StateOpen, s.State(key))
-		time.Sleep(openTimeout + time.Millisecond) // fake clock
-		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
 		attempt(t, s, key, Failure)
 		require.Equal(t, gobreaker.StateOpen, s.State(key))
 		require.Equal(t, openTimeout, s.OpenFor(key), "a failed probe restarts the full timeout")
@@ -188,11 +197,7 @@ func TestIgnoredProbeFreesTheSlot(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const key = "nats:agents.d"
-		const openTimeout = 20 * time.Millisecond
-		s := setup(t, Settings{Failures: 1, OpenTimeout: openTimeout}).set
-		attempt(t, s, key, Failure)
-		time.Sleep(openTimeout + time.Millisecond) // fake clock
-		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
+		s := halfOpenSet(t, key, 20*time.Millisecond).set
 		attempt(t, s, key, Ignore) // a cancelled probe
 		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
 		done, err := s.Allow(key)
