@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -165,32 +166,33 @@ func TestFailedProbeReopens(t *testing.T) {
 	})
 }
 
-func TestSuccessResetsTheStreak(t *testing.T) {
+// A breaker opens after Failures consecutive failures: a success resets the
+// streak, an ignored outcome neither counts nor resets it.
+func TestStreak(t *testing.T) {
 	t.Parallel()
 	const key = "nats:agents.b"
-	s := setup(t, Settings{Failures: 2, OpenTimeout: time.Hour}).set
-	for range 10 {
-		attempt(t, s, key, Failure)
-		attempt(t, s, key, Success)
+	F, S, I := Failure, Success, Ignore
+	tests := []struct {
+		name     string
+		failures uint32
+		outcomes []Outcome
+		want     gobreaker.State
+	}{
+		{"a success resets the streak", 2, slices.Repeat([]Outcome{F, S}, 10), gobreaker.StateClosed},
+		{"ignored outcomes do not count", 3, slices.Repeat([]Outcome{I}, 10), gobreaker.StateClosed},
+		{"two failures and an ignored outcome are below three", 3, []Outcome{F, F, I}, gobreaker.StateClosed},
+		{"the streak survives an ignored outcome", 3, []Outcome{F, F, I, F}, gobreaker.StateOpen},
 	}
-	require.Equal(t, gobreaker.StateClosed, s.State(key))
-}
-
-func TestIgnoreNeitherCountsNorResets(t *testing.T) {
-	t.Parallel()
-	const key = "nats:agents.c"
-	s := setup(t, Settings{Failures: 3, OpenTimeout: time.Hour}).set
-	for range 10 {
-		attempt(t, s, key, Ignore)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t, Settings{Failures: tt.failures, OpenTimeout: time.Hour}).set
+			for _, o := range tt.outcomes {
+				attempt(t, s, key, o)
+			}
+			require.Equal(t, tt.want, s.State(key))
+		})
 	}
-	require.Equal(t, gobreaker.StateClosed, s.State(key), "ignored outcomes do not count")
-
-	attempt(t, s, key, Failure)
-	attempt(t, s, key, Failure)
-	attempt(t, s, key, Ignore) // must not reset the streak of two
-	require.Equal(t, gobreaker.StateClosed, s.State(key))
-	attempt(t, s, key, Failure)
-	require.Equal(t, gobreaker.StateOpen, s.State(key), "the streak survived the ignored outcome")
 }
 
 func TestIgnoredProbeFreesTheSlot(t *testing.T) {
