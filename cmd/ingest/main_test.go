@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,34 +31,17 @@ func TestSIGTERMExitsZero(t *testing.T) {
 	cmd.Env = append(os.Environ(), "NATS_URL="+srv.URL, "INGEST_ADDR="+addr, "LOG_FORMAT=text", "SHUTDOWN_TIMEOUT=5s",
 		"OTEL_TRACES_EXPORTER=none")
 	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	p := cmdtest.Start(t, cmd)
+	p.WaitReady(t, "http://"+addr+"/health/ready", 20*time.Second)
 
 	client := &http.Client{Timeout: 5 * time.Second}
-	require.Eventually(t, func() bool {
-		resp, err := client.Get("http://" + addr + "/health/ready")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 50*time.Millisecond, "ready")
-
 	resp, err := client.Post("http://"+addr+"/v1/messages", "application/json",
 		strings.NewReader(`{"aiAgentAddress":"a@example.com","payload":{}}`))
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-exited:
-		require.NoError(t, err, "exit status 0 after SIGTERM; stderr:\n%s", stderr.String())
-	case <-time.After(20 * time.Second):
-		t.Fatal("no exit within 20s of SIGTERM")
-	}
+	require.NoError(t, p.Terminate(t, 20*time.Second), "exit status 0 after SIGTERM; stderr:\n%s", stderr.String())
 	require.Contains(t, stderr.String(), "starting msgrouter ingest")
 	require.Contains(t, stderr.String(), "stopped")
 }

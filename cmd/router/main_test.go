@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,29 +77,9 @@ func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 	cmd.Dir = dir
 	cmd.Env = append(env, "NATS_URL="+ns.URL, "ROUTER_ADDR="+addr, "LOG_FORMAT=text", "SHUTDOWN_TIMEOUT=5s", "OTEL_TRACES_EXPORTER=none")
 	cmd.Stderr = stderr
-	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-
+	p := cmdtest.Start(t, cmd)
+	p.WaitReady(t, "http://"+addr+"/health/ready", 30*time.Second) // Postgres and NATS answer
 	client := &http.Client{Timeout: 5 * time.Second}
-	var early error
-	exitedEarly := false
-	require.Eventually(t, func() bool {
-		select {
-		case early = <-exited:
-			exitedEarly = true
-			return true
-		default:
-		}
-		resp, err := client.Get("http://" + addr + "/health/ready")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond, "router ready (Postgres and NATS answer)")
-	require.False(t, exitedEarly, "router exited early (%v):\n%s", early, stderr.String())
 
 	// A message through CAMS to the inbox, recorded in that Postgres.
 	id := uuid.NewString()
@@ -129,13 +108,7 @@ func TestPythonServiceDotEnvStartsRouter(t *testing.T) {
 	require.NoError(t, conn.QueryRow(t.Context(), "SELECT status FROM messages WHERE message_id = $1", id).Scan(&status))
 	require.Equal(t, "DELIVERED", status, "the record is in the database the .env named")
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-exited:
-		require.NoError(t, err, "exit 0 after SIGTERM")
-	case <-time.After(20 * time.Second):
-		t.Fatal("no exit within 20s of SIGTERM")
-	}
+	require.NoError(t, p.Terminate(t, 20*time.Second), "exit 0 after SIGTERM")
 	logs := stderr.String()
 	require.Contains(t, logs, "read configuration from a dotenv file")
 	require.Contains(t, logs, "DATABASE_URL accepted in SQLAlchemy form")

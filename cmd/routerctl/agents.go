@@ -20,12 +20,12 @@ func agentCommands() []command {
 		return func(a *app, fs *pflag.FlagSet) runFunc { return build(a, fs, sub) }
 	}
 	return []command{
-		{use: "list [--limit N] [--cursor C] [--all]", short: "list registered agents", build: agentsList},
-		{use: "get <address>", short: "show one agent", build: withSub("get", agentsGetDelete)},
-		{use: "create <address> --type NATS_SUBJECT|HTTP_ENDPOINT --inbox NAME [--description D] [--owner-team T] [--status S] [--inactive-policy REJECT|HOLD] [credential flags]", short: "register an agent", build: withSub("create", agentsWrite)},
-		{use: "update <address> [--type T] [--inbox NAME] [--description D] [--owner-team T] [--status S] [--inactive-policy P] [credential flags | --auth-none]", short: "change the given fields only", build: withSub("update", agentsWrite)},
-		{use: "delete <address>", short: "remove an agent", build: withSub("delete", agentsGetDelete)},
-		{use: "health <address> HEALTHY|UNHEALTHY [--details TEXT]", short: "report an agent's health (UNHEALTHY marks it INACTIVE)", build: agentsHealth},
+		{use: "list [--limit N] [--cursor C] [--all]", short: "list registered agents", args: exactArgs(0, "no arguments"), build: agentsList},
+		{use: "get <address>", short: "show one agent", args: exactArgs(1, "one agent address"), build: withSub("get", agentsGetDelete)},
+		{use: "create <address> --type NATS_SUBJECT|HTTP_ENDPOINT --inbox NAME [--description D] [--owner-team T] [--status S] [--inactive-policy REJECT|HOLD] [credential flags]", short: "register an agent", args: exactArgs(1, "one agent address"), build: withSub("create", agentsWrite)},
+		{use: "update <address> [--type T] [--inbox NAME] [--description D] [--owner-team T] [--status S] [--inactive-policy P] [credential flags | --auth-none]", short: "change the given fields only", args: exactArgs(1, "one agent address"), build: withSub("update", agentsWrite)},
+		{use: "delete <address>", short: "remove an agent", args: exactArgs(1, "one agent address"), build: withSub("delete", agentsGetDelete)},
+		{use: "health <address> HEALTHY|UNHEALTHY [--details TEXT]", short: "report an agent's health (UNHEALTHY marks it INACTIVE)", args: exactArgs(2, "an agent address and HEALTHY or UNHEALTHY"), build: agentsHealth},
 	}
 }
 
@@ -34,9 +34,6 @@ func agentsList(a *app, fs *pflag.FlagSet) runFunc {
 	cursor := fs.String("cursor", "", "continue from this cursor")
 	all := fs.Bool("all", false, "follow the cursors and list every agent")
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 0, "no arguments"); err != nil {
-			return err
-		}
 		if *limit < 1 {
 			return usagef("--limit must be at least 1")
 		}
@@ -98,9 +95,6 @@ func (a *app) printAgent(ag *apiclient.Agent) error {
 
 func agentsGetDelete(a *app, fs *pflag.FlagSet, sub string) runFunc {
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 1, "one agent address"); err != nil {
-			return err
-		}
 		if sub == "get" {
 			ag, err := a.api().GetAgent(ctx, args[0])
 			if err != nil {
@@ -128,9 +122,6 @@ func agentsWrite(a *app, fs *pflag.FlagSet, sub string) runFunc {
 	policy := fs.String("inactive-policy", "", "REJECT (default) or HOLD: what happens to messages while the agent is INACTIVE")
 	cf := credentialFlags(fs, sub == "update")
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 1, "one agent address"); err != nil {
-			return err
-		}
 		*typ, *status, *policy = strings.ToUpper(*typ), strings.ToUpper(*status), strings.ToUpper(*policy)
 		if *typ != "" && *typ != apiclient.TypeNATSSubject && *typ != apiclient.TypeHTTPEndpoint {
 			return usagef("--type must be NATS_SUBJECT or HTTP_ENDPOINT")
@@ -158,20 +149,17 @@ func agentsWrite(a *app, fs *pflag.FlagSet, sub string) runFunc {
 		}
 		// Only the flags given on the command line are sent: a partial update.
 		var u apiclient.AgentUpdate
+		fields := map[string]struct {
+			field **string
+			value *string
+		}{
+			"type": {&u.InboxDestinationType, typ}, "inbox": {&u.InboxName, inbox},
+			"description": {&u.Description, desc}, "owner-team": {&u.OwnerTeam, owner},
+			"status": {&u.Status, status}, "inactive-policy": {&u.InactivePolicy, policy},
+		}
 		fs.Visit(func(f *pflag.Flag) {
-			switch f.Name {
-			case "type":
-				u.InboxDestinationType = typ
-			case "inbox":
-				u.InboxName = inbox
-			case "description":
-				u.Description = desc
-			case "owner-team":
-				u.OwnerTeam = owner
-			case "status":
-				u.Status = status
-			case "inactive-policy":
-				u.InactivePolicy = policy
+			if fv, ok := fields[f.Name]; ok {
+				*fv.field = fv.value
 			}
 		})
 		switch {
@@ -198,9 +186,6 @@ func agentsWrite(a *app, fs *pflag.FlagSet, sub string) runFunc {
 func agentsHealth(a *app, fs *pflag.FlagSet) runFunc {
 	details := fs.String("details", "", "free-text details")
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 2, "an agent address and HEALTHY or UNHEALTHY"); err != nil {
-			return err
-		}
 		st := strings.ToUpper(args[1])
 		if st != "HEALTHY" && st != "UNHEALTHY" {
 			return usagef("health status must be HEALTHY or UNHEALTHY, not %q", args[1])

@@ -59,25 +59,28 @@ func (g *globals) register(fs *pflag.FlagSet) {
 type runFunc func(ctx context.Context, args []string) error
 
 // command is one routerctl command: build registers its flags on fs and returns
-// what runs once they are parsed; sub lists subcommands instead (agents).
+// what runs once they are parsed; sub lists subcommands instead (agents). args,
+// when set, checks the positional arguments before build's function runs (it
+// checks them itself when args is nil).
 type command struct {
 	use, short, long string
+	args             cobra.PositionalArgs
 	build            func(a *app, fs *pflag.FlagSet) runFunc
 	sub              func() []command
 }
 
 func commands() []command {
 	return []command{
-		{use: "status <messageId>", short: "show a message's status and delivery history", build: cmdStatus,
+		{use: "status <messageId>", short: "show a message's status and delivery history", args: exactArgs(1, "one messageId"), build: cmdStatus,
 			long: "Show a message's status, destination and delivery history."},
-		{use: "list [--status S] [--agent A] [--limit N] [--cursor C] [--all]", short: "list messages, newest first", build: cmdList,
+		{use: "list [--status S] [--agent A] [--limit N] [--cursor C] [--all]", short: "list messages, newest first", args: exactArgs(0, "no arguments"), build: cmdList,
 			long: "List messages, newest first."},
-		{use: "dead-letters [--agent A] [--reason R] [--limit N] [--all]", short: "list DEAD_LETTERED and REJECTED messages", build: cmdDeadLetters,
+		{use: "dead-letters [--agent A] [--reason R] [--limit N] [--all]", short: "list DEAD_LETTERED and REJECTED messages", args: exactArgs(0, "no arguments"), build: cmdDeadLetters,
 			long: "List DEAD_LETTERED and REJECTED messages, newest first."},
 		{use: "replay <messageId>... | - | --all [--status S] [--agent A] [--reason R] [--since T]", short: "replay dead letters by id, from stdin, or by filter", build: cmdReplay,
 			long: "Replay REJECTED or DEAD_LETTERED messages: by id, by ids read from stdin (\"-\" or --stdin,\n" +
 				"one or more per line), or every dead letter matching a filter (--all)."},
-		{use: "send --agent A --payload JSON [--service S] [--correlation-id C] [--sender-message-id M] [--wait] [--count N [--batch B]]", short: "submit a message through ingest", build: cmdSend,
+		{use: "send --agent A --payload JSON [--service S] [--correlation-id C] [--sender-message-id M] [--wait] [--count N [--batch B]]", short: "submit a message through ingest", args: exactArgs(0, "no arguments (the payload goes in --payload)"), build: cmdSend,
 			long: "Submit a message through ingest (POST /v1/messages) and print its messageId.\n" +
 				"With --wait, poll the router until the message is terminal and print its status\n" +
 				"(exit 1 unless it was DELIVERED).\n" +
@@ -85,12 +88,12 @@ func commands() []command {
 				"with --batch B, in batches of B through POST /v1/messages/batch. One line per\n" +
 				"message: its messageId, or its error (exit 1 if any was refused)."},
 		{use: "agents <list|get|create|update|delete|health> ...", short: "manage agent registrations in CAMS", sub: agentCommands},
-		{use: "tail <subject> [--count N] [--from-start]", short: "print messages as they arrive on a NATS inbox subject", build: cmdTail,
+		{use: "tail <subject> [--count N] [--from-start]", short: "print messages as they arrive on a NATS inbox subject", args: exactArgs(1, "one subject"), build: cmdTail,
 			long: "Print each message (headers and payload) published to a NATS inbox subject as it\n" +
 				"arrives. When a JetStream stream captures the subject, an ordered consumer reads it\n" +
 				"(so stored messages can be replayed with --from-start); otherwise a plain\n" +
 				"subscription does. Stops on Ctrl-C or after --count messages."},
-		{use: "bench [--mode http|nats] [--inbox nats|http|both] [--clients N | --rate R] [--duration D | --count N] ...", short: "load-test a running msgrouter end to end", build: cmdBench,
+		{use: "bench [--mode http|nats] [--inbox nats|http|both] [--clients N | --rate R] [--duration D | --count N] ...", short: "load-test a running msgrouter end to end", args: exactArgs(0, "no arguments"), build: cmdBench,
 			long: "Load-test a running msgrouter end to end. Registers --agents agents in CAMS whose\n" +
 				"inboxes this command owns (a JetStream stream BENCH_INBOX_<run> and/or an HTTP\n" +
 				"receiver), sends messages through ingest (--mode http) or straight to\n" +
@@ -100,7 +103,7 @@ func commands() []command {
 				"scheduled send time. HTTP inboxes on loopback need the router to run with\n" +
 				"DELIVERY_ALLOW_PRIVATE_NETWORKS=true. Everything it creates is removed at the end.\n" +
 				"Exit 1 when a message went missing or nothing was accepted."},
-		{use: "audit [--since 1h] [--grace 1m] [--pending-threshold 5m] [--database-url URL] [--json]", short: "reconcile the stream with the router's records; exit 1 on a gap", build: cmdAudit,
+		{use: "audit [--since 1h] [--grace 1m] [--pending-threshold 5m] [--database-url URL] [--json]", short: "reconcile the stream with the router's records; exit 1 on a gap", args: exactArgs(0, "no arguments"), build: cmdAudit,
 			long: "Reconcile what JetStream accepted (stream ROUTER_MESSAGES, read with an ordered\n" +
 				"ephemeral consumer: the router's consumer is not disturbed) with the router's\n" +
 				"records in Postgres: counts by status, every messageId the stream holds that\n" +
@@ -260,6 +263,7 @@ func (a *app) cobraCommand(c command, parent string) *cobra.Command {
 		}
 		return cmd
 	}
+	cmd.Args = c.args
 	run := c.build(a, cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, args []string) error { return run(cmd.Context(), args) }
 	return cmd
@@ -327,11 +331,15 @@ func (a *app) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-func wantArgs(args []string, n int, what string) error {
-	if len(args) != n {
-		return usagef("expected %s, got %d argument(s)", what, len(args))
+// exactArgs wants exactly n positional arguments, described by what in the
+// usage error ("expected one messageId, got 2 argument(s)").
+func exactArgs(n int, what string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("expected %s, got %d argument(s)", what, len(args))
+		}
+		return nil
 	}
-	return nil
 }
 
 func orDash(s string) string { return cmp.Or(s, "-") }

@@ -34,9 +34,6 @@ func cmdAudit(a *app, fs *pflag.FlagSet) runFunc {
 	// No default shown: the help must not print a password from DATABASE_URL.
 	dbURL := fs.String("database-url", "", "Postgres `URL` of the router's records (env DATABASE_URL)")
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 0, "no arguments"); err != nil {
-			return err
-		}
 		switch {
 		case *since <= 0:
 			return usagef("--since must be positive")

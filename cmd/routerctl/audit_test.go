@@ -14,7 +14,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/audit"
 	"github.com/msgrouter/msgrouter/internal/stream"
-	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
+	"github.com/msgrouter/msgrouter/internal/stream/streamtest"
 	"github.com/msgrouter/msgrouter/internal/testutil/pgtest"
 )
 
@@ -22,10 +22,7 @@ import (
 // gap), 2 on bad usage; --json carries the same report.
 func TestAuditCommandExitStatus(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Start(t)
-	_, js := ns.Connect(t)
-	_, err := stream.Ensure(t.Context(), js)
-	require.NoError(t, err)
+	ns, js, _ := streamtest.Start(t)
 	// A database with the router's migrations, as the router applies them at start.
 	migratedPool := pgtest.New(t)
 	var ids []uuid.UUID
@@ -57,7 +54,7 @@ func TestAuditCommandExitStatus(t *testing.T) {
 	require.Contains(t, o.stdout, "recorded DELIVERED")
 	require.Contains(t, o.stdout, "OK: every message")
 
-	_, err = migratedPool.Exec(t.Context(), `DELETE FROM messages WHERE message_id = $1`, ids[1])
+	_, err := migratedPool.Exec(t.Context(), `DELETE FROM messages WHERE message_id = $1`, ids[1])
 	require.NoError(t, err)
 	o = c.run(t, "audit", "--grace", "0s")
 	require.Equal(t, 1, o.code, o.stderr+o.stdout)

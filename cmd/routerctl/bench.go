@@ -35,9 +35,6 @@ func cmdBench(a *app, fs *pflag.FlagSet) runFunc {
 	sf.register(fs, &c)
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 0, "no arguments"); err != nil {
-			return err
-		}
 		c.Mode, c.Inbox = strings.ToLower(c.Mode), strings.ToLower(c.Inbox)
 		if err := sf.apply(a, &c); err != nil {
 			return err

@@ -68,6 +68,14 @@ type fakeRouter struct {
 	srv      *httptest.Server
 }
 
+// routerCLI starts a fake router holding sampleMessages(n) and returns it with a
+// routerctl pointed at it (ROUTER_URL).
+func routerCLI(t *testing.T, n int) (*fakeRouter, cli) {
+	t.Helper()
+	f := newFakeRouter(t, sampleMessages(n))
+	return f, cli{env: map[string]string{"ROUTER_URL": f.srv.URL}}
+}
+
 func newFakeRouter(t *testing.T, msgs []apiclient.Message) *fakeRouter {
 	f := &fakeRouter{msgs: msgs, conflict: map[string]bool{}}
 	mux := http.NewServeMux()
@@ -280,8 +288,7 @@ func TestStatus(t *testing.T) {
 
 func TestListFollowsCursors(t *testing.T) {
 	t.Parallel()
-	f := newFakeRouter(t, sampleMessages(250))
-	c := cli{env: map[string]string{"ROUTER_URL": f.srv.URL}}
+	f, c := routerCLI(t, 250)
 
 	page := c.runPage(t, "list", "--json", "--all", "--limit", "100")
 	require.Len(t, page.Items, 250)
@@ -303,8 +310,7 @@ func TestListFollowsCursors(t *testing.T) {
 
 func TestDeadLetters(t *testing.T) {
 	t.Parallel()
-	f := newFakeRouter(t, sampleMessages(40))
-	c := cli{env: map[string]string{"ROUTER_URL": f.srv.URL}}
+	_, c := routerCLI(t, 40)
 	page := c.runPage(t, "dead-letters", "--json", "--all", "--limit", "3")
 	require.Len(t, page.Items, 20)
 	for i, m := range page.Items {
@@ -319,8 +325,7 @@ func TestDeadLetters(t *testing.T) {
 
 func TestReplay(t *testing.T) {
 	t.Parallel()
-	f := newFakeRouter(t, sampleMessages(40))
-	c := cli{env: map[string]string{"ROUTER_URL": f.srv.URL}}
+	f, c := routerCLI(t, 40)
 
 	o := c.run(t, "replay", "m-001")
 	require.Equal(t, 0, o.code, o.stderr)

@@ -23,9 +23,6 @@ import (
 
 func cmdStatus(a *app, fs *pflag.FlagSet) runFunc {
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 1, "one messageId"); err != nil {
-			return err
-		}
 		m, err := a.api().GetMessage(ctx, args[0])
 		if err != nil {
 			return err
@@ -138,9 +135,6 @@ func cmdList(a *app, fs *pflag.FlagSet) runFunc {
 	var l listFlags
 	l.register(fs, true)
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 0, "no arguments"); err != nil {
-			return err
-		}
 		if err := l.validate(); err != nil {
 			return err
 		}
@@ -157,9 +151,6 @@ func cmdDeadLetters(a *app, fs *pflag.FlagSet) runFunc {
 	l.register(fs, false)
 	reason := fs.String("reason", "", "only this reason (e.g. MAX_ATTEMPTS_EXCEEDED, AGENT_NOT_FOUND)")
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 0, "no arguments"); err != nil {
-			return err
-		}
 		if err := l.validate(); err != nil {
 			return err
 		}
@@ -399,9 +390,6 @@ func cmdSend(a *app, fs *pflag.FlagSet) runFunc {
 	count := fs.Int("count", 1, "how many copies to submit")
 	batch := fs.Int("batch", 0, "submit in batches of this many (1 to 1000) through POST /v1/messages/batch; 0 = one request each")
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 0, "no arguments (the payload goes in --payload)"); err != nil {
-			return err
-		}
 		if *agent == "" || *payload == "" {
 			return usagef("send needs --agent and --payload")
 		}

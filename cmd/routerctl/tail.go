@@ -29,9 +29,6 @@ func cmdTail(a *app, fs *pflag.FlagSet) runFunc {
 	count := fs.Int("count", 0, "exit after this many messages (0 = run until interrupted)")
 	fromStart := fs.Bool("from-start", false, "with a stream: start from its first stored message instead of new ones")
 	return func(ctx context.Context, args []string) error {
-		if err := wantArgs(args, 1, "one subject"); err != nil {
-			return err
-		}
 		if *count < 0 {
 			return usagef("--count must not be negative")
 		}

@@ -39,12 +39,6 @@ type rendered struct {
 	scaledObject map[string]*ScaledObject
 }
 
-// kinds maps each kind the chart may render to its apiVersion.
-var kinds = map[string]string{
-	"Deployment": "apps/v1", "Service": "v1", "Secret": "v1", "HorizontalPodAutoscaler": "autoscaling/v2",
-	"PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1", "ScaledObject": "keda.sh/v1alpha1",
-}
-
 var docSep = regexp.MustCompile(`(?m)^---\s*$`)
 
 // render renders the chart with vals (merged over values.yaml, as helm template
@@ -63,6 +57,20 @@ func render(t *testing.T, vals map[string]any) rendered {
 		netpols: map[string]*networkingv1.NetworkPolicy{}, secrets: map[string]*corev1.Secret{},
 		scaledObject: map[string]*ScaledObject{},
 	}
+	// kinds: each kind the chart may render, its apiVersion, and where it is kept.
+	type kind struct {
+		apiVersion string
+		keep       func(name string, decode func(any))
+	}
+	kinds := map[string]kind{
+		"Deployment":              {"apps/v1", keepIn(r.deployments)},
+		"Service":                 {"v1", keepIn(r.services)},
+		"Secret":                  {"v1", keepIn(r.secrets)},
+		"HorizontalPodAutoscaler": {"autoscaling/v2", keepIn(r.hpas)},
+		"PodDisruptionBudget":     {"policy/v1", keepIn(r.pdbs)},
+		"NetworkPolicy":           {"networking.k8s.io/v1", keepIn(r.netpols)},
+		"ScaledObject":            {"keda.sh/v1alpha1", keepIn(r.scaledObject)},
+	}
 	for _, name := range slices.Sorted(maps.Keys(out)) {
 		if !strings.HasSuffix(name, ".yaml") {
 			continue
@@ -80,40 +88,26 @@ func render(t *testing.T, vals map[string]any) rendered {
 				require.Empty(t, strings.TrimSpace(stripComments(doc)), "%s: an object without a kind", name)
 				continue
 			}
-			want, ok := kinds[head.Kind]
+			k, ok := kinds[head.Kind]
 			require.True(t, ok, "%s renders an unexpected kind %s", name, head.Kind)
-			require.Equal(t, want, head.APIVersion, "%s: %s", name, head.Kind)
+			require.Equal(t, k.apiVersion, head.APIVersion, "%s: %s", name, head.Kind)
 			require.NotEmpty(t, head.Metadata.Name)
-			strict := func(v any) {
+			k.keep(head.Metadata.Name, func(v any) {
 				require.NoError(t, yaml.UnmarshalStrict([]byte(doc), v), "%s: %s %s decodes strictly", name, head.Kind, head.Metadata.Name)
-			}
-			n := head.Metadata.Name
-			switch head.Kind {
-			case "Deployment":
-				decodeInto(r.deployments, n, strict)
-			case "Service":
-				decodeInto(r.services, n, strict)
-			case "Secret":
-				decodeInto(r.secrets, n, strict)
-			case "HorizontalPodAutoscaler":
-				decodeInto(r.hpas, n, strict)
-			case "PodDisruptionBudget":
-				decodeInto(r.pdbs, n, strict)
-			case "NetworkPolicy":
-				decodeInto(r.netpols, n, strict)
-			case "ScaledObject":
-				decodeInto(r.scaledObject, n, strict)
-			}
+			})
 		}
 	}
 	return r
 }
 
-// decodeInto decodes a document with decode into a new T, kept as m[name].
-func decodeInto[T any](m map[string]*T, name string, decode func(any)) {
-	v := new(T)
-	decode(v)
-	m[name] = v
+// keepIn returns a function decoding a document with decode into a new T, kept as
+// m[name].
+func keepIn[T any](m map[string]*T) func(name string, decode func(any)) {
+	return func(name string, decode func(any)) {
+		v := new(T)
+		decode(v)
+		m[name] = v
+	}
 }
 
 func stripComments(doc string) string {

@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -76,6 +77,19 @@ func attempt(t *testing.T, s *Set, key string, o Outcome) {
 	done(o)
 }
 
+// halfOpenSet returns a fixture whose breaker for key has failed once (Failures:
+// 1) and waited out openTimeout: it is half-open, its probe not yet taken. Call
+// it inside synctest.Test, whose fake clock the wait runs on.
+func halfOpenSet(t *testing.T, key string, openTimeout time.Duration) fixture {
+	t.Helper()
+	f := setup(t, Settings{Failures: 1, OpenTimeout: openTimeout})
+	attempt(t, f.set, key, Failure)
+	require.Equal(t, gobreaker.StateOpen, f.set.State(key))
+	time.Sleep(openTimeout + time.Millisecond) // fake clock
+	require.Equal(t, gobreaker.StateHalfOpen, f.set.State(key))
+	return f
+}
+
 // The open timeout runs on synctest's fake clock (gobreaker reads time.Now), so
 // the test waits exactly as long as the breaker and cannot flake.
 func TestOpensAfterFailuresThenProbes(t *testing.T) {
@@ -139,12 +153,8 @@ func TestFailedProbeReopens(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const key = "nats:agents.a"
 		const openTimeout = 30 * time.Millisecond
-		f := setup(t, Settings{Failures: 1, OpenTimeout: openTimeout})
+		f := halfOpenSet(t, key, openTimeout)
 		s := f.set
-		attempt(t, s, key, Failure)
-		require.Equal(t, gobreaker.StateOpen, s.State(key))
-		time.Sleep(openTimeout + time.Millisecond) // fake clock
-		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
 		attempt(t, s, key, Failure)
 		require.Equal(t, gobreaker.StateOpen, s.State(key))
 		require.Equal(t, openTimeout, s.OpenFor(key), "a failed probe restarts the full timeout")
@@ -156,43 +166,40 @@ func TestFailedProbeReopens(t *testing.T) {
 	})
 }
 
-func TestSuccessResetsTheStreak(t *testing.T) {
+// A breaker opens after Failures consecutive failures: a success resets the
+// streak, an ignored outcome neither counts nor resets it.
+func TestStreak(t *testing.T) {
 	t.Parallel()
 	const key = "nats:agents.b"
-	s := setup(t, Settings{Failures: 2, OpenTimeout: time.Hour}).set
-	for range 10 {
-		attempt(t, s, key, Failure)
-		attempt(t, s, key, Success)
+	F, S, I := Failure, Success, Ignore
+	tests := []struct {
+		name     string
+		failures uint32
+		outcomes []Outcome
+		want     gobreaker.State
+	}{
+		{"a success resets the streak", 2, slices.Repeat([]Outcome{F, S}, 10), gobreaker.StateClosed},
+		{"ignored outcomes do not count", 3, slices.Repeat([]Outcome{I}, 10), gobreaker.StateClosed},
+		{"two failures and an ignored outcome are below three", 3, []Outcome{F, F, I}, gobreaker.StateClosed},
+		{"the streak survives an ignored outcome", 3, []Outcome{F, F, I, F}, gobreaker.StateOpen},
 	}
-	require.Equal(t, gobreaker.StateClosed, s.State(key))
-}
-
-func TestIgnoreNeitherCountsNorResets(t *testing.T) {
-	t.Parallel()
-	const key = "nats:agents.c"
-	s := setup(t, Settings{Failures: 3, OpenTimeout: time.Hour}).set
-	for range 10 {
-		attempt(t, s, key, Ignore)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := setup(t, Settings{Failures: tt.failures, OpenTimeout: time.Hour}).set
+			for _, o := range tt.outcomes {
+				attempt(t, s, key, o)
+			}
+			require.Equal(t, tt.want, s.State(key))
+		})
 	}
-	require.Equal(t, gobreaker.StateClosed, s.State(key), "ignored outcomes do not count")
-
-	attempt(t, s, key, Failure)
-	attempt(t, s, key, Failure)
-	attempt(t, s, key, Ignore) // must not reset the streak of two
-	require.Equal(t, gobreaker.StateClosed, s.State(key))
-	attempt(t, s, key, Failure)
-	require.Equal(t, gobreaker.StateOpen, s.State(key), "the streak survived the ignored outcome")
 }
 
 func TestIgnoredProbeFreesTheSlot(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		const key = "nats:agents.d"
-		const openTimeout = 20 * time.Millisecond
-		s := setup(t, Settings{Failures: 1, OpenTimeout: openTimeout}).set
-		attempt(t, s, key, Failure)
-		time.Sleep(openTimeout + time.Millisecond) // fake clock
-		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
+		s := halfOpenSet(t, key, 20*time.Millisecond).set
 		attempt(t, s, key, Ignore) // a cancelled probe
 		require.Equal(t, gobreaker.StateHalfOpen, s.State(key))
 		done, err := s.Allow(key)

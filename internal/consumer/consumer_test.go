@@ -37,13 +37,7 @@ func TestStopBoundedWhileAHandlerHangs(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Start(ctx))
 	require.NoError(t, c.Start(ctx), "Start is idempotent")
-	_, err = js.Publish(ctx, "s.1", []byte("m"))
-	require.NoError(t, err)
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handler never got the message")
-	}
+	publishAndAwait(t, js, entered)
 
 	sctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
@@ -90,13 +84,7 @@ func TestStopBoundedWhileNATSIsDown(t *testing.T) {
 	}})
 	require.NoError(t, err)
 	require.NoError(t, c.Start(ctx))
-	_, err = js.Publish(ctx, "s.1", []byte("m"))
-	require.NoError(t, err)
-	select {
-	case <-handled:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the consumer never pulled the message")
-	}
+	publishAndAwait(t, js, handled)
 	srv.Shutdown()
 	srv.WaitForShutdown()
 
@@ -110,6 +98,19 @@ func TestStopBoundedWhileNATSIsDown(t *testing.T) {
 	}
 	require.Less(t, time.Since(start), 3*time.Second, "Stop is bounded by its context")
 	require.NoError(t, c.Stop(ctx), "idempotent")
+}
+
+// publishAndAwait publishes one message on s.1 and waits, for 10 s at most, until
+// handled says the consumer's handler got it.
+func publishAndAwait(t *testing.T, js jetstream.JetStream, handled <-chan struct{}) {
+	t.Helper()
+	_, err := js.Publish(t.Context(), "s.1", []byte("m"))
+	require.NoError(t, err)
+	select {
+	case <-handled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler never got the message")
+	}
 }
 
 // newStream starts a JetStream server with a stream S on the subjects s.>; all

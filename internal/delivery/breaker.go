@@ -43,29 +43,21 @@ func Breaker(set Breakers, halfOpenWait time.Duration) Middleware {
 		if set == nil {
 			return next
 		}
-		return &breakerDeliverer{next: next, set: set, halfOpenWait: halfOpenWait}
+		return DelivererFunc(func(ctx context.Context, d *Delivery) error {
+			key := breaker.Key(d.DestType, d.DestName)
+			report, err := set.Allow(key)
+			if err != nil {
+				wait := halfOpenWait
+				if set.State(key) == gobreaker.StateOpen {
+					wait = max(set.OpenFor(key), minOpenWait)
+				}
+				return &NotAttemptedError{Reason: WaitBreakerOpen, Wait: wait, Err: err}
+			}
+			err = next.Deliver(ctx, d)
+			report(breakerOutcome(ctx, err))
+			return err
+		})
 	}
-}
-
-type breakerDeliverer struct {
-	next         Deliverer
-	set          Breakers
-	halfOpenWait time.Duration
-}
-
-func (b *breakerDeliverer) Deliver(ctx context.Context, d *Delivery) error {
-	key := breaker.Key(d.DestType, d.DestName)
-	report, err := b.set.Allow(key)
-	if err != nil {
-		wait := b.halfOpenWait
-		if b.set.State(key) == gobreaker.StateOpen {
-			wait = max(b.set.OpenFor(key), minOpenWait)
-		}
-		return &NotAttemptedError{Reason: WaitBreakerOpen, Wait: wait, Err: err}
-	}
-	err = b.next.Deliver(ctx, d)
-	report(breakerOutcome(ctx, err))
-	return err
 }
 
 func breakerOutcome(ctx context.Context, err error) breaker.Outcome {

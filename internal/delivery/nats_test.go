@@ -15,7 +15,9 @@ import (
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
 
-func natsSetup(t testing.TB) (*NATS, jetstream.Stream) {
+// natsSetup starts a JetStream server with a stream INBOXES on agents.> and
+// returns the server, a NATS Deliverer on it and the stream.
+func natsSetup(t testing.TB) (*natstest.Server, *NATS, jetstream.Stream) {
 	t.Helper()
 	srv := natstest.Start(t)
 	_, js := srv.Connect(t)
@@ -24,12 +26,12 @@ func natsSetup(t testing.TB) (*NATS, jetstream.Stream) {
 		Subjects: []string{"agents.>"},
 	})
 	require.NoError(t, err)
-	return NewNATS(js), stream
+	return srv, NewNATS(js), stream
 }
 
 func TestNATSDuplicateIsSuccess(t *testing.T) {
 	t.Parallel()
-	n, stream := natsSetup(t)
+	_, n, stream := natsSetup(t)
 	d := fullDelivery()
 	d.DestType, d.DestName = "NATS_SUBJECT", "agents.dup.inbox"
 	require.NoError(t, n.Deliver(t.Context(), d))
@@ -41,7 +43,7 @@ func TestNATSDuplicateIsSuccess(t *testing.T) {
 
 func TestNATSConcurrentDeliveries(t *testing.T) {
 	t.Parallel()
-	n, stream := natsSetup(t)
+	_, n, stream := natsSetup(t)
 	var g errgroup.Group
 	g.SetLimit(32)
 	const total = 500
@@ -62,7 +64,7 @@ func TestNATSConcurrentDeliveries(t *testing.T) {
 // BenchmarkNATSDeliverParallel measures Deliver called from many goroutines on one
 // connection, the dispatcher's pattern.
 func BenchmarkNATSDeliverParallel(b *testing.B) {
-	n, _ := natsSetup(b)
+	_, n, _ := natsSetup(b)
 	d := fullDelivery()
 	d.DestType, d.DestName = "NATS_SUBJECT", "agents.bench.inbox"
 	b.SetParallelism(16)
@@ -115,11 +117,7 @@ func TestNATSNegativePubAckFails(t *testing.T) {
 // lost between the asynchronous publish and its PubAck.
 func TestNATSOutageMidWindowLosesNothing(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
-	_, js := srv.Connect(t)
-	stream, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "INBOXES", Subjects: []string{"agents.>"}})
-	require.NoError(t, err)
-	n := NewNATS(js)
+	srv, n, stream := natsSetup(t)
 
 	const total = 3000
 	id := func(i int) string { return fmt.Sprintf("0192f0c4-0000-7000-9000-%012d", i) }

@@ -28,28 +28,20 @@ func RateLimit(perSecond float64) Middleware {
 		if err != nil {
 			panic(err) // only for a size <= 0
 		}
-		return &rateLimited{next: next, limit: rate.Limit(perSecond), burst: max(1, int(perSecond)), limiters: limiters}
+		limit, burst := rate.Limit(perSecond), max(1, int(perSecond))
+		return DelivererFunc(func(ctx context.Context, d *Delivery) error {
+			key := breaker.Key(d.DestType, d.DestName)
+			lim, ok := limiters.Get(key)
+			if !ok {
+				lim = rate.NewLimiter(limit, burst)
+				if prev, found, _ := limiters.PeekOrAdd(key, lim); found {
+					lim = prev // another delivery added it first
+				}
+			}
+			if err := lim.Wait(ctx); err != nil {
+				return &NotAttemptedError{Reason: WaitRateLimited, Err: err}
+			}
+			return next.Deliver(ctx, d)
+		})
 	}
-}
-
-type rateLimited struct {
-	next     Deliverer
-	limit    rate.Limit
-	burst    int
-	limiters *lru.Cache[string, *rate.Limiter]
-}
-
-func (r *rateLimited) Deliver(ctx context.Context, d *Delivery) error {
-	key := breaker.Key(d.DestType, d.DestName)
-	lim, ok := r.limiters.Get(key)
-	if !ok {
-		lim = rate.NewLimiter(r.limit, r.burst)
-		if prev, found, _ := r.limiters.PeekOrAdd(key, lim); found {
-			lim = prev // another delivery added it first
-		}
-	}
-	if err := lim.Wait(ctx); err != nil {
-		return &NotAttemptedError{Reason: WaitRateLimited, Err: err}
-	}
-	return r.next.Deliver(ctx, d)
 }

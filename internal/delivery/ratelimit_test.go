@@ -9,14 +9,20 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// rateLimited returns an inbox accepting every delivery, and that inbox behind
+// RateLimit(perSecond).
+func rateLimited(perSecond float64) (*countingInbox, Deliverer) {
+	inbox := &countingInbox{next: func(context.Context) error { return nil }}
+	return inbox, RateLimit(perSecond)(inbox)
+}
+
 // Each destination has its own limiter (keyed like its breaker: one per HTTP
 // origin): a burst of max(1, rate), then one delivery per 1/rate; another
 // destination is not held back. Synctest's clock makes the waits exact.
 func TestRateLimitPerDestination(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		inbox := &countingInbox{next: func(context.Context) error { return nil }}
-		d := RateLimit(2)(inbox)
+		inbox, d := rateLimited(2)
 		ctx := context.Background()
 		http := func(url string) *Delivery { return &Delivery{DestType: "HTTP_ENDPOINT", DestName: url} }
 
@@ -39,8 +45,7 @@ func TestRateLimitPerDestination(t *testing.T) {
 func TestRateLimitWaitCancelled(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		inbox := &countingInbox{next: func(context.Context) error { return nil }}
-		d := RateLimit(1)(inbox)
+		inbox, d := rateLimited(1)
 		require.NoError(t, d.Deliver(context.Background(), natsDelivery("agents.a")))
 
 		ctx, cancel := context.WithCancel(context.Background())
@@ -63,8 +68,7 @@ func TestRateLimitWaitCancelled(t *testing.T) {
 func TestRateLimitBounded(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		inbox := &countingInbox{next: func(context.Context) error { return nil }}
-		d := RateLimit(1)(inbox)
+		_, d := rateLimited(1)
 		ctx := context.Background()
 		require.NoError(t, d.Deliver(ctx, natsDelivery("agents.first")))
 		for i := range RateLimitDestinations {
@@ -76,6 +80,6 @@ func TestRateLimitBounded(t *testing.T) {
 		require.NoError(t, d.Deliver(ctx, natsDelivery("agents.first")))
 		require.Equal(t, time.Second, time.Since(start), "and limited again")
 	})
-	inbox := &countingInbox{next: func(context.Context) error { return nil }}
-	require.Same(t, Deliverer(inbox), RateLimit(0)(inbox))
+	inbox, d := rateLimited(0)
+	require.Same(t, Deliverer(inbox), d)
 }

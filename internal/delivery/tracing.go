@@ -20,25 +20,20 @@ const SpanName = "msgrouter.deliver"
 // tracer's span carries its parent's context, so without tracing the sender's
 // traceparent is sent as it came; with no trace context at all, none ("").
 func Tracing(tracer trace.Tracer) Middleware {
-	return func(next Deliverer) Deliverer { return &tracing{next: next, tracer: tracer} }
-}
-
-type tracing struct {
-	next   Deliverer
-	tracer trace.Tracer
-}
-
-func (t *tracing) Deliver(ctx context.Context, d *Delivery) error {
-	if d.Traceparent != "" {
-		ctx = propagator.Extract(ctx, propagation.MapCarrier{"traceparent": d.Traceparent})
+	return func(next Deliverer) Deliverer {
+		return DelivererFunc(func(ctx context.Context, d *Delivery) error {
+			if d.Traceparent != "" {
+				ctx = propagator.Extract(ctx, propagation.MapCarrier{"traceparent": d.Traceparent})
+			}
+			ctx, span := tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindProducer))
+			defer span.End()
+			d.Traceparent = ""
+			if sc := span.SpanContext(); sc.IsValid() {
+				carrier := propagation.MapCarrier{}
+				propagator.Inject(ctx, carrier)
+				d.Traceparent = carrier["traceparent"]
+			}
+			return next.Deliver(ctx, d)
+		})
 	}
-	ctx, span := t.tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindProducer))
-	defer span.End()
-	d.Traceparent = ""
-	if sc := span.SpanContext(); sc.IsValid() {
-		carrier := propagation.MapCarrier{}
-		propagator.Inject(ctx, carrier)
-		d.Traceparent = carrier["traceparent"]
-	}
-	return t.next.Deliver(ctx, d)
 }

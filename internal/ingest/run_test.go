@@ -30,15 +30,32 @@ func loadConfig(t *testing.T, env map[string]string) config.Ingest {
 	return cfg
 }
 
+// running is ingest.Run serving on a free port against its own in-process
+// JetStream.
+type running struct {
+	srv    *natstest.Server
+	addr   net.Addr
+	cancel context.CancelFunc // ends Run's context
+	done   <-chan error       // Run's result
+}
+
+// runOnNATS starts a JetStream server and ingest.Run against it with
+// SHUTDOWN_TIMEOUT shutdownTimeout (a duration such as "5s"), and returns once
+// Run is ready. Run stops when cancel is called, at the latest when t ends.
+func runOnNATS(t *testing.T, shutdownTimeout string) running {
+	t.Helper()
+	srv := natstest.Start(t)
+	cfg := loadConfig(t, map[string]string{"NATS_URL": srv.URL, "INGEST_ADDR": "127.0.0.1:0", "SHUTDOWN_TIMEOUT": shutdownTimeout})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	addr, done := runReady(ctx, t, cfg)
+	return running{srv: srv, addr: addr, cancel: cancel, done: done}
+}
+
 func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
-	cfg := loadConfig(t, map[string]string{"NATS_URL": srv.URL, "INGEST_ADDR": "127.0.0.1:0", "SHUTDOWN_TIMEOUT": "5s"})
-
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	addr, done := runReady(ctx, t, cfg)
-	base := "http://" + addr.String()
+	r := runOnNATS(t, "5s")
+	base := "http://" + r.addr.String()
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Post(base+"/v1/messages", "application/json", strings.NewReader(exampleBody))
@@ -52,9 +69,9 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
-	cancel()
+	r.cancel()
 	select {
-	case err := <-done:
+	case err := <-r.done:
 		require.NoError(t, err, "a graceful shutdown returns nil")
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return after cancel")
@@ -63,7 +80,7 @@ func TestRunServesAndShutsDownGracefully(t *testing.T) {
 	require.Error(t, err, "the listener is closed")
 
 	// The stream Run created holds the message.
-	_, js := srv.Connect(t)
+	_, js := r.srv.Connect(t)
 	s, err := js.Stream(t.Context(), stream.Name)
 	require.NoError(t, err)
 	info, err := s.Info(t.Context())
@@ -119,15 +136,10 @@ func TestPropagationWithoutExporter(t *testing.T) {
 // nothing was left running.
 func TestRunStopBoundedWhileNATSIsDown(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
-	cfg := loadConfig(t, map[string]string{"NATS_URL": srv.URL, "INGEST_ADDR": "127.0.0.1:0", "SHUTDOWN_TIMEOUT": "1s"})
+	r := runOnNATS(t, "1s")
+	r.srv.Shutdown()
+	r.srv.WaitForShutdown()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	_, done := runReady(ctx, t, cfg)
-	srv.Shutdown()
-	srv.WaitForShutdown()
-
-	cancel()
-	runtest.Returns(t, done, 4*time.Second, "bounded by SHUTDOWN_TIMEOUT (1 s) plus a little")
+	r.cancel()
+	runtest.Returns(t, r.done, 4*time.Second, "bounded by SHUTDOWN_TIMEOUT (1 s) plus a little")
 }

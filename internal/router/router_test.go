@@ -245,6 +245,34 @@ func (e *env) get(id string) (int, apiclient.Message) {
 }
 
 // waitStatus waits until the message is in status and returns its view.
+// rejection is a message the router must reject: its body and the reason.
+type rejection struct{ body, reason string }
+
+// publishEach publishes each case's body under a fresh messageId and returns the
+// ids by case name.
+func (e *env) publishEach(cases map[string]rejection) map[string]string {
+	ids := make(map[string]string, len(cases))
+	for name, c := range cases {
+		ids[name] = uuid.NewString()
+		e.publish(c.body, ids[name])
+	}
+	return ids
+}
+
+// waitRejected waits until each case's message (ids by case name, from
+// publishEach) is REJECTED with the case's reason, and returns the messages by
+// case name.
+func (e *env) waitRejected(cases map[string]rejection, ids map[string]string) map[string]apiclient.Message {
+	e.t.Helper()
+	got := make(map[string]apiclient.Message, len(cases))
+	for name, c := range cases {
+		v := e.waitStatus(ids[name], "REJECTED")
+		require.Equal(e.t, c.reason, v.Reason, name)
+		got[name] = v
+	}
+	return got
+}
+
 func (e *env) waitStatus(id, status string) apiclient.Message {
 	e.t.Helper()
 	var last apiclient.Message
@@ -347,22 +375,16 @@ func TestRejections(t *testing.T) {
 	e := setup(t, nil)
 	e.cams.set("inactive", mapping.TypeNATSSubject, "inbox.x", mapping.StatusInactive)
 	e.cams.set("broken", mapping.TypeNATSSubject, "inbox.*", mapping.StatusActive)
-	cases := map[string]struct{ body, reason string }{
+	cases := map[string]rejection{
 		"unknown":  {body("nobody", `{}`), "AGENT_NOT_FOUND"},
 		"inactive": {body("inactive", `{}`), "AGENT_INACTIVE"},
 		"config":   {body("broken", `{}`), "CONFIG_ERROR"},
 		"invalid":  {`{"aiAgentAddress":"x","payload":[1]}`, "INVALID_MESSAGE"},
 		"garbage":  {`not json at all`, "INVALID_MESSAGE"},
 	}
-	ids := map[string]string{}
-	for name, c := range cases {
-		ids[name] = uuid.NewString()
-		e.publish(c.body, ids[name])
-	}
-	for name, c := range cases {
-		v := e.waitStatus(ids[name], "REJECTED")
-		require.Equal(t, c.reason, v.Reason, name)
-		require.Zero(t, v.Attempts)
+	ids := e.publishEach(cases)
+	for name, v := range e.waitRejected(cases, ids) {
+		require.Zero(t, v.Attempts, name)
 	}
 	_, v := e.get(ids["garbage"])
 	require.NotEmpty(t, v.RawMessageBase64, "raw bytes of a poison message are kept for inspection")

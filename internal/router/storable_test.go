@@ -136,14 +136,14 @@ func TestUnstorableTextFailsNoBatch(t *testing.T) {
 	e.cams.set("ok", mapping.TypeNATSSubject, "inbox.ok", mapping.StatusActive)
 	e.cams.set("cams-nul", mapping.TypeHTTPEndpoint, "http://inbox.example/\x00in", mapping.StatusActive)
 
-	poison := map[string]struct{ body, reason string }{
+	poison := map[string]rejection{
 		"NUL in correlationId": {`{"aiAgentAddress":"ok","payload":{},"senderMetadata":{"correlationId":"a\u0000b"}}`, "INVALID_MESSAGE"},
 		"NUL in serviceName":   {`{"aiAgentAddress":"ok","payload":{},"senderMetadata":{"serviceName":"\u0000"}}`, "INVALID_MESSAGE"},
 		"NUL in address":       {`{"aiAgentAddress":"a\u0000b","payload":{}}`, "INVALID_MESSAGE"},
 		"invalid UTF-8":        {"{\"aiAgentAddress\":\"ok\",\"payload\":{},\"senderMetadata\":{\"correlationId\":\"\xff\xfe\"}}", "INVALID_MESSAGE"},
 		"NUL from CAMS":        {`{"aiAgentAddress":"cams-nul","payload":{}}`, "CONFIG_ERROR"},
 	}
-	poisonIDs := map[string]string{}
+	var poisonIDs map[string]string
 	var good []string
 	e.backlog(func() {
 		for i := range 20 {
@@ -151,18 +151,13 @@ func TestUnstorableTextFailsNoBatch(t *testing.T) {
 			good = append(good, id)
 			e.publish(body("ok", fmt.Sprintf(`{"n":%d,"s":"\u0000"}`, i)), id)
 			if i == 10 {
-				for name, p := range poison {
-					poisonIDs[name] = uuid.NewString()
-					e.publish(p.body, poisonIDs[name])
-				}
+				poisonIDs = e.publishEach(poison)
 			}
 		}
 	})
 
-	for name, p := range poison {
-		v := e.waitStatus(poisonIDs[name], "REJECTED")
-		require.Equal(t, p.reason, v.Reason, name)
-		if p.reason == "INVALID_MESSAGE" {
+	for name, v := range e.waitRejected(poison, poisonIDs) {
+		if p := poison[name]; p.reason == "INVALID_MESSAGE" {
 			raw, err := base64.StdEncoding.DecodeString(v.RawMessageBase64)
 			require.NoError(t, err)
 			require.Equal(t, p.body, string(raw), "%s: raw bytes kept exactly", name)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/internal/service"
 	"github.com/msgrouter/msgrouter/internal/stream"
-	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
+	"github.com/msgrouter/msgrouter/internal/stream/streamtest"
 )
 
 // The router runs the stream-health loop as a service.Go part: with NATS gone,
@@ -19,10 +19,7 @@ import (
 // checks the loop ended.
 func TestHealthLoopStopBoundedWhileNATSIsDown(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t)
-	_, js := srv.Connect(t)
-	_, err := stream.Ensure(t.Context(), js)
-	require.NoError(t, err)
+	srv, js, _ := streamtest.Start(t)
 	h := stream.NewHealth(prometheus.NewRegistry())
 	loop := service.Go("stream health", func(ctx context.Context) {
 		h.Run(ctx, js, 10*time.Millisecond, slog.New(slog.DiscardHandler))

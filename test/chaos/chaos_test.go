@@ -110,14 +110,22 @@ func TestHangEndsWhenRestored(t *testing.T) {
 	}
 }
 
-func TestFakeCAMS(t *testing.T) {
-	t.Parallel()
+// startFakeCAMS starts a fake CAMS, stopped when t ends, and returns it with a
+// client of its API.
+func startFakeCAMS(t *testing.T) (*fakeCAMS, *apiclient.Client) {
+	t.Helper()
 	c, err := newFakeCAMS()
 	require.NoError(t, err)
 	t.Cleanup(c.sw.down)
-	c.register("a@x", mapping.TypeNATSSubject, "agents.a")
 	client := apiclient.New(time.Second, 2)
 	client.CAMSURL = c.url()
+	return c, client
+}
+
+func TestFakeCAMS(t *testing.T) {
+	t.Parallel()
+	c, client := startFakeCAMS(t)
+	c.register("a@x", mapping.TypeNATSSubject, "agents.a")
 	ctx := context.Background()
 
 	m, err := client.GetAgent(ctx, "a@x")

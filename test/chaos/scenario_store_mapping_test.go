@@ -64,17 +64,13 @@ func TestJudgeDirect(t *testing.T) {
 // INACTIVE or moved.
 func TestFakeCAMSPerAddress(t *testing.T) {
 	t.Parallel()
-	c, err := newFakeCAMS()
-	require.NoError(t, err)
-	t.Cleanup(c.sw.down)
+	c, client := startFakeCAMS(t)
 	c.register("a@x", mapping.TypeNATSSubject, "agents.a")
 	c.register("b@x", mapping.TypeNATSSubject, "agents.b")
-	client := apiclient.New(time.Second, 2)
-	client.CAMSURL = c.url()
 	ctx := context.Background()
 
 	c.setSick([]string{"a@x"}, true)
-	_, err = client.GetAgent(ctx, "a@x")
+	_, err := client.GetAgent(ctx, "a@x")
 	requireStatus(t, err, 500)
 	_, err = client.GetAgent(ctx, "b@x")
 	require.NoError(t, err, "other addresses are answered")

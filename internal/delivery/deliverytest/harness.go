@@ -75,15 +75,15 @@ func NATS(t *testing.T) *Harness {
 	})
 	require.NoError(t, err)
 	var seq atomic.Int64
+	// On NATS every attribute travels in the header of its own name (DESIGN §5).
+	attrHeader := make(map[string]string, len(AttrNames))
+	for _, a := range AttrNames {
+		attrHeader[a] = a
+	}
 	h := &Harness{
-		Deliverer: delivery.NewNATS(js),
-		DestType:  "NATS_SUBJECT",
-		AttrHeader: map[string]string{
-			"messageId": "messageId", "aiAgentAddress": "aiAgentAddress",
-			"timestampPublished": "timestampPublished", "contentType": "contentType",
-			"senderId": "senderId", "correlationId": "correlationId",
-			"senderProvidedMessageId": "senderProvidedMessageId", "traceparent": "traceparent",
-		},
+		Deliverer:  delivery.NewNATS(js),
+		DestType:   "NATS_SUBJECT",
+		AttrHeader: attrHeader,
 	}
 	h.Inbox = func(t *testing.T) (string, func(*testing.T) Received) {
 		subject := fmt.Sprintf("agents.conformance.%d", seq.Add(1))
