@@ -18,6 +18,7 @@ import (
 
 	"github.com/msgrouter/msgrouter/cmd/routerctl/internal/bench/benchtest"
 	"github.com/msgrouter/msgrouter/internal/apiclient"
+	"github.com/msgrouter/msgrouter/internal/periodic"
 	"github.com/msgrouter/msgrouter/internal/testutil/natstest"
 )
 
@@ -220,21 +221,12 @@ func TestTailPlainSubject(t *testing.T) {
 	c := cli{env: map[string]string{"NATS_URL": ns.URL}}
 	wait := tailUntil(t, c, "tail", "live.only", "--count", "1", "--json")
 	// Nothing stores the subject: publish until the subscriber has seen one.
-	stop := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				_ = nc.Publish("live.only", []byte(`{"hello":"world"}`))
-			}
-		}
-	}()
+	publishing, stop := context.WithCancel(t.Context())
+	go periodic.Every(publishing, 20*time.Millisecond, 20*time.Millisecond, func(context.Context) {
+		_ = nc.Publish("live.only", []byte(`{"hello":"world"}`))
+	})
 	o := wait()
-	close(stop)
+	stop()
 	require.Equal(t, 0, o.code, o.stderr)
 	var tm tailMsg
 	require.NoError(t, json.Unmarshal([]byte(o.stdout), &tm))

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/msgrouter/msgrouter/internal/periodic"
 	"github.com/msgrouter/msgrouter/internal/service"
 )
 
@@ -131,17 +132,7 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 func (s *Scheduler) loop(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	jitter := time.Duration(rand.Int64N(int64(s.cfg.Interval)/10 + 1))
-	t := time.NewTimer(s.cfg.Interval + jitter)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		_, _ = s.RunOnce(ctx)
-		t.Reset(s.cfg.Interval)
-	}
+	periodic.Every(ctx, s.cfg.Interval+jitter, s.cfg.Interval, func(ctx context.Context) { _, _ = s.RunOnce(ctx) })
 }
 
 // ErrSkipped means another replica was auditing: this one did not.

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/msgrouter/msgrouter/internal/cams/mapping"
+	"github.com/msgrouter/msgrouter/internal/periodic"
 	"github.com/msgrouter/msgrouter/internal/routing"
 )
 
@@ -218,35 +219,35 @@ func (d *Dispatcher) expire(j *Job, reason, detail string) {
 	d.finish(j, Result{Kind: Expire, Reason: reason, Error: detail})
 }
 
-// watchAgents runs the periodic side of the agent-aware delivery: every HoldCheck
-// it looks each held agent up once and releases its messages when it is no longer
-// held; every ExpiryCheck it dead-letters expired messages wherever they wait.
-func (d *Dispatcher) watchAgents(ctx context.Context) {
+// watchHolds runs the hold side of the agent-aware delivery: every HoldCheck it
+// looks each held agent up once and releases its messages when it is no longer
+// held (checkHolds).
+func (d *Dispatcher) watchHolds(ctx context.Context) {
 	defer d.workers.Done()
-	holdTick := time.NewTicker(d.cfg.HoldCheck)
-	defer holdTick.Stop()
-	expTick := time.NewTicker(d.cfg.ExpiryCheck)
-	defer expTick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-holdTick.C:
-			d.checkHolds(ctx)
-		case <-expTick.C:
-			n, err := d.cfg.Store.ExpireWaiting(ctx, 1000)
-			if err != nil {
-				if ctx.Err() == nil {
-					d.log.WarnContext(ctx, "expiry sweep failed", slog.Any("error", err))
-				}
-				continue
-			}
-			if n > 0 {
-				d.am.expired.Add(float64(n))
-				d.log.InfoContext(ctx, "expired messages dead-lettered", slog.Int("messages", n))
-				d.Poke() // their keys' successors may be heads now
-			}
+	periodic.Every(ctx, d.cfg.HoldCheck, d.cfg.HoldCheck, d.checkHolds)
+}
+
+// watchExpiry runs the expiry side: every ExpiryCheck it dead-letters expired
+// messages wherever they wait (expireWaiting). A loop of its own, so that a hold
+// check slowed by CAMS does not hold expiry back.
+func (d *Dispatcher) watchExpiry(ctx context.Context) {
+	defer d.workers.Done()
+	periodic.Every(ctx, d.cfg.ExpiryCheck, d.cfg.ExpiryCheck, d.expireWaiting)
+}
+
+// expireWaiting dead-letters up to 1000 expired messages wherever they wait.
+func (d *Dispatcher) expireWaiting(ctx context.Context) {
+	n, err := d.cfg.Store.ExpireWaiting(ctx, 1000)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.WarnContext(ctx, "expiry sweep failed", slog.Any("error", err))
 		}
+		return
+	}
+	if n > 0 {
+		d.am.expired.Add(float64(n))
+		d.log.InfoContext(ctx, "expired messages dead-lettered", slog.Int("messages", n))
+		d.Poke() // their keys' successors may be heads now
 	}
 }
 

@@ -59,14 +59,14 @@ func TestDispatcherMapsDecoratorOutcomes(t *testing.T) {
 func TestDispatcherRateLimitWaitCutShortByStop(t *testing.T) {
 	f := newStoreFixture(t)
 	claimed := claimedRows(f, 2, 2*time.Minute)
-	var calls atomic.Int64
+	inbox := &countingInbox{}
 	d := New(Config{
 		Store:        f.store,
 		Breakers:     breaker.NewSet(breaker.Settings{}),
 		Rate:         0.001, // one now, the next in about 17 minutes
 		Lease:        2 * time.Minute,
 		PollInterval: time.Hour,
-		Deliverer:    inboxFunc(func(context.Context, *delivery.Delivery) error { calls.Add(1); return nil }),
+		Deliverer:    inbox,
 	})
 	require.NoError(t, d.Start(context.Background()))
 	d.Handoff(t.Context(), d.NewJob(claimed[0], time.Now(), nil, true), d.NewJob(claimed[1], time.Now(), nil, true))
@@ -90,7 +90,7 @@ func TestDispatcherRateLimitWaitCutShortByStop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, d.Stop(ctx))
-	require.EqualValues(t, 1, calls.Load())
+	require.EqualValues(t, 1, inbox.calls.Load())
 	m := f.message(waiting.ID)
 	require.Equal(t, StatusPending, m.Status)
 	require.Zero(t, m.Attempts, "not an attempt")

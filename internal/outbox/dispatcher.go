@@ -256,7 +256,8 @@ func New(cfg Config) *Dispatcher {
 // Lease is how long claims made for this dispatcher last.
 func (d *Dispatcher) Lease() time.Duration { return d.cfg.Lease }
 
-// Start launches the sweep, the completers and the lane reaper.
+// Start launches the order gate, the sweep, the lane reaper, the hold and expiry
+// checks and the completers.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.startOnce.Do(func() {
 		d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(ctx))
@@ -264,11 +265,12 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 		var sweepCtx context.Context
 		sweepCtx, d.sweepStop = context.WithCancel(d.ctx)
 		d.sweepCtx = sweepCtx
-		d.workers.Add(4)
+		d.workers.Add(5)
 		go d.runGate(sweepCtx)
 		go d.sweep(sweepCtx)
 		go d.reapLanes(sweepCtx)
-		go d.watchAgents(sweepCtx)
+		go d.watchHolds(sweepCtx)
+		go d.watchExpiry(sweepCtx)
 		for range completers {
 			d.completer.Add(1)
 			go d.complete()

@@ -62,6 +62,14 @@ func claimedRows(f *storeFixture, n int, lease time.Duration) []Claimed {
 	return f.claimN(n, lease)
 }
 
+// countingInbox accepts every delivery at once and counts them.
+type countingInbox struct{ calls atomic.Int64 }
+
+func (c *countingInbox) Deliver(context.Context, *delivery.Delivery) error {
+	c.calls.Add(1)
+	return nil
+}
+
 // counterValue reads a counter.
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	t.Helper()
@@ -173,10 +181,10 @@ func TestDispatcherFullLaneWaitsForRoom(t *testing.T) {
 func TestDispatcherDropsJobPastItsLease(t *testing.T) {
 	f := newStoreFixture(t)
 	claimed := claimedRows(f, 3, 2*time.Minute)
-	var calls atomic.Int64
+	inbox := &countingInbox{}
 	d := runDispatcher(t, Config{
 		Store:     f.store,
-		Deliverer: inboxFunc(func(context.Context, *delivery.Delivery) error { calls.Add(1); return nil }),
+		Deliverer: inbox,
 	})
 	stale := time.Now().Add(-2 * time.Minute) // deadline = stale + 1.5 min: passed
 	d.Handoff(context.Background(), d.NewJob(claimed[0], stale, nil, true), d.NewJob(claimed[1], stale, nil, true))
@@ -186,7 +194,7 @@ func TestDispatcherDropsJobPastItsLease(t *testing.T) {
 		10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return counterValue(t, d.m.leaseExpired) == 2 },
 		10*time.Second, 10*time.Millisecond)
-	require.EqualValues(t, 1, calls.Load(), "only the fresh job reached the inbox")
+	require.EqualValues(t, 1, inbox.calls.Load(), "only the fresh job reached the inbox")
 	for _, c := range claimed[:2] {
 		m := f.message(c.ID)
 		require.Equal(t, StatusPending, m.Status)
@@ -229,11 +237,11 @@ func TestDispatcherRetriesResultWrites(t *testing.T) {
 	f := newStoreFixture(t)
 	claimed := claimedRows(f, 4, 2*time.Minute)
 	logs := &logtest.Buffer{}
-	var calls atomic.Int64
+	inbox := &countingInbox{}
 	d := runDispatcher(t, Config{
 		Store:     lockTimeoutStore(t, f),
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
-		Deliverer: inboxFunc(func(context.Context, *delivery.Delivery) error { calls.Add(1); return nil }),
+		Deliverer: inbox,
 	})
 	unlock := lockOutbox(t, f)
 	for _, c := range claimed {
@@ -246,7 +254,7 @@ func TestDispatcherRetriesResultWrites(t *testing.T) {
 		require.Eventually(t, func() bool { return f.message(c.ID).Status == StatusDelivered }, 10*time.Second, 10*time.Millisecond)
 		f.requireNoOutbox(c.ID)
 	}
-	require.EqualValues(t, len(claimed), calls.Load(), "delivered once each: the write was retried, not the delivery")
+	require.EqualValues(t, len(claimed), inbox.calls.Load(), "delivered once each: the write was retried, not the delivery")
 	require.NotContains(t, logs.String(), "giving up recording delivery results")
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/msgrouter/msgrouter/internal/breaker"
+	"github.com/msgrouter/msgrouter/internal/periodic"
 )
 
 // Lanes and backpressure (issue 11).
@@ -471,18 +472,11 @@ func (d *Dispatcher) runLane(l *lane) {
 	}
 }
 
-// reapLanes closes lanes idle for a minute, so the lane map does not grow with
-// every destination ever seen.
+// reapLanes closes lanes idle for a minute, every 30 s, so the lane map does not
+// grow with every destination ever seen.
 func (d *Dispatcher) reapLanes(ctx context.Context) {
 	defer d.workers.Done()
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Every(ctx, 30*time.Second, 30*time.Second, func(context.Context) {
 		idle := time.Now().Add(-time.Minute).UnixNano()
 		d.mu.Lock()
 		for k, l := range d.lanes {
@@ -492,5 +486,5 @@ func (d *Dispatcher) reapLanes(ctx context.Context) {
 			}
 		}
 		d.mu.Unlock()
-	}
+	})
 }

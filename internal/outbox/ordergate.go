@@ -99,6 +99,15 @@ type gated struct {
 	tries int // claims that skipped it (locked elsewhere)
 }
 
+// gatedIDs returns the ids of gs's jobs, in gs's order.
+func gatedIDs(gs []*gated) []uuid.UUID {
+	ids := make([]uuid.UUID, len(gs))
+	for i, g := range gs {
+		ids[i] = g.job.ID
+	}
+	return ids
+}
+
 func (g *orderGate) add(jobs []*Job) {
 	now := time.Now()
 	g.mu.Lock()
@@ -238,12 +247,8 @@ func (d *Dispatcher) passGate(ctx context.Context, floor uint64, known bool) {
 	if len(pass) == 0 {
 		return
 	}
-	ids := make([]uuid.UUID, len(pass))
-	for i, g := range pass {
-		ids[i] = g.job.ID
-	}
 	claimedAt := time.Now()
-	token, claimed, looked, parked, err := d.cfg.Store.claimGated(ctx, ids, d.cfg.Lease)
+	token, claimed, looked, parked, err := d.cfg.Store.claimGated(ctx, gatedIDs(pass), d.cfg.Lease)
 	if err != nil && ctx.Err() == nil {
 		d.log.WarnContext(ctx, "error claiming keyed messages at the order gate; they are claimed after the lease", slog.Any("error", err))
 	}
@@ -280,12 +285,8 @@ func (d *Dispatcher) renewGated(ctx context.Context, gs []*gated) {
 	if len(gs) == 0 {
 		return
 	}
-	ids := make([]uuid.UUID, len(gs))
-	for i, g := range gs {
-		ids[i] = g.job.ID
-	}
 	renewedAt := time.Now()
-	renewed, err := d.cfg.Store.renewGated(ctx, ids, d.cfg.Lease)
+	renewed, err := d.cfg.Store.renewGated(ctx, gatedIDs(gs), d.cfg.Lease)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.WarnContext(ctx, "error renewing the leases of keyed messages at the order gate; they are claimed after the lease", slog.Any("error", err))

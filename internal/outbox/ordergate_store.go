@@ -159,21 +159,13 @@ RETURNING message_id`
 // renewGated renews, for lease from now on the database clock, the rows of ids
 // still waiting at a gate (renewGatedSQL), and reports which it renewed.
 func (s *Store) renewGated(ctx context.Context, ids []uuid.UUID, lease time.Duration) (map[uuid.UUID]bool, error) {
-	rows, err := s.pool.Query(ctx, renewGatedSQL, ids, lease)
+	renewed, err := s.queryIDs(ctx, "renewing gated rows", renewGatedSQL, ids, lease)
 	if err != nil {
-		return nil, fmt.Errorf("error renewing gated rows: %w", err)
+		return nil, err
 	}
-	out := map[uuid.UUID]bool{}
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("error renewing gated rows: %w", err)
-		}
+	out := make(map[uuid.UUID]bool, len(renewed))
+	for _, id := range renewed {
 		out[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("error renewing gated rows: %w", err)
 	}
 	return out, nil
 }
@@ -191,15 +183,7 @@ RETURNING o.message_id`
 // and returns the rows it released; a row whose lease passed to another claim
 // meanwhile is not.
 func (s *Store) releaseToGate(ctx context.Context, ids, tokens []uuid.UUID, lease time.Duration) ([]uuid.UUID, error) {
-	rows, err := s.pool.Query(ctx, releaseToGateSQL, ids, tokens, lease)
-	if err != nil {
-		return nil, fmt.Errorf("error releasing keyed rows to the order gate: %w", err)
-	}
-	released, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	if err != nil {
-		return nil, fmt.Errorf("error releasing keyed rows to the order gate: %w", err)
-	}
-	return released, nil
+	return s.queryIDs(ctx, "releasing keyed rows to the order gate", releaseToGateSQL, ids, tokens, lease)
 }
 
 // takenOverSQL returns those of the stream sequences $3 at which a message of

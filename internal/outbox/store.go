@@ -182,15 +182,21 @@ func (s *Store) Conflicts(ctx context.Context, recs []Record) ([]uuid.UUID, erro
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	rows, err := s.pool.Query(ctx, conflictsSQL, ids, addrs, digests)
+	return s.queryIDs(ctx, "comparing known messages", conflictsSQL, ids, addrs, digests)
+}
+
+// queryIDs runs query, which returns one uuid column, and returns its rows; an
+// error wraps the cause as "error <doing>: …".
+func (s *Store) queryIDs(ctx context.Context, doing, query string, args ...any) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("error comparing known messages: %w", err)
+		return nil, fmt.Errorf("error %s: %w", doing, err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 	if err != nil {
-		return nil, fmt.Errorf("error comparing known messages: %w", err)
+		return nil, fmt.Errorf("error %s: %w", doing, err)
 	}
-	return out, nil
+	return ids, nil
 }
 
 // Claimed is an outbox row held by a claim.

@@ -662,41 +662,41 @@ func TestCompleteDeadDeadLettersAtOnce(t *testing.T) {
 	}
 }
 
-func TestCompleteWaitCountsNoAttempt(t *testing.T) {
+// Wait and Release let the row go without an attempt: no message status,
+// attempt, error or history is recorded and the row is unleased. A waiting row is
+// due after its Delay; a released one at once (its Delay is ignored).
+func TestCompleteWithoutAttempt(t *testing.T) {
 	t.Parallel()
-	f := newStoreFixture(t)
-	r, token := f.takenOver()
-	before := f.message(r.ID)
+	for _, tc := range []struct {
+		name   string
+		kind   Kind
+		atOnce bool // due, and claimed again, at once
+	}{
+		{"wait", Wait, false},
+		{"release", Release, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newStoreFixture(t)
+			r, token := f.takenOver()
+			before := f.message(r.ID)
 
-	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Wait, Delay: time.Hour})
-	require.Empty(t, final, "waiting changes no message status")
+			final := f.complete(10, Result{ID: r.ID, Token: token, Kind: tc.kind, Delay: time.Hour})
+			require.Empty(t, final, "no message status changes")
 
-	require.Equal(t, before, f.message(r.ID), "no attempt, no error recorded")
-	require.Empty(t, f.history(r.ID))
-	o := f.mustOutbox(r.ID)
-	require.Nil(t, o.Token)
-	require.Greater(t, o.DueIn, 59*time.Minute)
-	c, err := f.store.Claim(f.ctx, 10, time.Hour)
-	require.NoError(t, err)
-	require.Empty(t, c)
-}
-
-func TestCompleteReleaseMakesRowDueNow(t *testing.T) {
-	t.Parallel()
-	f := newStoreFixture(t)
-	r, token := f.takenOver()
-	before := f.message(r.ID)
-
-	// Delay is ignored: a released row is due at once.
-	final := f.complete(10, Result{ID: r.ID, Token: token, Kind: Release, Delay: time.Hour})
-	require.Empty(t, final)
-	require.Equal(t, before, f.message(r.ID))
-	require.Empty(t, f.history(r.ID))
-	o := f.mustOutbox(r.ID)
-	require.Nil(t, o.Token)
-	require.LessOrEqual(t, o.DueIn, time.Duration(0))
-	c := f.claimOne(r.ID, time.Hour)
-	require.Zero(t, c.Attempts)
+			require.Equal(t, before, f.message(r.ID), "no attempt, no error recorded")
+			require.Empty(t, f.history(r.ID))
+			o := f.mustOutbox(r.ID)
+			require.Nil(t, o.Token)
+			if !tc.atOnce {
+				require.Greater(t, o.DueIn, 59*time.Minute)
+				f.requireNothingClaimed(time.Hour)
+				return
+			}
+			require.LessOrEqual(t, o.DueIn, time.Duration(0))
+			require.Zero(t, f.claimOne(r.ID, time.Hour).Attempts)
+		})
+	}
 }
 
 func TestCompleteRejected(t *testing.T) {

@@ -4,26 +4,18 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/msgrouter/msgrouter/internal/periodic"
 )
 
 func (d *Dispatcher) sweep(ctx context.Context) {
 	defer d.workers.Done()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-timer.C:
-		case <-d.poke:
+	periodic.Loop(ctx, 0, d.poke, func(ctx context.Context) time.Duration {
+		if d.sweepOnce(ctx) == d.cfg.ClaimBatch {
+			return 0 // more may be due
 		}
-		n := d.sweepOnce(ctx)
-		next := d.cfg.PollInterval
-		if n == d.cfg.ClaimBatch {
-			next = 0 // more may be due
-		}
-		timer.Reset(next)
-	}
+		return d.cfg.PollInterval
+	})
 }
 
 func (d *Dispatcher) sweepOnce(ctx context.Context) int {
