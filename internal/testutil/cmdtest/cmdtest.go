@@ -1,5 +1,6 @@
 // Package cmdtest is what the tests of a command (cmd/*) share: the command built
-// once per test binary, and free loopback addresses to start it on.
+// once per test binary, free loopback addresses to start it on, and the started
+// process (Start, WaitReady, Terminate).
 package cmdtest
 
 import (
