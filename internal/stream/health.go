@@ -8,6 +8,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/msgrouter/msgrouter/internal/periodic"
 )
 
 // HealthInterval is how often the router reads ROUTER_MESSAGES' cluster state for
@@ -77,19 +79,14 @@ func (h *Health) Observe(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
-// Run observes every interval until ctx ends; failures are logged at debug level
-// (readiness and the gauges already say the stream is unhealthy).
+// Run observes at once and then interval after each observation returns
+// (internal/periodic), until ctx ends; it returns once no observation is running.
+// Failures are logged at debug level (readiness and the gauges already say the
+// stream is unhealthy).
 func (h *Health) Run(ctx context.Context, js jetstream.JetStream, interval time.Duration, log *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
+	periodic.Every(ctx, 0, interval, func(ctx context.Context) {
 		if err := h.Observe(ctx, js); err != nil && ctx.Err() == nil {
 			log.Debug("error reading the stream's state", "stream", Name, "error", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
